@@ -1,0 +1,419 @@
+//! Configuration: the compiled-in `config/default.toml`, then the file given by `--config`, then
+//! `WEBHOOK_WORKER__SECTION__KEY` environment variables. Loaded and validated once, before
+//! anything connects; every error names the key and where its value came from.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use base64::Engine;
+use figment::{
+    providers::{Env, Format, Toml},
+    Figment,
+};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// The documented defaults; also the base layer of every configuration.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const ENV_PREFIX: &str = "WEBHOOK_WORKER__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub amqp: AmqpConfig,
+    pub database: DatabaseConfig,
+    pub api: ApiConfig,
+    pub delivery: DeliveryConfig,
+    pub signature: SignatureConfig,
+    pub oidc: OidcConfig,
+    pub registry: RegistryConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    pub url: Secret,
+    pub prefix: String,
+    pub prefetch: u16,
+    pub max_message_bytes: usize,
+    pub reconnect_max_backoff: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    pub encryption_key: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub tokens: Vec<ApiToken>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub account_id: String,
+    pub token_sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub timeout: HumanDuration,
+    pub retry_schedule: Vec<HumanDuration>,
+    pub allow_http: bool,
+    pub allow_networks: Vec<IpNet>,
+    pub max_response_bytes: usize,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_webhook: usize,
+    pub default_account: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureConfig {
+    pub header: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    pub signing_keys: Vec<PathBuf>,
+    pub assertion_lifetime: HumanDuration,
+    pub token_expiry_margin: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub refresh: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    pub grace: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// A duration written the human way in configuration: `"500ms"`, `"30s"`, `"5m"`, `"3h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(text.trim())
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write e.g. \"500ms\", \"30s\", \"5m\""
+                ))
+            })
+    }
+}
+
+impl From<HumanDuration> for Duration {
+    fn from(value: HumanDuration) -> Self {
+        value.0
+    }
+}
+
+/// A configuration problem, naming the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: key `{key}` (from {source_name}): {message}")]
+    Invalid {
+        key: String,
+        source_name: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the environment, and validates the result.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    /// Loads defaults and then `overrides` (a TOML document): no file, no environment. For tests.
+    pub fn from_toml(overrides: &str) -> Result<Self, ConfigError> {
+        let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(overrides));
+        Self::extract(figment)
+    }
+
+    fn load_with_env(file: Option<&std::path::Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        Self::extract(figment.merge(env))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| {
+            let all: Vec<String> = e.into_iter().map(describe).collect();
+            ConfigError::Parse(all.join("; "))
+        })?;
+        config.validate().map_err(|(key, message)| {
+            let source_name = figment
+                .find_metadata(key)
+                .map(|m| match &m.source {
+                    Some(source) => format!("{} {}", m.name, source),
+                    None => m.name.to_string(),
+                })
+                .unwrap_or_else(|| "defaults".to_string());
+            ConfigError::Invalid {
+                key: key.to_string(),
+                source_name,
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot. Returns the first offending key and why.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let amqp_url = self.amqp.url.expose();
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+            return Err(("amqp.url", "must start with amqp:// or amqps://".into()));
+        }
+        if self.amqp.prefix.is_empty()
+            || !self
+                .amqp
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err((
+                "amqp.prefix",
+                "must be non-empty: letters, digits, '.', '_', '-'".into(),
+            ));
+        }
+        if self.amqp.prefetch == 0 {
+            return Err(("amqp.prefetch", "must be at least 1".into()));
+        }
+        if self.amqp.max_message_bytes == 0 {
+            return Err(("amqp.max_message_bytes", "must be at least 1".into()));
+        }
+        let db = self.database.url.expose();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err((
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(("database.max_connections", "must be at least 1".into()));
+        }
+        if let Err(message) = self.encryption_key() {
+            return Err(("database.encryption_key", message));
+        }
+        for token in &self.api.tokens {
+            if token.account_id.is_empty() {
+                return Err(("api.tokens", "account_id must not be empty".into()));
+            }
+            let hash = &token.token_sha256;
+            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err((
+                    "api.tokens",
+                    format!(
+                        "token_sha256 of account {:?} must be 64 hex characters (the SHA-256 of the token)",
+                        token.account_id
+                    ),
+                ));
+            }
+        }
+        if self.api.max_body_bytes == 0 {
+            return Err(("api.max_body_bytes", "must be at least 1".into()));
+        }
+        if self.delivery.timeout.0.is_zero() {
+            return Err(("delivery.timeout", "must be more than 0".into()));
+        }
+        if self.delivery.max_in_flight == 0 {
+            return Err(("delivery.max_in_flight", "must be at least 1".into()));
+        }
+        if self.delivery.max_in_flight_per_webhook == 0 {
+            return Err((
+                "delivery.max_in_flight_per_webhook",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.delivery.max_response_bytes == 0 {
+            return Err(("delivery.max_response_bytes", "must be at least 1".into()));
+        }
+        if self.delivery.default_account.is_empty() {
+            return Err(("delivery.default_account", "must not be empty".into()));
+        }
+        if self.delivery.retry_schedule.iter().any(|d| d.0.is_zero()) {
+            return Err((
+                "delivery.retry_schedule",
+                "every delay must be more than 0".into(),
+            ));
+        }
+        if reqwest::header::HeaderName::from_str(&self.signature.header).is_err() {
+            return Err(("signature.header", "is not a valid HTTP header name".into()));
+        }
+        if self.oidc.assertion_lifetime.0.is_zero() {
+            return Err(("oidc.assertion_lifetime", "must be more than 0".into()));
+        }
+        for path in &self.oidc.signing_keys {
+            if !path.is_file() {
+                return Err((
+                    "oidc.signing_keys",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+        if self.registry.refresh.0.is_zero() {
+            return Err(("registry.refresh", "must be more than 0".into()));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err((
+                "log.level",
+                format!("{:?} is not a valid filter", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The 32-byte key that encrypts secrets at rest, or `None` when none is configured.
+    pub fn encryption_key(&self) -> Result<Option<[u8; 32]>, String> {
+        let text = self.database.encryption_key.expose().trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| "must be base64 (of 32 random bytes)".to_string())?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(Some)
+            .map_err(|_| format!("must decode to 32 bytes, not {}", bytes.len()))
+    }
+}
+
+/// A figment error as "key `amqp.prefetch` (from WEBHOOK_WORKER__AMQP__PREFETCH): ...".
+fn describe(error: figment::Error) -> String {
+    let key = error.path.join(".").to_lowercase();
+    let source = match &error.metadata {
+        None => "defaults".to_string(),
+        Some(metadata) => match &metadata.source {
+            Some(figment::Source::File(path)) => format!("file {}", path.display()),
+            Some(figment::Source::Code(_)) if metadata.name.contains("TOML") => {
+                "the built-in defaults or overrides".to_string()
+            }
+            _ if metadata.name.contains("environment") => {
+                format!(
+                    "environment variable {ENV_PREFIX}{}",
+                    error.path.join("__").to_uppercase()
+                )
+            }
+            _ => metadata.name.to_string(),
+        },
+    };
+    if key.is_empty() {
+        format!("{} (from {source})", error.kind)
+    } else {
+        format!("key `{key}` (from {source}): {}", error.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_match_the_contract() {
+        let config = Config::from_toml("").expect("defaults are valid");
+        assert_eq!(config.amqp.prefix, "webhooks");
+        assert_eq!(config.amqp.prefetch, 256);
+        assert_eq!(config.api.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.delivery.retry_schedule.len(), 10);
+        assert_eq!(config.delivery.timeout.0, Duration::from_secs(30));
+        assert_eq!(config.signature.header, "X-Middesk-Signature-256");
+        assert_eq!(config.registry.refresh.0, Duration::from_secs(5));
+        assert!(!config.delivery.allow_http);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = Config::from_toml("[amqp]\nprefetchh = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prefetchh"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_key() {
+        let err = Config::from_toml("[delivery]\ntimeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delivery.timeout"), "{err}");
+        assert!(err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        let err = Config::from_toml("[amqp]\nurl = \"http://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("amqp.url"), "{err}");
+        let err = Config::from_toml("[database]\nencryption_key = \"abc\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.encryption_key"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's signature
+    fn environment_overrides_name_the_variable_on_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WEBHOOK_WORKER__AMQP__PREFETCH", "many");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("amqp.prefetch"), "{err}");
+            assert!(err.contains("WEBHOOK_WORKER__AMQP__PREFETCH"), "{err}");
+            jail.set_env("WEBHOOK_WORKER__AMQP__PREFETCH", "7");
+            assert_eq!(Config::load(None).unwrap().amqp.prefetch, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_amqp_url_is_not_printed_by_debug() {
+        let config = Config::from_toml("").unwrap();
+        assert!(!format!("{config:?}").contains("guest:guest"));
+    }
+}

@@ -1,0 +1,188 @@
+//! Which events a webhook receives (`enabled_events`) and what of the resource it receives
+//! (`include`).
+//!
+//! `include` is parsed once into an [`Include`]; its canonical form ([`Include::key`]) lets the
+//! pipeline shape each event once per distinct setting rather than once per webhook.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+/// Whether a webhook subscribed to `event_type` (`"*"` subscribes to everything).
+pub fn subscribes(enabled_events: &[String], event_type: &str) -> bool {
+    enabled_events.iter().any(|e| e == "*" || e == event_type)
+}
+
+/// The parsed `include` setting.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Include {
+    /// The whole resource (absent, empty or `"*"`).
+    All,
+    /// The top-level scalar fields plus these associations (`"identifiers"` is the empty set).
+    Scalars(BTreeSet<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IncludeError(pub String);
+
+impl Include {
+    pub fn parse(text: Option<&str>) -> Result<Self, IncludeError> {
+        let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(Include::All);
+        };
+        let mut associations = BTreeSet::new();
+        for item in text.split(',').map(str::trim) {
+            match item {
+                "" => {
+                    return Err(IncludeError(
+                        "must be a comma-delimited list of names without empty items".into(),
+                    ))
+                }
+                "*" => return Ok(Include::All),
+                "identifiers" => {}
+                name if name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') =>
+                {
+                    associations.insert(name.to_string());
+                }
+                other => {
+                    return Err(IncludeError(format!(
+                        "{other:?} is not a valid association name (letters, digits, '_', '-', '.')"
+                    )))
+                }
+            }
+        }
+        Ok(Include::Scalars(associations))
+    }
+
+    /// A canonical spelling: equal settings have equal keys.
+    pub fn key(&self) -> String {
+        match self {
+            Include::All => "*".to_string(),
+            Include::Scalars(names) if names.is_empty() => "identifiers".to_string(),
+            Include::Scalars(names) => names.iter().cloned().collect::<Vec<_>>().join(","),
+        }
+    }
+
+    /// The resource as this setting shapes it. Key order is preserved.
+    pub fn project(&self, object: &Map<String, Value>) -> Map<String, Value> {
+        match self {
+            Include::All => object.clone(),
+            Include::Scalars(names) => object
+                .iter()
+                .filter(|(key, value)| !is_association(value) || names.contains(key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// An association is an object, or an array holding at least one object. Everything else
+/// (strings, numbers, booleans, null, arrays of scalars, empty arrays) is a scalar field.
+fn is_association(value: &Value) -> bool {
+    match value {
+        Value::Object(_) => true,
+        Value::Array(items) => items.iter().any(Value::is_object),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object() -> Map<String, Value> {
+        json!({
+            "id": "b1", "external_id": "x", "name": "N", "status": "open",
+            "tags": ["a", "b"], "liens": [], "monitor": null, "score": 3, "active": true,
+            "addresses": [{"city": "SF"}], "tin": {"tin": "1"}, "people": [{"name": "P"}],
+            "mixed": [1, {"a": 1}]
+        })
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn keys(map: &Map<String, Value>) -> Vec<&str> {
+        map.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn absent_empty_and_star_include_everything() {
+        for text in [None, Some(""), Some("  "), Some("*"), Some("addresses,*")] {
+            assert_eq!(Include::parse(text).unwrap(), Include::All, "{text:?}");
+        }
+        assert_eq!(Include::All.project(&object()), object());
+    }
+
+    #[test]
+    fn identifiers_keeps_only_scalar_fields() {
+        let shaped = Include::parse(Some("identifiers"))
+            .unwrap()
+            .project(&object());
+        assert_eq!(
+            keys(&shaped),
+            [
+                "id",
+                "external_id",
+                "name",
+                "status",
+                "tags",
+                "liens",
+                "monitor",
+                "score",
+                "active"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_list_adds_named_associations_and_ignores_unknown_names() {
+        let shaped = Include::parse(Some(" addresses , tin, nonexistent"))
+            .unwrap()
+            .project(&object());
+        assert!(shaped.contains_key("addresses"));
+        assert!(shaped.contains_key("tin"));
+        assert!(!shaped.contains_key("people"));
+        assert!(!shaped.contains_key("mixed"));
+        assert!(shaped.contains_key("tags"));
+    }
+
+    #[test]
+    fn identifiers_in_a_list_adds_nothing() {
+        assert_eq!(
+            Include::parse(Some("identifiers,addresses")).unwrap(),
+            Include::parse(Some("addresses")).unwrap()
+        );
+    }
+
+    #[test]
+    fn equal_settings_share_a_key() {
+        let a = Include::parse(Some("tin,addresses")).unwrap();
+        let b = Include::parse(Some("addresses, tin")).unwrap();
+        assert_eq!(a.key(), b.key());
+        assert_eq!(
+            Include::parse(Some("identifiers")).unwrap().key(),
+            "identifiers"
+        );
+    }
+
+    #[test]
+    fn bad_syntax_is_rejected() {
+        assert!(Include::parse(Some("addresses,,tin")).is_err());
+        assert!(Include::parse(Some("addr esses")).is_err());
+        assert!(Include::parse(Some("a;b")).is_err());
+    }
+
+    #[test]
+    fn event_types_match_exactly_or_by_star() {
+        let events = vec!["business.updated".to_string()];
+        assert!(subscribes(&events, "business.updated"));
+        assert!(!subscribes(&events, "business.created"));
+        assert!(subscribes(&["*".to_string()], "anything"));
+    }
+}

@@ -1,0 +1,502 @@
+//! The webhook: what a customer registered, the write model the API accepts (a partial update,
+//! where an explicit `null` clears a field), and the seed page's validation rules, run on the
+//! merged result of every create and update.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::{filter::Include, safety::AddressPolicy, secret::Secret};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OidcAuthMethod {
+    PrivateKeyJwt,
+    ClientSecret,
+}
+
+impl OidcAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OidcAuthMethod::PrivateKeyJwt => "private_key_jwt",
+            OidcAuthMethod::ClientSecret => "client_secret",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "private_key_jwt" => Some(OidcAuthMethod::PrivateKeyJwt),
+            "client_secret" => Some(OidcAuthMethod::ClientSecret),
+            _ => None,
+        }
+    }
+}
+
+/// A registered webhook, secrets included. Only [`WebhookView`] leaves the process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub account_id: String,
+    pub url: String,
+    pub secret: Option<Secret>,
+    pub enabled_events: Vec<String>,
+    pub include: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub oidc_auth_method: Option<OidcAuthMethod>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<Secret>,
+    pub oidc_token_endpoint: Option<String>,
+    pub oidc_resource_uri: Option<String>,
+    pub oidc_scope: Option<String>,
+    pub oidc_access_token_ttl_seconds: Option<i64>,
+}
+
+/// What token acquisition needs, derived from a valid webhook's OIDC fields.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OidcSettings {
+    pub method: OidcAuthMethod,
+    pub client_id: String,
+    /// Present for `client_secret`.
+    pub client_secret: Option<Secret>,
+    pub token_endpoint: String,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+    pub access_token_ttl: Duration,
+}
+
+impl Webhook {
+    /// Enabled: `disabled_at` unset or still in the future.
+    pub fn is_enabled_at(&self, now: DateTime<Utc>) -> bool {
+        self.disabled_at.is_none_or(|at| at > now)
+    }
+
+    pub fn subscribes(&self, event_type: &str) -> bool {
+        crate::filter::subscribes(&self.enabled_events, event_type)
+    }
+
+    /// The parsed include setting. Stored settings were validated, so a parse error cannot occur;
+    /// should one anyway, the safe answer is the least data.
+    pub fn include(&self) -> Include {
+        Include::parse(self.include.as_deref())
+            .unwrap_or_else(|_| Include::Scalars(Default::default()))
+    }
+
+    /// The OIDC settings, when the webhook has a complete set.
+    pub fn oidc(&self) -> Option<OidcSettings> {
+        let method = self.oidc_auth_method?;
+        let client_secret = match method {
+            OidcAuthMethod::ClientSecret => Some(self.oidc_client_secret.clone()?),
+            OidcAuthMethod::PrivateKeyJwt => None,
+        };
+        Some(OidcSettings {
+            method,
+            client_id: self.oidc_client_id.clone()?,
+            client_secret,
+            token_endpoint: self.oidc_token_endpoint.clone()?,
+            scope: self.oidc_scope.clone(),
+            resource: self.oidc_resource_uri.clone(),
+            access_token_ttl: Duration::from_secs(
+                u64::try_from(self.oidc_access_token_ttl_seconds?).ok()?,
+            ),
+        })
+    }
+
+    pub fn view(&self) -> WebhookView {
+        WebhookView {
+            object: "webhook",
+            id: self.id,
+            url: self.url.clone(),
+            enabled_events: self.enabled_events.clone(),
+            include: self.include.clone(),
+            disabled_at: self.disabled_at.map(timestamp),
+            created_at: timestamp(self.created_at),
+            updated_at: timestamp(self.updated_at),
+            oidc_auth_method: self.oidc_auth_method,
+            oidc_client_id: self.oidc_client_id.clone(),
+            oidc_token_endpoint: self.oidc_token_endpoint.clone(),
+            oidc_resource_uri: self.oidc_resource_uri.clone(),
+            oidc_scope: self.oidc_scope.clone(),
+            oidc_access_token_ttl_seconds: self.oidc_access_token_ttl_seconds,
+        }
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, as the platform writes timestamps.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The webhook as the API returns it: never `secret` or `oidc_client_secret`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WebhookView {
+    pub object: &'static str,
+    pub id: Uuid,
+    pub url: String,
+    pub enabled_events: Vec<String>,
+    pub include: Option<String>,
+    pub disabled_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub oidc_auth_method: Option<OidcAuthMethod>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_token_endpoint: Option<String>,
+    pub oidc_resource_uri: Option<String>,
+    pub oidc_scope: Option<String>,
+    pub oidc_access_token_ttl_seconds: Option<i64>,
+}
+
+/// A create or update request. Each field is `None` when omitted, `Some(None)` when `null`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    #[serde(default, deserialize_with = "present")]
+    pub url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub secret: Option<Option<Secret>>,
+    #[serde(default, deserialize_with = "present")]
+    pub disabled_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub enabled_events: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub include: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub oidc_auth_method: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub oidc_client_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub oidc_client_secret: Option<Option<Secret>>,
+    #[serde(default, deserialize_with = "present")]
+    pub oidc_token_endpoint: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub oidc_resource_uri: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub oidc_scope: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub oidc_access_token_ttl_seconds: Option<Option<i64>>,
+}
+
+/// A field that is present in the JSON: `Some(None)` for `null`, `Some(Some(v))` otherwise.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// One rule broken by one field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the validation of URLs depends on.
+#[derive(Debug, Clone, Default)]
+pub struct UrlRules {
+    pub allow_http: bool,
+    pub addresses: AddressPolicy,
+}
+
+/// The unvalidated merged state of a webhook.
+#[derive(Debug, Clone, Default)]
+pub struct Draft {
+    pub url: Option<String>,
+    pub secret: Option<Secret>,
+    pub disabled_at: Option<String>,
+    pub enabled_events: Option<Vec<String>>,
+    pub include: Option<String>,
+    pub oidc_auth_method: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<Secret>,
+    pub oidc_token_endpoint: Option<String>,
+    pub oidc_resource_uri: Option<String>,
+    pub oidc_scope: Option<String>,
+    pub oidc_access_token_ttl_seconds: Option<i64>,
+}
+
+fn merge<T>(current: &mut Option<T>, change: Option<Option<T>>) {
+    if let Some(value) = change {
+        *current = value;
+    }
+}
+
+impl Draft {
+    pub fn of(webhook: &Webhook) -> Self {
+        Draft {
+            url: Some(webhook.url.clone()),
+            secret: webhook.secret.clone(),
+            disabled_at: webhook.disabled_at.map(timestamp),
+            enabled_events: Some(webhook.enabled_events.clone()),
+            include: webhook.include.clone(),
+            oidc_auth_method: webhook.oidc_auth_method.map(|m| m.as_str().to_string()),
+            oidc_client_id: webhook.oidc_client_id.clone(),
+            oidc_client_secret: webhook.oidc_client_secret.clone(),
+            oidc_token_endpoint: webhook.oidc_token_endpoint.clone(),
+            oidc_resource_uri: webhook.oidc_resource_uri.clone(),
+            oidc_scope: webhook.oidc_scope.clone(),
+            oidc_access_token_ttl_seconds: webhook.oidc_access_token_ttl_seconds,
+        }
+    }
+
+    pub fn apply(mut self, patch: WebhookPatch) -> Self {
+        merge(&mut self.url, patch.url);
+        merge(&mut self.secret, patch.secret);
+        merge(&mut self.disabled_at, patch.disabled_at);
+        merge(&mut self.enabled_events, patch.enabled_events);
+        merge(&mut self.include, patch.include);
+        merge(&mut self.oidc_auth_method, patch.oidc_auth_method);
+        merge(&mut self.oidc_client_id, patch.oidc_client_id);
+        merge(&mut self.oidc_client_secret, patch.oidc_client_secret);
+        merge(&mut self.oidc_token_endpoint, patch.oidc_token_endpoint);
+        merge(&mut self.oidc_resource_uri, patch.oidc_resource_uri);
+        merge(&mut self.oidc_scope, patch.oidc_scope);
+        merge(
+            &mut self.oidc_access_token_ttl_seconds,
+            patch.oidc_access_token_ttl_seconds,
+        );
+        self
+    }
+
+    /// Checks every rule and builds the webhook, or lists every broken rule.
+    pub fn validate(
+        self,
+        rules: &UrlRules,
+        id: Uuid,
+        account_id: &str,
+        created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Webhook, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let url = match &self.url {
+            None => {
+                errors.push(FieldError::new("url", "is required"));
+                String::new()
+            }
+            Some(url) => {
+                if let Err(message) = check_url(url, rules) {
+                    errors.push(FieldError::new("url", message));
+                }
+                url.clone()
+            }
+        };
+        if matches!(&self.secret, Some(s) if s.expose().is_empty() || s.expose().len() > 1024) {
+            errors.push(FieldError::new(
+                "secret",
+                "must be 1 to 1024 characters (use null to remove it)",
+            ));
+        }
+        let enabled_events = match &self.enabled_events {
+            None => {
+                errors.push(FieldError::new("enabled_events", "is required"));
+                Vec::new()
+            }
+            Some(events) => {
+                if let Err(message) = check_events(events) {
+                    errors.push(FieldError::new("enabled_events", message));
+                }
+                events.clone()
+            }
+        };
+        if let Some(Err(e)) = self.include.as_deref().map(|i| Include::parse(Some(i))) {
+            errors.push(FieldError::new("include", e.0));
+        }
+        let disabled_at = match self
+            .disabled_at
+            .as_deref()
+            .map(DateTime::parse_from_rfc3339)
+        {
+            None => None,
+            Some(Ok(at)) => Some(at.with_timezone(&Utc)),
+            Some(Err(_)) => {
+                errors.push(FieldError::new(
+                    "disabled_at",
+                    "must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z",
+                ));
+                None
+            }
+        };
+        let method = self.check_oidc(rules, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Webhook {
+            id,
+            account_id: account_id.to_string(),
+            url,
+            secret: self.secret,
+            enabled_events,
+            include: self.include,
+            disabled_at,
+            created_at,
+            updated_at: now,
+            oidc_auth_method: method,
+            oidc_client_id: self.oidc_client_id,
+            oidc_client_secret: self.oidc_client_secret,
+            oidc_token_endpoint: self.oidc_token_endpoint,
+            oidc_resource_uri: self.oidc_resource_uri,
+            oidc_scope: self.oidc_scope,
+            oidc_access_token_ttl_seconds: self.oidc_access_token_ttl_seconds,
+        })
+    }
+
+    fn check_oidc(&self, rules: &UrlRules, errors: &mut Vec<FieldError>) -> Option<OidcAuthMethod> {
+        let method = match self.oidc_auth_method.as_deref() {
+            None => None,
+            Some(text) => match OidcAuthMethod::parse(text) {
+                Some(method) => Some(method),
+                None => {
+                    errors.push(FieldError::new(
+                        "oidc_auth_method",
+                        "must be \"private_key_jwt\" or \"client_secret\"",
+                    ));
+                    return None;
+                }
+            },
+        };
+        let given: [(&'static str, bool); 6] = [
+            ("oidc_client_id", self.oidc_client_id.is_some()),
+            ("oidc_client_secret", self.oidc_client_secret.is_some()),
+            ("oidc_token_endpoint", self.oidc_token_endpoint.is_some()),
+            ("oidc_resource_uri", self.oidc_resource_uri.is_some()),
+            ("oidc_scope", self.oidc_scope.is_some()),
+            (
+                "oidc_access_token_ttl_seconds",
+                self.oidc_access_token_ttl_seconds.is_some(),
+            ),
+        ];
+        let Some(method) = method else {
+            for (field, present) in given {
+                if present {
+                    errors.push(FieldError::new(
+                        field,
+                        "requires oidc_auth_method (\"private_key_jwt\" or \"client_secret\")",
+                    ));
+                }
+            }
+            return None;
+        };
+        let mut required = vec![
+            "oidc_client_id",
+            "oidc_token_endpoint",
+            "oidc_access_token_ttl_seconds",
+        ];
+        if method == OidcAuthMethod::ClientSecret {
+            required.insert(1, "oidc_client_secret");
+        }
+        for (field, present) in given {
+            if required.contains(&field) && !present {
+                errors.push(FieldError::new(
+                    field,
+                    format!(
+                        "is required when oidc_auth_method is \"{}\"",
+                        method.as_str()
+                    ),
+                ));
+            }
+        }
+        if method == OidcAuthMethod::PrivateKeyJwt && self.oidc_client_secret.is_some() {
+            errors.push(FieldError::new(
+                "oidc_client_secret",
+                "is only used when oidc_auth_method is \"client_secret\"",
+            ));
+        }
+        let non_empty = [
+            ("oidc_client_id", self.oidc_client_id.as_deref()),
+            (
+                "oidc_client_secret",
+                self.oidc_client_secret.as_ref().map(Secret::expose),
+            ),
+            ("oidc_scope", self.oidc_scope.as_deref()),
+        ];
+        for (field, value) in non_empty {
+            if matches!(value, Some(v) if v.is_empty() || v.len() > 1024) {
+                errors.push(FieldError::new(field, "must be 1 to 1024 characters"));
+            }
+        }
+        if let Some(Err(message)) = self
+            .oidc_token_endpoint
+            .as_deref()
+            .map(|u| check_url(u, rules))
+        {
+            errors.push(FieldError::new("oidc_token_endpoint", message));
+        }
+        if let Some(resource) = &self.oidc_resource_uri {
+            if resource.len() > 2048 || url::Url::parse(resource).is_err() {
+                errors.push(FieldError::new(
+                    "oidc_resource_uri",
+                    "must be an absolute URI",
+                ));
+            }
+        }
+        if matches!(self.oidc_access_token_ttl_seconds, Some(ttl) if !(1..=86_400).contains(&ttl)) {
+            errors.push(FieldError::new(
+                "oidc_access_token_ttl_seconds",
+                "must be an integer from 1 to 86400",
+            ));
+        }
+        Some(method)
+    }
+}
+
+fn check_url(text: &str, rules: &UrlRules) -> Result<(), String> {
+    if text.len() > 2048 {
+        return Err("must be at most 2048 characters".into());
+    }
+    let url = url::Url::parse(text).map_err(|e| format!("is not a valid URL ({e})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if rules.allow_http => {}
+        "http" => return Err("must use https (http is not allowed by delivery.allow_http)".into()),
+        other => return Err(format!("must use https, not {other}")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials; use secret or the OIDC settings".into());
+    }
+    let ip = match url.host() {
+        None => return Err("must have a host".into()),
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        Some(url::Host::Domain(_)) => None,
+    };
+    if let Some(ip) = ip.filter(|ip| !rules.addresses.permits(*ip)) {
+        return Err(format!(
+            "points to a non-public address ({ip}), which is not allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn check_events(events: &[String]) -> Result<(), String> {
+    if events.is_empty() {
+        return Err("must list at least one event type (\"*\" for all)".into());
+    }
+    if events.len() > 256 {
+        return Err("must list at most 256 event types".into());
+    }
+    if let Some(bad) = events.iter().find(|e| {
+        e.is_empty() || e.len() > 128 || e.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
+        return Err(format!(
+            "{bad:?} is not an event type (1 to 128 characters, no spaces)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "webhook_tests.rs"]
+mod tests;
