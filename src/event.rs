@@ -49,19 +49,20 @@ impl Event {
         let Value::Object(envelope) = value else {
             return Err(PoisonReason::InvalidEvent("the event is not a JSON object"));
         };
+        // Both travel in HTTP headers: short and printable, or the event is poison.
         let id = match envelope.get("id") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            Some(Value::String(id)) if is_header_safe(id) => id.clone(),
             _ => {
                 return Err(PoisonReason::InvalidEvent(
-                    "`id` is missing or not a non-empty string",
+                    "`id` is missing or not 1 to 255 printable characters",
                 ))
             }
         };
         let event_type = match envelope.get("type") {
-            Some(Value::String(t)) if !t.is_empty() => t.clone(),
+            Some(Value::String(t)) if is_header_safe(t) => t.clone(),
             _ => {
                 return Err(PoisonReason::InvalidEvent(
-                    "`type` is missing or not a non-empty string",
+                    "`type` is missing or not 1 to 255 printable characters",
                 ))
             }
         };
@@ -94,7 +95,7 @@ impl Event {
     pub fn correlation_id(&self) -> Option<String> {
         let object = self.object();
         let non_empty = |key: &str| match object.get(key) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::String(s)) if is_header_safe(s) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
@@ -103,7 +104,7 @@ impl Event {
 
     /// The delivery body for one `include` setting: the envelope untouched, `data.object`
     /// projected, compact JSON.
-    pub fn body(&self, include: &Include) -> Vec<u8> {
+    pub fn body(&self, include: &Include) -> Body {
         let mut envelope = self.envelope.clone();
         if let Some(Value::Object(data)) = envelope.get_mut("data") {
             data.insert(
@@ -112,12 +113,17 @@ impl Event {
             );
         }
         // Serializing a `Map` of `Value`s cannot fail.
-        serde_json::to_vec(&envelope).unwrap_or_default()
+        serde_json::to_vec(&envelope).unwrap_or_default().into()
     }
 }
 
-/// A delivery body, shared by every webhook with the same `include` setting.
-pub type Body = std::sync::Arc<[u8]>;
+/// Non-empty, at most 255 bytes, no control characters.
+pub fn is_header_safe(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 255 && !text.chars().any(char::is_control)
+}
+
+/// A delivery body, shared (not copied) by every webhook with the same `include` setting.
+pub type Body = bytes::Bytes;
 
 /// Bodies of one event, each built once per distinct `include` setting.
 #[derive(Default)]
@@ -129,7 +135,7 @@ impl Bodies {
     pub fn get(&mut self, event: &Event, include: &Include) -> Body {
         self.by_include
             .entry(include.key())
-            .or_insert_with(|| event.body(include).into())
+            .or_insert_with(|| event.body(include))
             .clone()
     }
 }

@@ -1,0 +1,258 @@
+//! One HTTP delivery attempt: build the signed request, send it through the shared client, and
+//! classify the result. The client is built once: connection pooling, a timeout on every
+//! request, no redirects, no proxies, and the [`resolver::SafeResolver`] on every connection.
+
+pub mod limits;
+pub mod resolver;
+
+use std::time::{Duration, Instant};
+
+use reqwest::{
+    header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE},
+    redirect, Client, StatusCode,
+};
+
+use crate::{
+    config::Config,
+    event::{Body, Event},
+    safety::AddressPolicy,
+    secret::Secret,
+    signing::sign,
+    telemetry::Metrics,
+    webhook::Webhook,
+};
+
+pub const USER_AGENT: &str = concat!("webhook-worker/", env!("CARGO_PKG_VERSION"));
+
+/// Why an attempt failed, safe to log and to put in dead-letter headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The HTTP status, when the endpoint answered.
+    pub status: Option<u16>,
+    /// A short code (`http_503`, `timeout`, `connect`, `blocked_address`, `token:invalid_client`)
+    /// and detail.
+    pub reason: String,
+}
+
+impl Failure {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            status: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    Delivered { status: u16 },
+    Failed(Failure),
+}
+
+/// What a delivery attempt needs besides the webhook.
+pub struct Attempt<'a> {
+    pub event: &'a Event,
+    pub body: Body,
+    pub correlation_id: Option<&'a str>,
+    pub number: u32,
+}
+
+#[derive(Clone)]
+pub struct Deliverer {
+    client: Client,
+    policy: AddressPolicy,
+    signature_header: HeaderName,
+    max_response_bytes: usize,
+    tokens: Option<crate::oidc::TokenProvider>,
+    metrics: Metrics,
+}
+
+impl Deliverer {
+    pub fn new(
+        config: &Config,
+        tokens: Option<crate::oidc::TokenProvider>,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        let policy = AddressPolicy::new(config.delivery.allow_networks.clone());
+        Ok(Self {
+            client: http_client(config.delivery.timeout.0, policy.clone())?,
+            policy,
+            signature_header: HeaderName::try_from(config.signature.header.as_str())?,
+            max_response_bytes: config.delivery.max_response_bytes,
+            tokens,
+            metrics,
+        })
+    }
+
+    /// The shared client, for other outbound calls to customer-controlled URLs (token endpoints).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub async fn deliver(&self, webhook: &Webhook, attempt: &Attempt<'_>) -> AttemptResult {
+        let started = Instant::now();
+        let result = self.deliver_with_token_refresh(webhook, attempt).await;
+        self.metrics
+            .delivery_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// A 401/403 from an OIDC webhook drops the cached token and tries once more at once with a
+    /// fresh one, before the attempt counts as failed: customers rotate keys and revoke tokens.
+    async fn deliver_with_token_refresh(
+        &self,
+        webhook: &Webhook,
+        attempt: &Attempt<'_>,
+    ) -> AttemptResult {
+        let oidc = webhook.oidc();
+        let result = self.send(webhook, oidc.as_ref(), attempt).await;
+        let rejected = matches!(
+            &result,
+            AttemptResult::Failed(Failure {
+                status: Some(401 | 403),
+                ..
+            })
+        );
+        match (&oidc, &self.tokens) {
+            (Some(settings), Some(tokens)) if rejected => {
+                tokens.invalidate(settings).await;
+                self.send(webhook, oidc.as_ref(), attempt).await
+            }
+            _ => result,
+        }
+    }
+
+    async fn send(
+        &self,
+        webhook: &Webhook,
+        oidc: Option<&crate::webhook::OidcSettings>,
+        attempt: &Attempt<'_>,
+    ) -> AttemptResult {
+        let url = match url::Url::parse(&webhook.url) {
+            Ok(url) => url,
+            Err(_) => return AttemptResult::Failed(Failure::new("invalid_url")),
+        };
+        if let Err(detail) = resolver::check_literal(&url, &self.policy) {
+            return AttemptResult::Failed(Failure::new(format!("blocked_address: {detail}")));
+        }
+        let token = match (oidc, &self.tokens) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return AttemptResult::Failed(Failure::new("token: no token provider"))
+            }
+            (Some(settings), Some(tokens)) => match tokens.token(settings).await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    return AttemptResult::Failed(Failure::new(format!(
+                        "token: {}",
+                        error.reason()
+                    )))
+                }
+            },
+        };
+        let request = self.request(url, webhook, token.as_ref(), attempt);
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                self.drain(response).await;
+                classify(status)
+            }
+            Err(error) => AttemptResult::Failed(Failure::new(describe(&error))),
+        }
+    }
+
+    fn request(
+        &self,
+        url: url::Url,
+        webhook: &Webhook,
+        token: Option<&Secret>,
+        attempt: &Attempt<'_>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("X-Webhook-Event-Id", attempt.event.id.as_str())
+            .header("X-Webhook-Event-Type", attempt.event.event_type.as_str())
+            .header("X-Webhook-Attempt", attempt.number.to_string());
+        if let Some(correlation_id) = attempt.correlation_id {
+            request = request.header("X-Correlation-Id", correlation_id);
+        }
+        if let Some(secret) = &webhook.secret {
+            let signature = sign(secret.expose().as_bytes(), &attempt.body);
+            request = request.header(self.signature_header.clone(), signature);
+        }
+        if let Some(token) = token {
+            match HeaderValue::try_from(format!("Bearer {}", token.expose())) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    request = request.header(AUTHORIZATION, value);
+                }
+                // A token with characters no header can carry: send without, the endpoint
+                // answers 401, and the attempt fails with a reason that names no token.
+                Err(_) => {
+                    tracing::warn!(webhook_id = %webhook.id, "access token is not a valid header value")
+                }
+            }
+        }
+        request.body(attempt.body.clone())
+    }
+
+    /// Reads the response body up to the limit, so the connection can be reused; the rest is
+    /// dropped with the connection.
+    async fn drain(&self, mut response: reqwest::Response) {
+        let mut read = 0usize;
+        while read < self.max_response_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+    }
+}
+
+fn classify(status: StatusCode) -> AttemptResult {
+    if status.is_success() {
+        AttemptResult::Delivered {
+            status: status.as_u16(),
+        }
+    } else {
+        let kind = if status.is_redirection() {
+            "redirect"
+        } else {
+            "http"
+        };
+        AttemptResult::Failed(Failure {
+            status: Some(status.as_u16()),
+            reason: format!("{kind}_{}", status.as_u16()),
+        })
+    }
+}
+
+/// A transport error as a short reason without the URL (which may carry customer data).
+fn describe(error: &reqwest::Error) -> String {
+    if resolver::is_blocked(error) {
+        "blocked_address: the host resolves only to non-public addresses".into()
+    } else if error.is_timeout() {
+        "timeout".into()
+    } else if error.is_connect() {
+        "connect: connection failed".into()
+    } else if error.is_body() || error.is_decode() {
+        "response: could not read the response".into()
+    } else {
+        "request: the request failed".into()
+    }
+}
+
+fn http_client(timeout: Duration, policy: AddressPolicy) -> anyhow::Result<Client> {
+    Ok(Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(redirect::Policy::none())
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .dns_resolver(std::sync::Arc::new(resolver::SafeResolver::new(policy)))
+        .build()?)
+}

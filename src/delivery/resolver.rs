@@ -1,0 +1,118 @@
+//! The HTTP client's DNS resolver: resolves a host, then drops every address the
+//! [`AddressPolicy`] refuses, so the connection can only go to an address that was checked. This
+//! is what defeats DNS rebinding: the address checked is the address connected to.
+//!
+//! IP-literal URLs never reach a resolver; [`check_literal`] covers them before sending.
+
+use std::{error::Error as StdError, fmt, net::SocketAddr};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::safety::AddressPolicy;
+
+#[derive(Debug, Clone)]
+pub struct SafeResolver {
+    policy: AddressPolicy,
+}
+
+impl SafeResolver {
+    pub fn new(policy: AddressPolicy) -> Self {
+        Self { policy }
+    }
+}
+
+/// The host resolved only to addresses the policy refuses.
+#[derive(Debug)]
+pub struct BlockedAddress {
+    pub host: String,
+}
+
+impl fmt::Display for BlockedAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} resolves only to non-public addresses", self.host)
+    }
+}
+
+impl StdError for BlockedAddress {}
+
+impl Resolve for SafeResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let allowed: Vec<SocketAddr> = resolved.filter(|a| policy.permits(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(Box::new(BlockedAddress { host }) as Box<dyn StdError + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Refuses a URL whose host is an IP literal the policy refuses (any spelling the URL parser
+/// normalizes: `[::ffff:127.0.0.1]`, `2130706433`, `0x7f.1`).
+pub fn check_literal(url: &url::Url, policy: &AddressPolicy) -> Result<(), String> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
+        Some(url::Host::Domain(_)) => return Ok(()),
+        None => return Err("the URL has no host".into()),
+    };
+    if policy.permits(ip) {
+        Ok(())
+    } else {
+        Err(format!("{ip} is a non-public address"))
+    }
+}
+
+/// Whether `error` (a reqwest error) was caused by the resolver refusing every address.
+pub fn is_blocked(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<BlockedAddress>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused() {
+        let resolver = SafeResolver::new(AddressPolicy::default());
+        let name: Name = "localhost".parse().unwrap();
+        let error = resolver.resolve(name).await.err().expect("refused");
+        assert!(is_blocked(error.as_ref()), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_allowed_network_resolves() {
+        let resolver = SafeResolver::new(AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]));
+        let name: Name = "localhost".parse().unwrap();
+        let addrs: Vec<_> = resolver.resolve(name).await.unwrap().collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+    }
+
+    #[test]
+    fn literal_addresses_are_checked_in_every_spelling() {
+        let policy = AddressPolicy::default();
+        for url in [
+            "https://127.0.0.1/",
+            "https://2130706433/",
+            "https://0x7f.1/",
+            "https://[::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://169.254.169.254/",
+        ] {
+            let parsed = url::Url::parse(url).unwrap();
+            assert!(check_literal(&parsed, &policy).is_err(), "{url}");
+        }
+        let public = url::Url::parse("https://93.184.216.34/").unwrap();
+        assert!(check_literal(&public, &policy).is_ok());
+    }
+}

@@ -1,0 +1,293 @@
+//! What happens to one message: an event from `<prefix>.incoming`, or a retry job from
+//! `<prefix>.deliveries`. Match the webhooks, shape and sign, deliver, then make each outcome
+//! durable (a retry job or a dead letter, published with a confirm) and only then tell the
+//! caller to ack. Nothing here acks on its own: the result is a [`Disposition`].
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::future::join_all;
+use lapin::types::FieldTable;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::Config,
+    delivery::{limits::Limits, Attempt, AttemptResult, Deliverer},
+    event::{Bodies, Body, Event},
+    queue::{
+        header_text,
+        job::{DeadLetter, Job},
+        Names, Publisher,
+    },
+    registry::Registry,
+    retry::RetrySchedule,
+    telemetry::Metrics,
+    webhook::Webhook,
+};
+
+/// What to do with the message once its outcomes are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Ack,
+    /// Something could not be made durable: put the message back to be handled again.
+    Requeue,
+}
+
+/// What must happen next for one (event, webhook) pair.
+enum Next {
+    Done,
+    Retry { delay: Duration, job: Job },
+    Dead(DeadLetter),
+}
+
+pub struct Pipeline {
+    registry: Arc<Registry>,
+    deliverer: Deliverer,
+    limits: Limits,
+    names: Names,
+    schedule: RetrySchedule,
+    default_account: String,
+    max_message_bytes: usize,
+    metrics: Metrics,
+}
+
+impl Pipeline {
+    pub fn new(
+        config: &Config,
+        registry: Arc<Registry>,
+        deliverer: Deliverer,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            registry,
+            deliverer,
+            limits: Limits::new(
+                config.delivery.max_in_flight,
+                config.delivery.max_in_flight_per_webhook,
+            ),
+            names: Names::new(&config.amqp.prefix),
+            schedule: RetrySchedule::new(
+                config.delivery.retry_schedule.iter().map(|d| d.0).collect(),
+            ),
+            default_account: config.delivery.default_account.clone(),
+            max_message_bytes: config.amqp.max_message_bytes,
+            metrics,
+        }
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn schedule(&self) -> &RetrySchedule {
+        &self.schedule
+    }
+
+    /// A new event: first attempt to every subscribed webhook of its account.
+    pub async fn handle_event(
+        &self,
+        publisher: &Publisher,
+        raw: &[u8],
+        headers: Option<&FieldTable>,
+        routing_key: &str,
+    ) -> Disposition {
+        self.metrics.events_received.inc();
+        let account = header_text(headers, crate::queue::job::ACCOUNT_ID)
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| self.default_account.clone());
+        let event = match Event::parse(raw, self.max_message_bytes) {
+            Ok(event) => event,
+            Err(reason) => {
+                warn!(reason = reason.code(), %reason, routing_key, "poison event; dead-lettering it");
+                self.metrics
+                    .poison_events
+                    .get_or_create(&crate::telemetry::ReasonLabels {
+                        reason: reason.code(),
+                    })
+                    .inc();
+                let dead = DeadLetter {
+                    reason: reason.code().into(),
+                    detail: reason.to_string(),
+                    account_id: Some(account),
+                    event_type: Some(routing_key.to_string()),
+                    ..DeadLetter::default()
+                };
+                return self
+                    .settle(publisher, raw, "poison", vec![Next::Dead(dead)])
+                    .await;
+            }
+        };
+        let webhooks = self.registry.matching(&account, &event.event_type);
+        if webhooks.is_empty() {
+            debug!(event_id = %event.id, account, "no webhook subscribed");
+            return Disposition::Ack;
+        }
+        let correlation_id = event.correlation_id();
+        let mut bodies = Bodies::default();
+        let attempts = webhooks.iter().map(|webhook| {
+            let body = bodies.get(&event, &webhook.include());
+            self.attempt(webhook, &event, body, correlation_id.as_deref(), 1)
+        });
+        let nexts = join_all(attempts.collect::<Vec<_>>()).await;
+        self.settle(publisher, raw, &event.id, nexts).await
+    }
+
+    /// A retry (or a parked first attempt) for one webhook. The webhook is read again, so a new
+    /// URL or secret applies, and a deleted or disabled webhook ends the retries.
+    pub async fn handle_job(
+        &self,
+        publisher: &Publisher,
+        raw: &[u8],
+        headers: Option<&FieldTable>,
+    ) -> Disposition {
+        let job = match Job::from_headers(headers) {
+            Ok(job) => job,
+            Err(detail) => {
+                warn!(detail, "invalid retry job; dead-lettering it");
+                let dead = DeadLetter {
+                    reason: "invalid_job".into(),
+                    detail: detail.into(),
+                    ..DeadLetter::default()
+                };
+                return self
+                    .settle(publisher, raw, "invalid_job", vec![Next::Dead(dead)])
+                    .await;
+            }
+        };
+        let webhook = self
+            .registry
+            .get(job.webhook_id)
+            .filter(|w| w.account_id == job.account_id);
+        let Some(webhook) = webhook.filter(|w| w.is_enabled_at(chrono::Utc::now())) else {
+            info!(webhook_id = %job.webhook_id, attempt = job.attempt, "webhook deleted or disabled; retry dropped");
+            self.metrics.delivery("dropped");
+            return Disposition::Ack;
+        };
+        let event = match Event::parse(raw, self.max_message_bytes) {
+            Ok(event) => event,
+            Err(reason) => {
+                let dead = DeadLetter {
+                    reason: reason.code().into(),
+                    detail: reason.to_string(),
+                    webhook_id: Some(job.webhook_id),
+                    account_id: Some(job.account_id),
+                    ..DeadLetter::default()
+                };
+                return self
+                    .settle(publisher, raw, "poison", vec![Next::Dead(dead)])
+                    .await;
+            }
+        };
+        let body = event.body(&webhook.include());
+        let correlation_id = event.correlation_id();
+        let next = self
+            .attempt(
+                &webhook,
+                &event,
+                body,
+                correlation_id.as_deref(),
+                job.attempt,
+            )
+            .await;
+        self.settle(publisher, raw, &event.id, vec![next]).await
+    }
+
+    async fn attempt(
+        &self,
+        webhook: &Webhook,
+        event: &Event,
+        body: Body,
+        correlation_id: Option<&str>,
+        number: u32,
+    ) -> Next {
+        let job = |attempt, last_error| Job {
+            webhook_id: webhook.id,
+            account_id: webhook.account_id.clone(),
+            attempt,
+            last_error: Some(last_error),
+        };
+        let Some(_permit) = self.limits.acquire(webhook.id).await else {
+            // The webhook has its share in flight: park this delivery without using an attempt.
+            self.metrics.delivery("parked");
+            let delay = self.schedule.shortest().unwrap_or(Duration::from_secs(1));
+            return Next::Retry {
+                delay,
+                job: job(
+                    number,
+                    "parked: the webhook is at its concurrency limit".into(),
+                ),
+            };
+        };
+        let attempt = Attempt {
+            event,
+            body,
+            correlation_id,
+            number,
+        };
+        self.metrics.in_flight.inc();
+        let result = self.deliverer.deliver(webhook, &attempt).await;
+        self.metrics.in_flight.dec();
+        match result {
+            AttemptResult::Delivered { status } => {
+                debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = number, status, "delivered");
+                self.metrics.delivery("delivered");
+                Next::Done
+            }
+            AttemptResult::Failed(failure) => match self.schedule.delay_after(number) {
+                Some(delay) => {
+                    info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                        reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
+                    self.metrics.delivery("retry_scheduled");
+                    Next::Retry {
+                        delay,
+                        job: job(number + 1, failure.reason),
+                    }
+                }
+                None => {
+                    warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                        reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
+                    self.metrics.delivery("dead_lettered");
+                    Next::Dead(DeadLetter {
+                        reason: "retries_exhausted".into(),
+                        detail: failure.reason,
+                        webhook_id: Some(webhook.id),
+                        account_id: Some(webhook.account_id.clone()),
+                        event_type: Some(event.event_type.clone()),
+                        attempts: Some(number),
+                        last_status: failure.status,
+                    })
+                }
+            },
+        }
+    }
+
+    /// Publishes every retry job and dead letter with a confirm. Ack only if all were taken.
+    async fn settle(
+        &self,
+        publisher: &Publisher,
+        raw: &[u8],
+        message_id: &str,
+        nexts: Vec<Next>,
+    ) -> Disposition {
+        let messages: Vec<(String, FieldTable)> = nexts
+            .into_iter()
+            .filter_map(|next| match next {
+                Next::Done => None,
+                Next::Retry { delay, job } => Some((self.names.retry(delay), job.headers())),
+                Next::Dead(dead) => Some((self.names.dead.clone(), dead.headers())),
+            })
+            .collect();
+        let publishes = messages.into_iter().map(|(queue, headers)| async move {
+            publisher
+                .publish("", &queue, raw, headers, message_id)
+                .await
+        });
+        let results = join_all(publishes).await;
+        match results.into_iter().find_map(Result::err) {
+            None => Disposition::Ack,
+            Some(error) => {
+                warn!(%error, "could not make an outcome durable; the message goes back to the queue");
+                Disposition::Requeue
+            }
+        }
+    }
+}

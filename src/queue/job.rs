@@ -1,0 +1,130 @@
+//! The headers that travel with a message once the worker has touched it: a retry job (which
+//! webhook, which attempt comes next, what went wrong last) and a dead letter (why it died).
+//! The body is always the original event bytes, so a dead letter can be replayed as it was.
+
+use chrono::Utc;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use uuid::Uuid;
+
+use super::{header_int, header_text};
+
+pub const ACCOUNT_ID: &str = "account_id";
+pub const WEBHOOK_ID: &str = "x-webhook-id";
+pub const ATTEMPT: &str = "x-attempt";
+pub const LAST_ERROR: &str = "x-last-error";
+pub const DEAD_REASON: &str = "x-dead-reason";
+pub const DEAD_DETAIL: &str = "x-dead-detail";
+pub const ATTEMPTS: &str = "x-attempts";
+pub const LAST_STATUS: &str = "x-last-status";
+pub const EVENT_TYPE: &str = "x-event-type";
+pub const DEAD_AT: &str = "x-dead-at";
+
+/// One pending delivery of an event to one webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub webhook_id: Uuid,
+    pub account_id: String,
+    /// The attempt to make next, counting from 1.
+    pub attempt: u32,
+    pub last_error: Option<String>,
+}
+
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+impl Job {
+    pub fn headers(&self) -> FieldTable {
+        let mut headers = FieldTable::default();
+        headers.insert(WEBHOOK_ID.into(), text(&self.webhook_id.to_string()));
+        headers.insert(ACCOUNT_ID.into(), text(&self.account_id));
+        headers.insert(
+            ATTEMPT.into(),
+            AMQPValue::LongLongInt(i64::from(self.attempt)),
+        );
+        if let Some(error) = &self.last_error {
+            headers.insert(LAST_ERROR.into(), text(error));
+        }
+        headers
+    }
+
+    pub fn from_headers(headers: Option<&FieldTable>) -> Result<Self, &'static str> {
+        let webhook_id = header_text(headers, WEBHOOK_ID)
+            .and_then(|id| id.parse().ok())
+            .ok_or("missing or invalid x-webhook-id")?;
+        let account_id = header_text(headers, ACCOUNT_ID).ok_or("missing account_id")?;
+        let attempt = header_int(headers, ATTEMPT)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n >= 1)
+            .ok_or("missing or invalid x-attempt")?;
+        Ok(Job {
+            webhook_id,
+            account_id,
+            attempt,
+            last_error: header_text(headers, LAST_ERROR),
+        })
+    }
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetter {
+    /// `retries_exhausted`, `too_large`, `invalid_json`, `invalid_event`, `invalid_job`.
+    pub reason: String,
+    pub detail: String,
+    pub webhook_id: Option<Uuid>,
+    pub account_id: Option<String>,
+    pub event_type: Option<String>,
+    pub attempts: Option<u32>,
+    pub last_status: Option<u16>,
+}
+
+impl DeadLetter {
+    pub fn headers(&self) -> FieldTable {
+        let mut headers = FieldTable::default();
+        headers.insert(DEAD_REASON.into(), text(&self.reason));
+        headers.insert(DEAD_DETAIL.into(), text(&self.detail));
+        headers.insert(DEAD_AT.into(), text(&crate::webhook::timestamp(Utc::now())));
+        if let Some(id) = self.webhook_id {
+            headers.insert(WEBHOOK_ID.into(), text(&id.to_string()));
+        }
+        if let Some(account) = &self.account_id {
+            headers.insert(ACCOUNT_ID.into(), text(account));
+        }
+        if let Some(event_type) = &self.event_type {
+            headers.insert(EVENT_TYPE.into(), text(event_type));
+        }
+        if let Some(attempts) = self.attempts {
+            headers.insert(ATTEMPTS.into(), AMQPValue::LongLongInt(i64::from(attempts)));
+        }
+        if let Some(status) = self.last_status {
+            headers.insert(
+                LAST_STATUS.into(),
+                AMQPValue::LongLongInt(i64::from(status)),
+            );
+        }
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_round_trips_through_headers() {
+        let job = Job {
+            webhook_id: Uuid::new_v4(),
+            account_id: "acct".into(),
+            attempt: 3,
+            last_error: Some("http_503".into()),
+        };
+        assert_eq!(Job::from_headers(Some(&job.headers())), Ok(job));
+    }
+
+    #[test]
+    fn a_job_without_headers_is_invalid() {
+        assert!(Job::from_headers(None).is_err());
+        assert!(Job::from_headers(Some(&FieldTable::default())).is_err());
+    }
+}

@@ -1,0 +1,251 @@
+//! A whole worker in-process for tests: its own queue prefix, its own SQLite database in a
+//! temporary folder, the machine's RabbitMQ, and 127.0.0.0/8 allowed so that loopback
+//! receivers can be reached. Everything it declared is deleted when the test stops it.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::Utc;
+use lapin::{
+    options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
+    types::{AMQPValue, FieldTable},
+    BasicProperties, Channel, Connection, ConnectionProperties,
+};
+use uuid::Uuid;
+use webhook_worker::{
+    app::Application,
+    cli::Role,
+    config::Config,
+    queue::{self, Names},
+    retry::RetrySchedule,
+    safety::AddressPolicy,
+    webhook::{Draft, UrlRules, Webhook, WebhookPatch},
+};
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const FIXTURE: &str = include_str!("../fixtures/business.updated.json");
+
+pub fn unique_prefix() -> String {
+    format!("test-{}", Uuid::new_v4().simple())
+}
+
+pub fn random_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+/// The fixture with a fresh event id (and, optionally, another type).
+pub fn event(event_type: &str) -> (String, Vec<u8>) {
+    let mut value: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+    let id = Uuid::new_v4().to_string();
+    value["id"] = id.clone().into();
+    value["type"] = event_type.into();
+    (id, serde_json::to_vec(&value).unwrap())
+}
+
+/// Test settings: the overrides go last, so a test can change any of them.
+pub fn test_config(prefix: &str, database_url: &str, overrides: &str) -> Config {
+    let base = format!(
+        r#"
+        [amqp]
+        prefix = "{prefix}"
+        prefetch = 64
+        [database]
+        url = "{database_url}"
+        encryption_key = "{key}"
+        [delivery]
+        allow_http = true
+        allow_networks = ["127.0.0.0/8"]
+        retry_schedule = ["200ms", "400ms"]
+        timeout = "5s"
+        [registry]
+        refresh = "1s"
+        [shutdown]
+        grace = "5s"
+        "#,
+        key = random_key()
+    );
+    let merged = merge_toml(&base, overrides);
+    Config::from_toml(&merged).expect("valid test configuration")
+}
+
+fn merge_toml(base: &str, overrides: &str) -> String {
+    let mut base: toml::Table = base.parse().unwrap();
+    let overrides: toml::Table = overrides.parse().unwrap();
+    for (section, values) in overrides {
+        match (base.get_mut(&section), values) {
+            (Some(toml::Value::Table(target)), toml::Value::Table(values)) => target.extend(values),
+            (_, values) => {
+                base.insert(section, values);
+            }
+        }
+    }
+    base.to_string()
+}
+
+pub struct TestWorker {
+    pub app: Option<Application>,
+    pub config: Config,
+    pub names: Names,
+    pub channel: Channel,
+    _connection: Connection,
+    _dir: tempfile::TempDir,
+}
+
+impl TestWorker {
+    pub async fn start(overrides: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix();
+        let database_url = format!("sqlite://{}/test.db", dir.path().display());
+        let config = test_config(&prefix, &database_url, overrides);
+        let app = Application::start(config.clone(), Role::Worker)
+            .await
+            .expect("the worker starts");
+        let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ at 127.0.0.1:5672");
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let worker = Self {
+            app: Some(app),
+            names: Names::new(&prefix),
+            config,
+            channel,
+            _connection: connection,
+            _dir: dir,
+        };
+        worker.wait_until_ready().await;
+        worker
+    }
+
+    pub fn app(&self) -> &Application {
+        self.app.as_ref().expect("running")
+    }
+
+    async fn wait_until_ready(&self) {
+        for _ in 0..500 {
+            if self.app().readiness().broker_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the worker did not connect to RabbitMQ");
+    }
+
+    /// Registers a webhook for `account` from API-style JSON, as the API would (validated).
+    pub async fn add_webhook(&self, account: &str, json: serde_json::Value) -> Webhook {
+        let patch: WebhookPatch = serde_json::from_value(json).unwrap();
+        let rules = UrlRules {
+            allow_http: true,
+            addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
+        };
+        let now = Utc::now();
+        let webhook = Draft::default()
+            .apply(patch)
+            .validate(&rules, Uuid::new_v4(), account, now, now)
+            .expect("a valid webhook");
+        self.insert(webhook.clone()).await;
+        webhook
+    }
+
+    /// Stores a webhook as given, bypassing validation (e.g. a URL the rules now refuse).
+    pub async fn insert(&self, webhook: Webhook) {
+        let registry = self.app().registry();
+        registry.store().insert(&webhook).await.unwrap();
+        registry.upsert(webhook);
+    }
+
+    /// Publishes to the events exchange as a producer would, and waits for the confirm.
+    pub async fn publish(&self, account: Option<&str>, routing_key: &str, body: &[u8]) {
+        let mut headers = FieldTable::default();
+        if let Some(account) = account {
+            headers.insert("account_id".into(), AMQPValue::LongString(account.into()));
+        }
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_headers(headers);
+        self.channel
+            .basic_publish(
+                &self.names.events_exchange,
+                routing_key,
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Waits for `n` dead letters and takes them off the queue.
+    pub async fn dead_letters(&self, n: usize, limit: Duration) -> Vec<(FieldTable, Vec<u8>)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut letters = Vec::new();
+        while letters.len() < n {
+            let message = self
+                .channel
+                .basic_get(&self.names.dead, BasicGetOptions::default())
+                .await
+                .unwrap();
+            match message {
+                Some(message) => {
+                    message.ack(BasicAckOptions::default()).await.unwrap();
+                    let headers = message.properties.headers().clone().unwrap_or_default();
+                    letters.push((headers, message.data.clone()));
+                }
+                None if tokio::time::Instant::now() > deadline => {
+                    panic!("expected {n} dead letters, got {}", letters.len())
+                }
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        letters
+    }
+
+    /// A counter from /metrics, e.g. `deliveries_total{outcome="delivered"}`.
+    pub fn metric(&self, name: &str) -> u64 {
+        metric(&self.app().metrics().render(), name)
+    }
+
+    /// Waits until the counter reaches `n`; panics after `limit`.
+    pub async fn wait_for_metric(&self, name: &str, n: u64, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.metric(name) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} stayed at {} (wanted {n})",
+                self.metric(name)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        let schedule = RetrySchedule::new(
+            self.config
+                .delivery
+                .retry_schedule
+                .iter()
+                .map(|d| d.0)
+                .collect(),
+        );
+        queue::delete(&self.channel, &self.names, &schedule)
+            .await
+            .unwrap();
+    }
+}
+
+pub fn metric(text: &str, name: &str) -> u64 {
+    let full = format!("webhook_worker_{name}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&full)?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0)
+}
