@@ -82,24 +82,18 @@ fn merge_toml(base: &str, overrides: &str) -> String {
     base.to_string()
 }
 
-pub struct TestWorker {
-    pub app: Option<Application>,
-    pub config: Config,
+/// A connection of the test's own to the broker, for publishing as a producer would and for
+/// reading dead letters. It declares the worker's topology too, so that nothing published
+/// before the worker is up gets lost.
+pub struct Broker {
     pub names: Names,
     pub channel: Channel,
+    schedule: RetrySchedule,
     _connection: Connection,
-    _dir: tempfile::TempDir,
 }
 
-impl TestWorker {
-    pub async fn start(overrides: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = unique_prefix();
-        let database_url = format!("sqlite://{}/test.db", dir.path().display());
-        let config = test_config(&prefix, &database_url, overrides);
-        let app = Application::start(config.clone(), Role::Worker)
-            .await
-            .expect("the worker starts");
+impl Broker {
+    pub async fn connect(prefix: &str, schedule: RetrySchedule) -> Self {
         let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
             .await
             .expect("RabbitMQ at 127.0.0.1:5672");
@@ -108,53 +102,14 @@ impl TestWorker {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        let worker = Self {
-            app: Some(app),
-            names: Names::new(&prefix),
-            config,
+        let names = Names::new(prefix);
+        queue::declare(&channel, &names, &schedule).await.unwrap();
+        Self {
+            names,
             channel,
+            schedule,
             _connection: connection,
-            _dir: dir,
-        };
-        worker.wait_until_ready().await;
-        worker
-    }
-
-    pub fn app(&self) -> &Application {
-        self.app.as_ref().expect("running")
-    }
-
-    async fn wait_until_ready(&self) {
-        for _ in 0..500 {
-            if self.app().readiness().broker_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("the worker did not connect to RabbitMQ");
-    }
-
-    /// Registers a webhook for `account` from API-style JSON, as the API would (validated).
-    pub async fn add_webhook(&self, account: &str, json: serde_json::Value) -> Webhook {
-        let patch: WebhookPatch = serde_json::from_value(json).unwrap();
-        let rules = UrlRules {
-            allow_http: true,
-            addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
-        };
-        let now = Utc::now();
-        let webhook = Draft::default()
-            .apply(patch)
-            .validate(&rules, Uuid::new_v4(), account, now, now)
-            .expect("a valid webhook");
-        self.insert(webhook.clone()).await;
-        webhook
-    }
-
-    /// Stores a webhook as given, bypassing validation (e.g. a URL the rules now refuse).
-    pub async fn insert(&self, webhook: Webhook) {
-        let registry = self.app().registry();
-        registry.store().insert(&webhook).await.unwrap();
-        registry.upsert(webhook);
     }
 
     /// Publishes to the events exchange as a producer would, and waits for the confirm.
@@ -206,6 +161,80 @@ impl TestWorker {
         letters
     }
 
+    pub async fn delete_topology(&self) {
+        queue::delete(&self.channel, &self.names, &self.schedule)
+            .await
+            .unwrap();
+    }
+}
+
+/// A worker in-process plus the test's broker connection.
+pub struct TestWorker {
+    pub app: Option<Application>,
+    pub broker: Broker,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestWorker {
+    type Target = Broker;
+
+    fn deref(&self) -> &Broker {
+        &self.broker
+    }
+}
+
+impl TestWorker {
+    pub async fn start(overrides: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix();
+        let database_url = format!("sqlite://{}/test.db", dir.path().display());
+        let config = test_config(&prefix, &database_url, overrides);
+        let broker = Broker::connect(&prefix, schedule_of(&config)).await;
+        let app = Application::start(config, Role::Worker)
+            .await
+            .expect("the worker starts");
+        let worker = Self {
+            app: Some(app),
+            broker,
+            _dir: dir,
+        };
+        worker.wait_until_ready().await;
+        worker
+    }
+
+    /// A broker connection for a worker that runs as a separate process.
+    pub async fn publisher_for(prefix: &str) -> Broker {
+        Broker::connect(prefix, RetrySchedule::new(vec![Duration::from_millis(500)])).await
+    }
+
+    pub fn app(&self) -> &Application {
+        self.app.as_ref().expect("running")
+    }
+
+    async fn wait_until_ready(&self) {
+        for _ in 0..500 {
+            if self.app().readiness().broker_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the worker did not connect to RabbitMQ");
+    }
+
+    /// Registers a webhook for `account` from API-style JSON, as the API would (validated).
+    pub async fn add_webhook(&self, account: &str, json: serde_json::Value) -> Webhook {
+        let webhook = validated(account, json);
+        self.insert(webhook.clone()).await;
+        webhook
+    }
+
+    /// Stores a webhook as given, bypassing validation (e.g. a URL the rules now refuse).
+    pub async fn insert(&self, webhook: Webhook) {
+        let registry = self.app().registry();
+        registry.store().insert(&webhook).await.unwrap();
+        registry.upsert(webhook);
+    }
+
     /// A counter from /metrics, e.g. `deliveries_total{outcome="delivered"}`.
     pub fn metric(&self, name: &str) -> u64 {
         metric(&self.app().metrics().render(), name)
@@ -228,18 +257,26 @@ impl TestWorker {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
-        let schedule = RetrySchedule::new(
-            self.config
-                .delivery
-                .retry_schedule
-                .iter()
-                .map(|d| d.0)
-                .collect(),
-        );
-        queue::delete(&self.channel, &self.names, &schedule)
-            .await
-            .unwrap();
+        self.broker.delete_topology().await;
     }
+}
+
+fn schedule_of(config: &Config) -> RetrySchedule {
+    RetrySchedule::new(config.delivery.retry_schedule.iter().map(|d| d.0).collect())
+}
+
+/// A webhook for `account` from API-style JSON, validated as the API would (loopback allowed).
+pub fn validated(account: &str, json: serde_json::Value) -> Webhook {
+    let patch: WebhookPatch = serde_json::from_value(json).unwrap();
+    let rules = UrlRules {
+        allow_http: true,
+        addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
+    };
+    let now = Utc::now();
+    Draft::default()
+        .apply(patch)
+        .validate(&rules, Uuid::new_v4(), account, now, now)
+        .expect("a valid webhook")
 }
 
 pub fn metric(text: &str, name: &str) -> u64 {

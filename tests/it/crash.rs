@@ -1,0 +1,100 @@
+//! Crash safety: the worker binary killed with SIGKILL mid-stream, then started again, delivers
+//! every event at least once.
+
+use std::{collections::HashSet, process::Stdio, time::Duration};
+
+use serde_json::json;
+use tokio::process::{Child, Command};
+use webhook_worker::store::Store;
+
+use crate::{
+    harness::{event, random_key, unique_prefix, TestWorker, AMQP_URL},
+    receiver::TestReceiver,
+};
+
+fn spawn_worker(prefix: &str, database_url: &str, key: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["run", "--role", "worker"])
+        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
+        .env("WEBHOOK_WORKER__AMQP__PREFIX", prefix)
+        .env("WEBHOOK_WORKER__DATABASE__URL", database_url)
+        .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", key)
+        .env("WEBHOOK_WORKER__DELIVERY__ALLOW_HTTP", "true")
+        .env(
+            "WEBHOOK_WORKER__DELIVERY__ALLOW_NETWORKS",
+            "[\"127.0.0.0/8\"]",
+        )
+        .env("WEBHOOK_WORKER__DELIVERY__RETRY_SCHEDULE", "[\"500ms\"]")
+        .env("WEBHOOK_WORKER__API__LISTEN", "127.0.0.1:0")
+        .env("WEBHOOK_WORKER__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker binary")
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_stream_loses_no_event() {
+    const EVENTS: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/crash.db", dir.path().display());
+    let key = random_key();
+    let prefix = unique_prefix();
+    let receiver = TestReceiver::start().await;
+    {
+        let store = Store::connect(&database_url, 1, Some(decode(&key)))
+            .await
+            .unwrap();
+        let hook = json!({"url": receiver.url(), "enabled_events": ["*"], "secret": "s"});
+        let webhook = crate::harness::validated("acct", hook);
+        store.insert(&webhook).await.unwrap();
+        store.close().await;
+    }
+    // A publisher of our own; it also declares the topology the worker will use.
+    let mut first = spawn_worker(&prefix, &database_url, &key);
+    let publisher = TestWorker::publisher_for(&prefix).await;
+    let mut ids = HashSet::new();
+    for _ in 0..EVENTS {
+        let (id, body) = event("business.updated");
+        publisher
+            .publish(Some("acct"), "business.updated", &body)
+            .await;
+        ids.insert(id);
+    }
+    receiver.wait_for(EVENTS / 5, Duration::from_secs(60)).await;
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    let after_kill = receiver.count();
+
+    let mut second = spawn_worker(&prefix, &database_url, &key);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen: HashSet<String> = receiver
+            .received()
+            .iter()
+            .filter_map(|r| r.header("x-webhook-event-id"))
+            .collect();
+        if seen.is_superset(&ids) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {EVENTS} distinct events delivered ({after_kill} before the kill)",
+            seen.intersection(&ids).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.start_kill().unwrap();
+    second.wait().await.unwrap();
+    publisher.delete_topology().await;
+}
+
+fn decode(key: &str) -> [u8; 32] {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
