@@ -161,10 +161,21 @@ impl Broker {
         letters
     }
 
+    /// Deletes what the test declared, over a new connection if the broker restarted meanwhile.
     pub async fn delete_topology(&self) {
-        queue::delete(&self.channel, &self.names, &self.schedule)
-            .await
-            .unwrap();
+        if self.channel.status().connected() {
+            queue::delete(&self.channel, &self.names, &self.schedule)
+                .await
+                .unwrap();
+        } else {
+            let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+                .await
+                .unwrap();
+            let channel = connection.create_channel().await.unwrap();
+            queue::delete(&channel, &self.names, &self.schedule)
+                .await
+                .unwrap();
+        }
     }
 }
 

@@ -1,0 +1,103 @@
+//! Restarting RabbitMQ under a running worker. This stops a shared service, so it is its own
+//! test binary, run alone after every other test (see scripts/test.sh), and it always starts
+//! the broker again, even when it fails.
+
+// Shared with the main integration tests; this binary uses only part of them.
+#[allow(dead_code)]
+#[path = "../it/harness.rs"]
+mod harness;
+#[allow(dead_code)]
+#[path = "../it/receiver.rs"]
+mod receiver;
+
+use std::{collections::HashSet, process::Command, time::Duration};
+
+use serde_json::json;
+
+use harness::{event, TestWorker};
+use receiver::TestReceiver;
+
+/// Starts the broker's application again when dropped, whatever happened.
+struct BrokerRestartGuard;
+
+impl BrokerRestartGuard {
+    fn stop_app() -> Self {
+        let status = Command::new("rabbitmqctl")
+            .arg("stop_app")
+            .status()
+            .expect("rabbitmqctl");
+        assert!(status.success(), "rabbitmqctl stop_app failed");
+        BrokerRestartGuard
+    }
+}
+
+impl Drop for BrokerRestartGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+        let _ = Command::new("rabbitmqctl")
+            .args(["await_startup", "--timeout", "60"])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_rabbitmq_mid_stream_loses_no_event_and_readiness_follows_the_connection() {
+    const EVENTS: usize = 2_000;
+    let worker = TestWorker::start(
+        "[amqp]\nreconnect_max_backoff = \"1s\"\n[delivery]\nretry_schedule = [\"500ms\"]",
+    )
+    .await;
+    let receiver = TestReceiver::start().await;
+    worker
+        .add_webhook(
+            "acct",
+            json!({"url": receiver.url(), "enabled_events": ["*"]}),
+        )
+        .await;
+    let mut ids = HashSet::new();
+    for _ in 0..EVENTS {
+        let (id, body) = event("business.updated");
+        worker
+            .publish(Some("acct"), "business.updated", &body)
+            .await;
+        ids.insert(id);
+    }
+    receiver
+        .wait_for(EVENTS / 10, Duration::from_secs(60))
+        .await;
+
+    {
+        let _guard = BrokerRestartGuard::stop_app();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while worker.app().readiness().broker_ok() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still ready without a broker"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    } // the guard starts the broker again
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen: HashSet<String> = receiver
+            .received()
+            .iter()
+            .filter_map(|r| r.header("x-webhook-event-id"))
+            .collect();
+        if seen.is_superset(&ids) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {EVENTS} distinct events delivered after the restart",
+            seen.intersection(&ids).count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        worker.app().readiness().broker_ok(),
+        "ready again after reconnecting"
+    );
+    worker.stop().await;
+}
