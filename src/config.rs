@@ -75,6 +75,7 @@ pub struct DeliveryConfig {
     pub max_response_bytes: usize,
     pub max_in_flight: usize,
     pub max_in_flight_per_webhook: usize,
+    pub park_after: HumanDuration,
     pub default_account: String,
 }
 

@@ -63,6 +63,7 @@ impl Pipeline {
             limits: Limits::new(
                 config.delivery.max_in_flight,
                 config.delivery.max_in_flight_per_webhook,
+                config.delivery.park_after.0,
             ),
             names: Names::new(&config.amqp.prefix),
             schedule: RetrySchedule::new(
@@ -206,7 +207,8 @@ impl Pipeline {
             last_error: Some(last_error),
         };
         let Some(_permit) = self.limits.acquire(webhook.id).await else {
-            // The webhook has its share in flight: park this delivery without using an attempt.
+            // The webhook kept its whole share in flight: park this delivery without using an
+            // attempt, rather than hold this message's ack hostage to a slow endpoint.
             self.metrics.delivery("parked");
             let delay = self.schedule.shortest().unwrap_or(Duration::from_secs(1));
             return Next::Retry {

@@ -1,7 +1,9 @@
 //! Bounded concurrency at two levels: all HTTP requests in flight (`delivery.max_in_flight`),
 //! and those to one webhook (`delivery.max_in_flight_per_webhook`). The per-webhook limit is
-//! never waited for: a delivery that would exceed it is parked in the retry queue instead, so a
-//! slow endpoint occupies only its own share and never the acks of other endpoints' events.
+//! waited for only briefly (`delivery.park_after`): a busy but healthy endpoint frees its slots
+//! within that time, while a hanging one does not, and its further deliveries are parked in the
+//! retry queue instead. So a slow endpoint occupies only its own share of the worker, never the
+//! acks of other endpoints' events.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,6 +15,7 @@ pub struct Limits {
     global: Arc<Semaphore>,
     per_webhook: moka::sync::Cache<Uuid, Arc<Semaphore>>,
     per_webhook_max: usize,
+    park_after: Duration,
 }
 
 /// Held for the duration of one HTTP delivery.
@@ -22,7 +25,7 @@ pub struct Permit {
 }
 
 impl Limits {
-    pub fn new(max_in_flight: usize, per_webhook_max: usize) -> Self {
+    pub fn new(max_in_flight: usize, per_webhook_max: usize, park_after: Duration) -> Self {
         Self {
             global: Arc::new(Semaphore::new(max_in_flight)),
             // Idle semaphores are dropped after much longer than any request can take, so one
@@ -31,15 +34,22 @@ impl Limits {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             per_webhook_max,
+            park_after,
         }
     }
 
-    /// A permit, or `None` when the webhook already has its share in flight.
+    /// A permit, or `None` when the webhook kept its whole share in flight for `park_after`.
     pub async fn acquire(&self, webhook: Uuid) -> Option<Permit> {
         let semaphore = self
             .per_webhook
             .get_with(webhook, || Arc::new(Semaphore::new(self.per_webhook_max)));
-        let webhook_permit = semaphore.try_acquire_owned().ok()?;
+        let webhook_permit = match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(self.park_after, semaphore.acquire_owned())
+                .await
+                .ok()?
+                .ok()?,
+        };
         let global = self.global.clone().acquire_owned().await.ok()?;
         Some(Permit {
             _webhook: webhook_permit,
@@ -53,8 +63,21 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_busy_webhook_gets_a_slot_freed_within_the_wait() {
+        let limits = Limits::new(10, 1, Duration::from_secs(5));
+        let webhook = Uuid::new_v4();
+        let held = limits.acquire(webhook).await;
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(held);
+        };
+        let (_, second) = tokio::join!(release, limits.acquire(webhook));
+        assert!(second.is_some());
+    }
+
+    #[tokio::test]
     async fn a_webhook_cannot_take_more_than_its_share() {
-        let limits = Limits::new(10, 2);
+        let limits = Limits::new(10, 2, Duration::from_millis(10));
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let first = limits.acquire(a).await;
         let second = limits.acquire(a).await;
