@@ -1,1 +1,221 @@
-fn main() {}
+//! Benchmark: publishes N events to the local RabbitMQ, delivers them with signing on to a
+//! receiver on 127.0.0.1 that verifies every signature, and prints deliveries/s and the
+//! publish-to-receipt latency (p50/p99). Not a test: it asserts nothing about time.
+//!
+//! `cargo run --release --bin bench -- --events 50000`
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use axum::{body::Bytes, extract::State, http::HeaderMap, routing::post, Router};
+use clap::Parser;
+use futures_util::future::join_all;
+use lapin::{
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    types::{AMQPValue, FieldTable},
+    BasicProperties, Connection, ConnectionProperties,
+};
+use webhook_worker::{
+    app::Application,
+    cli::Role,
+    config::Config,
+    queue,
+    retry::RetrySchedule,
+    signing::sign,
+    webhook::{Draft, UrlRules, WebhookPatch},
+};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 50_000)]
+    events: usize,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// Webhooks subscribed to every event (each event is delivered to each).
+    #[arg(long, default_value_t = 1)]
+    webhooks: usize,
+    #[arg(long, default_value_t = 256)]
+    prefetch: u16,
+}
+
+const SECRET: &str = "whsec_benchmark";
+const FIXTURE: &str = include_str!("../../tests/fixtures/business.updated.json");
+
+#[derive(Default)]
+struct Receipts {
+    at: HashMap<String, Instant>,
+    bad_signatures: usize,
+    count: usize,
+}
+
+async fn receive(State(receipts): State<Arc<Mutex<Receipts>>>, headers: HeaderMap, body: Bytes) {
+    let now = Instant::now();
+    let valid = headers
+        .get("x-middesk-signature-256")
+        .is_some_and(|s| s.as_bytes() == sign(SECRET.as_bytes(), &body).as_bytes());
+    let id = headers
+        .get("x-webhook-event-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut receipts = receipts.lock().unwrap_or_else(|p| p.into_inner());
+    receipts.count += 1;
+    if !valid {
+        receipts.bad_signatures += 1;
+    }
+    receipts.at.entry(id).or_insert(now);
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let receipts = Arc::new(Mutex::new(Receipts::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver_addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(receipts.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let dir = std::env::temp_dir().join(&prefix);
+    let config = Config::from_toml(&format!(
+        r#"
+        [amqp]
+        url = "{url}"
+        prefix = "{prefix}"
+        prefetch = {prefetch}
+        [database]
+        url = "sqlite://{db}"
+        encryption_key = "{key}"
+        [delivery]
+        allow_http = true
+        allow_networks = ["127.0.0.0/8"]
+        [log]
+        level = "warn"
+        "#,
+        url = args.amqp_url,
+        prefetch = args.prefetch,
+        db = dir.join("bench.db").display(),
+        key = base64_key(),
+    ))?;
+    webhook_worker::telemetry::init_logging(&config.log);
+    let schedule = RetrySchedule::new(config.delivery.retry_schedule.iter().map(|d| d.0).collect());
+    let app = Application::start(config, Role::Worker).await?;
+    for _ in 0..args.webhooks {
+        let patch: WebhookPatch = serde_json::from_value(serde_json::json!({
+            "url": format!("http://{receiver_addr}/hook"), "enabled_events": ["*"], "secret": SECRET,
+        }))?;
+        let now = chrono::Utc::now();
+        let rules = UrlRules {
+            allow_http: true,
+            ..UrlRules::default()
+        };
+        let webhook = Draft::default()
+            .apply(patch)
+            .validate(&rules, uuid::Uuid::new_v4(), "default", now, now)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        app.registry().store().insert(&webhook).await?;
+        app.registry().upsert(webhook);
+    }
+
+    let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let names = queue::Names::new(&prefix);
+    queue::declare(&channel, &names, &schedule).await?;
+    let mut template: serde_json::Value = serde_json::from_str(FIXTURE)?;
+    let mut published = HashMap::with_capacity(args.events);
+    let started = Instant::now();
+    for batch in (0..args.events).collect::<Vec<_>>().chunks(500) {
+        let mut confirms = Vec::with_capacity(batch.len());
+        for _ in batch {
+            let id = uuid::Uuid::new_v4().to_string();
+            template["id"] = id.clone().into();
+            let body = serde_json::to_vec(&template)?;
+            let mut headers = FieldTable::default();
+            headers.insert("account_id".into(), AMQPValue::LongString("default".into()));
+            published.insert(id, Instant::now());
+            confirms.push(
+                channel
+                    .basic_publish(
+                        &names.events_exchange,
+                        "business.updated",
+                        BasicPublishOptions::default(),
+                        &body,
+                        BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_headers(headers),
+                    )
+                    .await?,
+            );
+        }
+        for confirm in join_all(confirms).await {
+            confirm.context("publisher confirm")?;
+        }
+    }
+    let publish_done = started.elapsed();
+    let expected = args.events * args.webhooks;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let count = receipts.lock().unwrap_or_else(|p| p.into_inner()).count;
+        if count >= expected {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {count} of {expected} deliveries arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed();
+    let receipts = receipts.lock().unwrap_or_else(|p| p.into_inner());
+    let mut latencies: Vec<Duration> = published
+        .iter()
+        .filter_map(|(id, sent)| {
+            receipts
+                .at
+                .get(id)
+                .map(|got| got.saturating_duration_since(*sent))
+        })
+        .collect();
+    latencies.sort_unstable();
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "events published:     {} in {:.2?} ({:.0}/s)",
+        args.events,
+        publish_done,
+        args.events as f64 / publish_done.as_secs_f64()
+    );
+    println!(
+        "deliveries:           {} ({} webhook(s)), bad signatures: {}",
+        receipts.count, args.webhooks, receipts.bad_signatures
+    );
+    println!(
+        "throughput:           {:.0} deliveries/s (first publish to last receipt: {:.2?})",
+        receipts.count as f64 / total.as_secs_f64(),
+        total
+    );
+    println!(
+        "latency publish->receipt: p50 {:.1?}  p99 {:.1?}  max {:.1?}",
+        percentile(0.50),
+        percentile(0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    app.stop().await;
+    queue::delete(&channel, &names, &schedule).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn base64_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test suite. Needs RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) running;
+# .ci/run starts them when they are not.
+#
+# 1. everything but the broker-restart test, in parallel;
+# 2. the broker-restart test alone, last: it stops and starts the shared RabbitMQ.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -x tests/oidc/setup.sh ]; then
+  tests/oidc/setup.sh
+fi
+cargo test --lib --bins --test it
+cargo test --test broker_restart -- --test-threads=1
