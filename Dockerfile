@@ -1,0 +1,25 @@
+# Multi-stage build: a release binary on a small Debian runtime, run as a non-root user.
+#   docker build -t webhook-worker .
+#   docker run --rm -e WEBHOOK_WORKER__AMQP__URL=amqp://... -e WEBHOOK_WORKER__DATABASE__URL=postgres://... webhook-worker
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY config ./config
+COPY migrations ./migrations
+COPY tests/fixtures ./tests/fixtures
+RUN cargo build --release --locked --bin webhook-worker
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/webhook-worker --create-home webhook-worker
+COPY --from=build /src/target/release/webhook-worker /usr/local/bin/webhook-worker
+USER webhook-worker
+WORKDIR /var/lib/webhook-worker
+# Containers: listen on all interfaces; configure the rest through WEBHOOK_WORKER__* variables.
+ENV WEBHOOK_WORKER__API__LISTEN=0.0.0.0:8080
+EXPOSE 8080
+ENTRYPOINT ["webhook-worker"]
+CMD ["run"]
