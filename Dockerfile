@@ -7,7 +7,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY config ./config
 COPY migrations ./migrations
-COPY tests/fixtures ./tests/fixtures
+COPY tests ./tests
 RUN cargo build --release --locked --bin webhook-worker
 
 FROM debian:bookworm-slim
