@@ -3,13 +3,24 @@
 //!
 //! # Layout
 //!
+//! - [`cli`] and [`app`]: the command line, start-up by role, and shutdown.
 //! - [`config`]: the layered, validated configuration.
 //! - [`secret`]: the redacting wrapper every secret travels in.
 //! - [`webhook`]: the webhook model and the seed's validation rules.
-//! - [`filter`]: `enabled_events` matching and the `include` projection.
+//! - [`store`]: SQLite/PostgreSQL storage, secrets encrypted at rest.
+//! - [`registry`]: the in-memory snapshot of webhooks that deliveries read.
 //! - [`event`]: parsing the event message (the poison check) and building delivery bodies.
+//! - [`filter`]: `enabled_events` matching and the `include` projection.
 //! - [`signing`]: the HMAC-SHA256 body signature.
 //! - [`safety`]: which network addresses may be connected to.
+//! - [`delivery`]: one HTTP attempt through the shared, address-checking client; concurrency
+//!   limits.
+//! - [`oidc`]: OAuth 2.0 access tokens for webhooks with OIDC settings.
+//! - [`queue`]: RabbitMQ topology, the confirmed publisher, job and dead-letter headers.
+//! - [`retry`]: the retry schedule.
+//! - [`pipeline`]: what happens to one message, up to the ack decision.
+//! - [`worker`]: the broker connection, consumers, reconnection and draining.
+//! - [`health`] and [`telemetry`]: readiness, logs and metrics.
 
 #![forbid(unsafe_code)]
 
