@@ -98,3 +98,48 @@ fn decode(key: &str) -> [u8; 32] {
         .try_into()
         .unwrap()
 }
+
+#[tokio::test]
+async fn the_worker_binary_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/term.db", dir.path().display());
+    let prefix = unique_prefix();
+    let broker = TestWorker::publisher_for(&prefix).await;
+    let mut child = spawn_worker(&prefix, &database_url, &random_key());
+    // Wait until it consumes, so that SIGTERM meets a running worker.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let queue = broker
+            .channel
+            .queue_declare(
+                &broker.names.incoming,
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        if queue.consumer_count() > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    broker.delete_topology().await;
+}

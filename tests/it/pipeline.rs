@@ -496,3 +496,43 @@ async fn a_hanging_endpoint_does_not_hold_back_deliveries_to_other_endpoints() {
     hanging.wait_for(60, Duration::from_secs(60)).await;
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn on_shutdown_an_unfinished_delivery_goes_back_to_the_queue() {
+    let mut worker = TestWorker::start("[shutdown]\ngrace = \"300ms\"").await;
+    let hanging = TestReceiver::gated().await;
+    worker
+        .add_webhook(
+            "acct",
+            json!({"url": hanging.url(), "enabled_events": ["*"]}),
+        )
+        .await;
+    let (_, body) = event("business.updated");
+    worker
+        .publish(Some("acct"), "business.updated", &body)
+        .await;
+    hanging.wait_for(1, WAIT).await;
+    let app = worker.app.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), app.stop())
+        .await
+        .expect("shutdown ends after the grace period");
+    let queue = worker
+        .channel
+        .queue_declare(
+            &worker.names.incoming,
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.message_count(),
+        1,
+        "the event is back in the queue, not lost"
+    );
+    hanging.release(10);
+    worker.stop().await;
+}
