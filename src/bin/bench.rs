@@ -175,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = started.elapsed();
-    let receipts = receipts.lock().unwrap_or_else(|p| p.into_inner());
+    let receipts = std::mem::take(&mut *receipts.lock().unwrap_or_else(|p| p.into_inner()));
     let mut latencies: Vec<Duration> = published
         .iter()
         .filter_map(|(id, sent)| {
