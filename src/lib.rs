@@ -10,9 +10,11 @@
 //! - [`event`]: parsing the event message (the poison check) and building delivery bodies.
 //! - [`signing`]: the HMAC-SHA256 body signature.
 //! - [`safety`]: which network addresses may be connected to.
+//! - [`api`]: the Webhooks API (axum) and the operational routes.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
