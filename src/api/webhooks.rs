@@ -6,8 +6,8 @@
 //! `registry.refresh`). Responses are built from [`Webhook::view`], which has no secret fields.
 
 use axum::{
-    extract::{Path, RawQuery, State},
-    http::{header, HeaderValue, StatusCode},
+    extract::{FromRequestParts, Path, RawQuery, State},
+    http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Extension, Json,
 };
@@ -33,9 +33,21 @@ fn now() -> chrono::DateTime<Utc> {
         .unwrap_or(now)
 }
 
-/// An id from the path; anything that is not a UUID cannot name a webhook, so it is a 404.
-fn webhook_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::WebhookNotFound)
+/// The `{id}` of the path. Anything that is not a UUID (including bytes that do not decode)
+/// cannot name a webhook, so it answers 404 like a missing one, never axum's 400 text.
+pub struct WebhookId(Uuid);
+
+impl FromRequestParts<ApiState> for WebhookId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::WebhookNotFound)?;
+        Uuid::parse_str(&id)
+            .map(WebhookId)
+            .map_err(|_| ApiError::WebhookNotFound)
+    }
 }
 
 /// Secrets are encrypted at rest; without a key the store cannot take them, which is the
@@ -98,9 +110,8 @@ pub async fn create(
 pub async fn get(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
-    Path(id): Path<String>,
+    WebhookId(id): WebhookId,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let id = webhook_id(&id)?;
     let webhook = state
         .registry
         .store()
@@ -114,10 +125,9 @@ pub async fn get(
 pub async fn update(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
-    Path(id): Path<String>,
+    WebhookId(id): WebhookId,
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let id = webhook_id(&id)?;
     let store = state.registry.store();
     let existing = store
         .get(&account, id)
@@ -147,9 +157,8 @@ pub async fn update(
 pub async fn delete(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
-    Path(id): Path<String>,
+    WebhookId(id): WebhookId,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let id = webhook_id(&id)?;
     let webhook = state
         .registry
         .store()

@@ -111,7 +111,7 @@ async fn getting_a_missing_or_malformed_id_answers_404(backend: Backend) {
     let app = spawn_app(backend).await;
     app.create(&app.token_a, &minimal()).await;
     let missing = Uuid::new_v4().to_string();
-    for id in [missing.as_str(), "not-a-uuid", "123", "%20"] {
+    for id in [missing.as_str(), "not-a-uuid", "123", "%20", "%ff"] {
         let reply = app
             .get(&format!("/v1/webhooks/{id}"), &app.token_a)
             .await
