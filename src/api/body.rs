@@ -99,18 +99,34 @@ fn unknown_field(message: &str) -> Option<&str> {
         .map(|(name, _)| name)
 }
 
-/// serde's "invalid type: integer `5`, expected a string" as "must be a string, not an integer".
+/// serde's "invalid type: string \"x\", expected i64" as "must be an integer, not a string".
+/// The value itself is never repeated: it could be a secret sent in the wrong field.
 fn describe(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("invalid type: ") else {
+    let Some((found, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    else {
+        // Other serde messages ("invalid value", "invalid length") name no value we were sent.
         return message.to_string();
     };
-    match rest.split_once(", expected ") {
-        Some((found, expected)) => {
-            let found = found.split(" `").next().unwrap_or(found);
-            format!("must be {expected}, not {found}")
-        }
-        None => message.to_string(),
-    }
+    let kind = found.split([' ', '`', '"']).next().unwrap_or(found);
+    let kind = match kind {
+        "floating" => "a number with a fraction",
+        "integer" => "an integer",
+        "string" => "a string",
+        "sequence" => "an array",
+        "map" => "an object",
+        "boolean" => "a boolean",
+        "null" => "null",
+        _ => "another type",
+    };
+    let expected = match expected {
+        "a sequence" => "an array",
+        "a map" => "an object",
+        "i64" | "u64" | "i32" | "u32" => "an integer",
+        other => other,
+    };
+    format!("must be {expected}, not {kind}")
 }
 
 #[cfg(test)]
@@ -137,7 +153,14 @@ mod tests {
         let error = parse::<WebhookPatch>(br#"{"url":5}"#).unwrap_err();
         let entry = &entries(error)[0];
         assert_eq!(entry.field.as_deref(), Some("url"));
-        assert_eq!(entry.message, "must be a string, not integer");
+        assert_eq!(entry.message, "must be a string, not an integer");
+        let error = parse::<WebhookPatch>(br#"{"enabled_events":"whsec_x"}"#).unwrap_err();
+        assert_eq!(entries(error)[0].message, "must be an array, not a string");
+        let error = parse::<WebhookPatch>(br#"{"oidc_access_token_ttl_seconds":"60"}"#);
+        assert_eq!(
+            entries(error.unwrap_err())[0].message,
+            "must be an integer, not a string"
+        );
         let error = parse::<WebhookPatch>(br#"{"enabled_events":["a",7]}"#).unwrap_err();
         assert_eq!(
             entries(error)[0].field.as_deref(),

@@ -151,7 +151,13 @@ async fn a_wrong_field_type_answers_422_naming_the_field(backend: Backend) {
         assert_eq!(created.error_fields(), [field], "{change}");
         let updated = app.patch(&path, &app.token_a, &change).await.expect(422);
         assert_eq!(updated.error_fields(), [field], "{change}");
+        let message = updated.json["errors"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with("must be "), "{message}");
     }
+    // The value sent is not repeated back: it might be a secret put in the wrong field.
+    let change = json!({"enabled_events": "whsec_misplaced", "oidc_scope": 5});
+    let reply = app.patch(&path, &app.token_a, &change).await.expect(422);
+    assert!(!reply.text.contains("whsec_misplaced"), "{}", reply.text);
 }
 
 async fn an_oversized_body_answers_413(backend: Backend) {
