@@ -5,19 +5,31 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
+use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    cli::Role, config::Config, delivery::Deliverer, health::Readiness, pipeline::Pipeline,
-    registry::Registry, store::Store, telemetry::Metrics, worker::Worker,
+    api::{self, ApiState},
+    cli::Role,
+    config::Config,
+    delivery::Deliverer,
+    health::Readiness,
+    pipeline::Pipeline,
+    registry::Registry,
+    store::Store,
+    telemetry::Metrics,
+    worker::Worker,
 };
 
 pub struct Application {
+    config: Arc<Config>,
     registry: Arc<Registry>,
     metrics: Metrics,
     readiness: Readiness,
     store: Store,
-    api_addr: Option<SocketAddr>,
+    api_addr: SocketAddr,
+    /// The HTTP server; watched so that a server that stops on its own stops the process.
+    http: JoinHandle<std::io::Result<()>>,
     /// Fired once to stop every part; each part drains its own work before its task ends.
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -28,6 +40,7 @@ impl Application {
     pub async fn start(config: Config, role: Role) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let metrics = Metrics::new();
+        // The consumer (roles `all` and `worker`) marks the broker ready once it is connected.
         let readiness = Readiness::new(role != Role::Api);
         let key = config.encryption_key().map_err(anyhow::Error::msg)?;
         let store = Store::connect(
@@ -60,13 +73,23 @@ impl Application {
             tasks.spawn(worker.run(cancel.clone()));
         }
         tasks.close();
-        tracing::info!(?role, "webhook-worker started");
+        let state = ApiState::new(
+            &config,
+            registry.clone(),
+            readiness.clone(),
+            metrics.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let (api_addr, http) = start_http(&config, role, state, cancel.clone()).await?;
+        tracing::info!(?role, %api_addr, "webhook-worker started");
         Ok(Self {
+            config,
             registry,
             metrics,
             readiness,
             store,
-            api_addr: None,
+            api_addr,
+            http,
             cancel,
             tasks,
         })
@@ -84,24 +107,64 @@ impl Application {
         &self.readiness
     }
 
-    /// Where the HTTP API listens, when this role serves it.
-    pub fn api_addr(&self) -> Option<SocketAddr> {
+    /// Where the HTTP server listens (the API, or only the operational routes for `worker`).
+    pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
     }
 
-    /// Stops every part and waits for each to drain (the worker within `shutdown.grace`).
-    pub async fn stop(self) {
+    /// Stops every part and waits for each to drain within `shutdown.grace`.
+    pub async fn stop(mut self) {
         self.cancel.cancel();
+        let grace = self.config.shutdown.grace.0;
+        if !self.http.is_finished() && tokio::time::timeout(grace, &mut self.http).await.is_err() {
+            tracing::warn!("HTTP requests still in flight after shutdown.grace; dropping them");
+            self.http.abort();
+        }
         self.tasks.wait().await;
         self.store.close().await;
     }
 
-    /// Runs until SIGTERM or SIGINT, then stops.
-    pub async fn run_until_signalled(self) {
-        shutdown_signal().await;
+    /// Runs until SIGTERM or SIGINT (or until the HTTP server fails), then stops.
+    pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
+        let result = tokio::select! {
+            _ = shutdown_signal() => Ok(()),
+            result = &mut self.http => {
+                result.context("the HTTP server task failed")?.context("the HTTP server failed")
+            }
+        };
         tracing::info!("shutting down");
         self.stop().await;
+        result
     }
+}
+
+/// Binds `api.listen` and serves: the whole API for roles `all` and `api`; only `/healthz`,
+/// `/readyz` and `/metrics` for role `worker`, which must not expose the write API.
+async fn start_http(
+    config: &Config,
+    role: Role,
+    state: ApiState,
+    cancel: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let address = config.api.listen;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (api.listen)"))?;
+    let bound = listener.local_addr()?;
+    let router = match role {
+        Role::All | Role::Api => {
+            if state.tokens.is_empty() {
+                tracing::warn!("no api.tokens configured: every /v1/webhooks request answers 401");
+            }
+            api::router(state)
+        }
+        Role::Worker => api::ops_router(state),
+    };
+    tracing::info!(address = %bound, ?role, "HTTP server listening");
+    Ok((
+        bound,
+        tokio::spawn(api::serve_router(listener, router, cancel)),
+    ))
 }
 
 /// The `run` command: logging, a runtime, and the application until a signal.
@@ -113,8 +176,7 @@ pub fn run(config: Config, role: Role) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let app = Application::start(config, role).await?;
-        app.run_until_signalled().await;
-        Ok(())
+        app.run_until_signalled().await
     })
 }
 

@@ -13,6 +13,7 @@
 //! - [`filter`]: `enabled_events` matching and the `include` projection.
 //! - [`signing`]: the HMAC-SHA256 body signature.
 //! - [`safety`]: which network addresses may be connected to.
+//! - [`api`]: the Webhooks API (axum) and the operational routes.
 //! - [`delivery`]: one HTTP attempt through the shared, address-checking client; concurrency
 //!   limits.
 //! - [`oidc`]: OAuth 2.0 access tokens for webhooks with OIDC settings.
@@ -24,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;

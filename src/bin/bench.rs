@@ -89,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
         url = "{url}"
         prefix = "{prefix}"
         prefetch = {prefetch}
+        [api]
+        listen = "127.0.0.1:0"
         [database]
         url = "sqlite://{db}"
         encryption_key = "{key}"

@@ -49,6 +49,8 @@ pub fn test_config(prefix: &str, database_url: &str, overrides: &str) -> Config 
         [amqp]
         prefix = "{prefix}"
         prefetch = 64
+        [api]
+        listen = "127.0.0.1:0"
         [database]
         url = "{database_url}"
         encryption_key = "{key}"

@@ -1,7 +1,21 @@
-//! The integration tests: one binary, against the machine's RabbitMQ and PostgreSQL and real
-//! HTTP servers on 127.0.0.1.
+//! The integration tests: one binary, so the crate and its dependencies link once. They run
+//! against the machine's RabbitMQ and PostgreSQL and real HTTP servers on 127.0.0.1.
+//!
+//! - [`helpers`]: `spawn_app` (the real router on port 0 with its own database) and the
+//!   `both_backends!` macro that runs a test on SQLite and on PostgreSQL.
+//! - [`harness`] and [`receiver`]: a worker in-process with its own queue prefix, and a real
+//!   HTTP receiver whose answers a test plans.
+//! - [`api`]: the Webhooks API over real HTTP.
+//! - [`store`]: secrets at rest and the start-up key check.
+//! - [`cli`]: the built binary.
+//! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 
-mod crash;
 mod harness;
-mod pipeline;
+mod helpers;
 mod receiver;
+
+mod api;
+mod cli;
+mod crash;
+mod pipeline;
+mod store;

@@ -1,0 +1,181 @@
+//! The API's one error type and how each variant answers: a status code and the JSON body
+//! `{"errors":[{"message":"...","field":"..."}]}`.
+//!
+//! Client errors say what to fix and name the field when one is at fault. Internal errors log
+//! their whole cause chain and answer a generic 500: the body never carries a database message,
+//! a stack of causes, or anything a secret could hide in.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+
+use crate::{store::StoreError, webhook::FieldError};
+
+/// One entry of the `errors` array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorEntry {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ErrorEntry {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn general(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+impl From<FieldError> for ErrorEntry {
+    fn from(error: FieldError) -> Self {
+        ErrorEntry::field(error.field, error.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No usable bearer token. The message says which way the header is wrong, never why a
+    /// token did not match.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// A missing webhook, another account's webhook, and an id that is not a UUID all answer
+    /// the same, so ids of other accounts cannot be probed.
+    #[error("no such webhook")]
+    WebhookNotFound,
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the body could not be read")]
+    UnreadableBody,
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// Well-formed input that breaks a rule; every broken rule is listed.
+    #[error("invalid request")]
+    Unprocessable(Vec<ErrorEntry>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Unprocessable(vec![ErrorEntry::field(field, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::WebhookNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnreadableBody | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn entries(&self) -> Vec<ErrorEntry> {
+        match self {
+            ApiError::Unprocessable(entries) => entries.clone(),
+            ApiError::Unauthorized(why) => vec![ErrorEntry::general(format!(
+                "{why}; send Authorization: Bearer <token>"
+            ))],
+            ApiError::Internal(_) => vec![ErrorEntry::general(
+                "internal error; the cause was logged, please retry later",
+            )],
+            other => vec![ErrorEntry::general(other.to_string())],
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            // The handlers check this before writing; this arm covers a key removed in between.
+            StoreError::NoKeyForSecret => ApiError::Unprocessable(vec![ErrorEntry::general(
+                "cannot store secrets: database.encryption_key is not configured",
+            )]),
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// `error: cause: cause`, for the log line of an internal error.
+fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    errors: Vec<ErrorEntry>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause_chain(cause.as_ref()), "API request failed");
+        }
+        let status = self.status();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                errors: self.entries(),
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_answers_500_without_its_cause() {
+        let error = ApiError::Internal(Box::new(std::io::Error::other("password=hunter2")));
+        assert!(error
+            .entries()
+            .iter()
+            .all(|e| !e.message.contains("hunter2")));
+        assert_eq!(
+            error.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn the_cause_chain_joins_every_source() {
+        let error = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert!(cause_chain(&error).starts_with("database error: "));
+    }
+}

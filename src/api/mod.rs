@@ -1,0 +1,146 @@
+//! The Webhooks API (axum): the seed's CRUD routes under `/v1/webhooks`, the JWKS, and the
+//! operational routes (`/healthz`, `/readyz`, `/metrics`).
+//!
+//! # Layout
+//!
+//! - [`auth`]: bearer tokens (only their SHA-256 is configured) and the [`auth::Account`] they
+//!   grant; every `/v1/webhooks` route but `oidc_keys` sits behind it.
+//! - [`body`]: reading a JSON body with our own 415/413/400/422 answers.
+//! - [`error`]: the one error type and its JSON shape.
+//! - [`webhooks`]: the handlers.
+//! - [`ops`]: health, readiness, metrics, JWKS, and the JSON 404/405 fallbacks.
+//!
+//! Two routers share one [`ApiState`]: [`router`] (roles `all` and `api`) serves everything;
+//! [`ops_router`] (role `worker`) serves only `/healthz`, `/readyz` and `/metrics`, so a process
+//! that only delivers never exposes the write API, even with tokens in its configuration.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod ops;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+    Router,
+};
+use tokio_util::sync::CancellationToken;
+
+pub use auth::ApiTokens;
+pub use error::ApiError;
+
+use crate::{
+    config::Config, health::Readiness, registry::Registry, safety::AddressPolicy,
+    telemetry::Metrics, webhook::UrlRules,
+};
+
+/// What every handler may use: cheap handles, built once at start.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Writes go to its store and then to it, so this process's deliveries see them at once.
+    pub registry: Arc<Registry>,
+    pub tokens: Arc<ApiTokens>,
+    pub url_rules: Arc<UrlRules>,
+    /// The worker's public JWKS, served as is.
+    pub jwks: Arc<serde_json::Value>,
+    pub readiness: Readiness,
+    pub metrics: Metrics,
+    pub max_body_bytes: usize,
+}
+
+impl ApiState {
+    /// The state for `config`, with an empty JWKS (`{"keys":[]}`) until one is set with
+    /// [`ApiState::with_jwks`].
+    pub fn new(
+        config: &Config,
+        registry: Arc<Registry>,
+        readiness: Readiness,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
+        Ok(ApiState {
+            registry,
+            tokens: Arc::new(ApiTokens::from_config(&config.api.tokens)?),
+            url_rules: Arc::new(UrlRules {
+                allow_http: config.delivery.allow_http,
+                addresses: AddressPolicy::new(config.delivery.allow_networks.clone()),
+            }),
+            jwks: Arc::new(serde_json::json!({"keys": []})),
+            readiness,
+            metrics,
+            max_body_bytes: config.api.max_body_bytes,
+        })
+    }
+
+    pub fn with_jwks(mut self, jwks: serde_json::Value) -> Self {
+        self.jwks = Arc::new(jwks);
+        self
+    }
+}
+
+/// Every route: the Webhooks API, the JWKS and the operational routes.
+pub fn router(state: ApiState) -> Router {
+    let authenticated = Router::new()
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    // A static segment wins over `{id}` in axum's router, so `oidc_keys` is never taken for an id.
+    let public = Router::new()
+        .route("/v1/webhooks/oidc_keys", get(ops::jwks))
+        .route("/.well-known/jwks.json", get(ops::jwks));
+    operational()
+        .merge(public)
+        .merge(authenticated)
+        .fallback(ops::no_route)
+        .method_not_allowed_fallback(ops::no_method)
+        // Bodies are read by `body::JsonBody`, which turns the limit into a JSON 413.
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}
+
+/// Only `/healthz`, `/readyz` and `/metrics`: what a worker-only process serves.
+pub fn ops_router(state: ApiState) -> Router {
+    operational()
+        .fallback(ops::no_route)
+        .method_not_allowed_fallback(ops::no_method)
+        .with_state(state)
+}
+
+fn operational() -> Router<ApiState> {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+}
+
+/// Serves `router` on `listener` until `cancel` fires, then lets in-flight requests finish.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}
+
+/// Serves the full API ([`router`]) on `listener` until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    serve_router(listener, router(state), cancel).await
+}

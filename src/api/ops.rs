@@ -1,0 +1,70 @@
+//! The unauthenticated routes: liveness, readiness, metrics, the JWKS, and the JSON answers for
+//! unknown routes and methods.
+//!
+//! `/healthz` says the process serves HTTP. `/readyz` says it can do its job: the database
+//! answers (within [`PING_TIMEOUT`], so a stuck pool cannot hang the probe) and, for roles that
+//! consume, the broker connection is up.
+
+use std::time::Duration;
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use super::{error::ApiError, ApiState};
+
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    let database = tokio::time::timeout(PING_TIMEOUT, state.registry.store().ping())
+        .await
+        .unwrap_or(false);
+    let broker = state.readiness.broker_ok();
+    let status = if database && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = |ok: bool| if ok { "ok" } else { "not_ready" };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+        "checks": {"database": word(database), "broker": word(broker)},
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The worker's public keys, for token endpoints that verify `private_key_jwt` assertions.
+pub async fn jwks(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.jwks.as_ref().clone()),
+    )
+        .into_response()
+}
+
+pub async fn no_route() -> ApiError {
+    ApiError::RouteNotFound
+}
+
+pub async fn no_method() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,279 @@
+//! The `/v1/webhooks` handlers: create, list, get, update (PATCH and PUT), delete.
+//!
+//! Every read and write is scoped to the token's [`Account`]: another account's webhook is
+//! indistinguishable from a missing one. Every successful write goes to the store first and then
+//! to this process's registry, so deliveries here see it at once (other replicas within
+//! `registry.refresh`). Responses are built from [`Webhook::view`], which has no secret fields.
+
+use axum::{
+    extract::{FromRequestParts, Path, RawQuery, State},
+    http::{header, request::Parts, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Extension, Json,
+};
+use chrono::{DurationRound, TimeDelta, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{
+    auth::Account,
+    body::JsonBody,
+    error::{ApiError, ErrorEntry},
+    ApiState,
+};
+use crate::webhook::{Draft, Webhook, WebhookPatch, WebhookView};
+
+const DEFAULT_PER_PAGE: i64 = 10;
+const MAX_PER_PAGE: i64 = 100;
+
+/// Now, at the millisecond precision the store keeps, so the registry's copy equals the stored one.
+fn now() -> chrono::DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::milliseconds(1))
+        .unwrap_or(now)
+}
+
+/// The `{id}` of the path. Anything that is not a UUID (including bytes that do not decode)
+/// cannot name a webhook, so it answers 404 like a missing one, never axum's 400 text.
+pub struct WebhookId(Uuid);
+
+impl FromRequestParts<ApiState> for WebhookId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::WebhookNotFound)?;
+        Uuid::parse_str(&id)
+            .map(WebhookId)
+            .map_err(|_| ApiError::WebhookNotFound)
+    }
+}
+
+/// Secrets are encrypted at rest; without a key the store cannot take them, which is the
+/// operator's doing, so the answer names the setting.
+fn secrets_storable(state: &ApiState, patch: &WebhookPatch) -> Vec<ErrorEntry> {
+    if state.registry.store().can_store_secrets() {
+        return Vec::new();
+    }
+    let message = "cannot be stored: database.encryption_key is not configured on this server";
+    let mut errors = Vec::new();
+    if matches!(patch.secret, Some(Some(_))) {
+        errors.push(ErrorEntry::field("secret", message));
+    }
+    if matches!(patch.oidc_client_secret, Some(Some(_))) {
+        errors.push(ErrorEntry::field("oidc_client_secret", message));
+    }
+    errors
+}
+
+/// Validates the merged draft; every broken rule (and every unstorable secret) is listed.
+fn validated(
+    state: &ApiState,
+    draft: Draft,
+    unstorable: Vec<ErrorEntry>,
+    id: Uuid,
+    account: &str,
+    created_at: chrono::DateTime<Utc>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Webhook, ApiError> {
+    let mut errors = unstorable;
+    match draft.validate(&state.url_rules, id, account, created_at, now) {
+        Ok(webhook) if errors.is_empty() => return Ok(webhook),
+        Ok(_) => {}
+        Err(broken) => errors.extend(broken.into_iter().map(ErrorEntry::from)),
+    }
+    Err(ApiError::Unprocessable(errors))
+}
+
+pub async fn create(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+    JsonBody(patch): JsonBody<WebhookPatch>,
+) -> Result<Response, ApiError> {
+    let unstorable = secrets_storable(&state, &patch);
+    let now = now();
+    let id = Uuid::new_v4();
+    let draft = Draft::default().apply(patch);
+    let webhook = validated(&state, draft, unstorable, id, &account, now, now)?;
+    state.registry.store().insert(&webhook).await?;
+    let view = webhook.view();
+    tracing::info!(webhook_id = %id, account_id = %account, "webhook created");
+    state.registry.upsert(webhook);
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/webhooks/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+    WebhookId(id): WebhookId,
+) -> Result<Json<WebhookView>, ApiError> {
+    let webhook = state
+        .registry
+        .store()
+        .get(&account, id)
+        .await?
+        .ok_or(ApiError::WebhookNotFound)?;
+    Ok(Json(webhook.view()))
+}
+
+/// PATCH and PUT: the same partial update (the platform's clients use both).
+pub async fn update(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+    WebhookId(id): WebhookId,
+    JsonBody(patch): JsonBody<WebhookPatch>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let store = state.registry.store();
+    let existing = store
+        .get(&account, id)
+        .await?
+        .ok_or(ApiError::WebhookNotFound)?;
+    let unstorable = secrets_storable(&state, &patch);
+    let draft = Draft::of(&existing).apply(patch);
+    let webhook = validated(
+        &state,
+        draft,
+        unstorable,
+        id,
+        &account,
+        existing.created_at,
+        now(),
+    )?;
+    // Deleted between the read and the write: the same answer as if it had never existed.
+    if !store.update(&webhook).await? {
+        return Err(ApiError::WebhookNotFound);
+    }
+    let view = webhook.view();
+    tracing::info!(webhook_id = %id, account_id = %account, "webhook updated");
+    state.registry.upsert(webhook);
+    Ok(Json(view))
+}
+
+pub async fn delete(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+    WebhookId(id): WebhookId,
+) -> Result<Json<WebhookView>, ApiError> {
+    let webhook = state
+        .registry
+        .store()
+        .delete(&account, id)
+        .await?
+        .ok_or(ApiError::WebhookNotFound)?;
+    tracing::info!(webhook_id = %id, account_id = %account, "webhook deleted");
+    state.registry.remove(id);
+    Ok(Json(webhook.view()))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListBody {
+    object: &'static str,
+    data: Vec<WebhookView>,
+    has_more: bool,
+    total_count: i64,
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ListBody>, ApiError> {
+    let page = Page::parse(query.as_deref().unwrap_or_default())?;
+    let (webhooks, total) = state
+        .registry
+        .store()
+        .list(&account, page.offset, page.per_page)
+        .await?;
+    let shown = page.offset.saturating_add(webhooks.len() as i64);
+    Ok(Json(ListBody {
+        object: "list",
+        has_more: shown < total,
+        total_count: total,
+        data: webhooks.iter().map(Webhook::view).collect(),
+    }))
+}
+
+/// `page` (from 1) and `per_page` (1 to 100) from the query string; other parameters are ignored.
+#[derive(Debug, PartialEq, Eq)]
+struct Page {
+    offset: i64,
+    per_page: i64,
+}
+
+impl Page {
+    fn parse(query: &str) -> Result<Self, ApiError> {
+        let mut page = 1;
+        let mut per_page = DEFAULT_PER_PAGE;
+        let mut errors = Vec::new();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let (target, max) = match name.as_ref() {
+                "page" => (&mut page, i64::MAX),
+                "per_page" => (&mut per_page, MAX_PER_PAGE),
+                _ => continue,
+            };
+            match value.trim().parse::<i64>() {
+                Ok(n) if (1..=max).contains(&n) => *target = n,
+                _ if max == i64::MAX => errors.push(ErrorEntry::field(
+                    name.as_ref(),
+                    "must be a whole number from 1",
+                )),
+                _ => errors.push(ErrorEntry::field(
+                    name.as_ref(),
+                    format!("must be a whole number from 1 to {max}"),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Unprocessable(errors));
+        }
+        let offset = (page - 1)
+            .checked_mul(per_page)
+            .ok_or_else(|| ApiError::invalid("page", "is too large"))?;
+        Ok(Page { offset, per_page })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_default_and_offset() {
+        assert_eq!(
+            Page::parse("").unwrap(),
+            Page {
+                offset: 0,
+                per_page: DEFAULT_PER_PAGE
+            }
+        );
+        assert_eq!(
+            Page::parse("page=3&per_page=20&other=x").unwrap(),
+            Page {
+                offset: 40,
+                per_page: 20
+            }
+        );
+    }
+
+    #[test]
+    fn bad_page_parameters_are_named() {
+        for query in ["page=0", "page=-1", "page=abc", "page="] {
+            let Err(ApiError::Unprocessable(errors)) = Page::parse(query) else {
+                panic!("{query} was accepted");
+            };
+            assert_eq!(errors[0].field.as_deref(), Some("page"), "{query}");
+        }
+        for query in ["per_page=0", "per_page=101", "per_page=1.5"] {
+            let Err(ApiError::Unprocessable(errors)) = Page::parse(query) else {
+                panic!("{query} was accepted");
+            };
+            assert_eq!(errors[0].field.as_deref(), Some("per_page"), "{query}");
+        }
+        assert!(Page::parse(&format!("page={}&per_page=100", i64::MAX)).is_err());
+    }
+}

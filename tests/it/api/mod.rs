@@ -1,0 +1,9 @@
+//! The Webhooks API over real HTTP, each test on SQLite and on PostgreSQL.
+
+mod auth;
+mod bodies;
+mod crud;
+mod ops;
+mod pagination;
+mod secrets;
+mod validation;

@@ -1,0 +1,175 @@
+//! The built binary: `check-config` names a bad key, and `run` serves the API (role `api`) or
+//! only the operational routes (role `worker`).
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_webhook-worker");
+
+/// The binary with only the given environment, so the machine's cannot leak in.
+fn binary() -> Command {
+    let mut command = Command::new(BIN);
+    command.env_clear();
+    command
+}
+
+#[test]
+fn check_config_with_a_bad_encryption_key_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[database]\nencryption_key = \"too-short\"\n").unwrap();
+    let output = binary()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("database.encryption_key"), "{stderr}");
+
+    let good = dir.path().join("good.toml");
+    let key = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="; // base64 of 32 bytes
+    std::fs::write(&good, format!("[database]\nencryption_key = \"{key}\"\n")).unwrap();
+    let output = binary()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
+/// A running `webhook-worker run`, stopped with SIGTERM (and killed if it hangs) on drop.
+struct Running {
+    child: Child,
+    base: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(role: &str) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("whk_cli_{}", hex::encode(rand::random::<[u8; 12]>()));
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let port = free_port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[amqp]\nprefix = \"whw-it-{suffix}\"\n\
+             [database]\nurl = \"sqlite://{db}\"\n\
+             [api]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[api.tokens]]\naccount_id = \"cli\"\ntoken_sha256 = \"{hash}\"\n\
+             [log]\nformat = \"pretty\"\nlevel = \"warn\"\n",
+            suffix = uuid::Uuid::new_v4().simple(),
+            db = dir.path().join("webhooks.db").display(),
+        ),
+    )
+    .unwrap();
+    let child = binary()
+        .args(["run", "--role", role, "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        token,
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = client
+            .get(format!("{}/healthz", running.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if up {
+            return running;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`run --role {role}` never served /healthz"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGTERM, then the exit status within a few seconds.
+fn terminate(running: &mut Running) -> std::process::ExitStatus {
+    let pid = running.child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn run_with_role_api_serves_the_webhooks_api_and_stops_on_sigterm() {
+    let mut running = start("api").await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/v1/webhooks", running.base))
+        .bearer_auth(&running.token)
+        .json(&serde_json::json!({"url": "https://example.com/", "enabled_events": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let ready = client
+        .get(format!("{}/readyz", running.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "role api does not wait for a broker");
+    assert!(terminate(&mut running).success());
+}
+
+#[tokio::test]
+async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
+    let running = start("worker").await;
+    let client = reqwest::Client::new();
+    let list = client
+        .get(format!("{}/v1/webhooks", running.base))
+        .bearer_auth(&running.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 404);
+    let metrics = client
+        .get(format!("{}/metrics", running.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+}

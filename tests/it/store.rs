@@ -1,0 +1,139 @@
+//! Secrets at rest: a dump of the database holds no plain secret, and a store with encrypted
+//! rows refuses to open without the right key, naming `database.encryption_key`.
+
+use base64::Engine;
+use chrono::Utc;
+use serde_json::json;
+use sqlx::{Column, Row};
+use uuid::Uuid;
+use webhook_worker::{
+    store::Store,
+    webhook::{Draft, UrlRules, Webhook, WebhookPatch},
+};
+
+use crate::helpers::{both_backends, spawn_app, with, Backend, TestDb};
+
+both_backends!(
+    a_database_dump_holds_no_plain_secret,
+    opening_encrypted_rows_without_the_key_fails_naming_the_key,
+    opening_encrypted_rows_with_another_key_fails_naming_the_key,
+    a_database_without_secrets_opens_without_a_key,
+);
+
+const SECRET: &str = "whsec_plain_3a7bd3e2360a3d29eea4";
+const CLIENT_SECRET: &str = "oidc_plain_c0535e4be2b79ffd9329";
+
+/// Every column of every row, as text where the column is text.
+async fn dump(url: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url)
+        .await
+        .expect("the database opens");
+    let rows = sqlx::query("SELECT * FROM webhooks")
+        .fetch_all(&pool)
+        .await
+        .expect("rows");
+    let mut text = String::new();
+    for row in &rows {
+        for column in row.columns() {
+            if let Ok(Some(value)) = row.try_get::<Option<String>, _>(column.ordinal()) {
+                text.push_str(column.name());
+                text.push('=');
+                text.push_str(&value);
+                text.push('\n');
+            }
+        }
+    }
+    pool.close().await;
+    text
+}
+
+async fn a_database_dump_holds_no_plain_secret(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = with(json!({
+        "secret": SECRET,
+        "oidc_auth_method": "client_secret",
+        "oidc_client_id": "client-1",
+        "oidc_client_secret": CLIENT_SECRET,
+        "oidc_token_endpoint": "https://login.example.com/token",
+        "oidc_access_token_ttl_seconds": 300,
+    }));
+    let id = app.create(&app.token_a, &body).await;
+    let dump = dump(app.db.url()).await;
+    assert!(dump.contains(&id), "the dump holds the row: {dump}");
+    assert!(dump.contains("secret_enc=v1:"), "{dump}");
+    assert!(dump.contains("oidc_client_secret_enc=v1:"), "{dump}");
+    for secret in [SECRET, CLIENT_SECRET] {
+        assert!(!dump.contains(secret), "plain secret in the dump: {dump}");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+        assert!(
+            !dump.contains(&encoded),
+            "base64 secret in the dump: {dump}"
+        );
+    }
+    if backend == Backend::Sqlite {
+        // The files themselves (database and write-ahead log), byte for byte.
+        let path = app.db.url().trim_start_matches("sqlite://").to_string();
+        let folder = std::path::Path::new(&path).parent().unwrap();
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            for secret in [SECRET, CLIENT_SECRET] {
+                assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+            }
+        }
+    }
+}
+
+fn webhook_with_secret(secret: Option<&str>) -> Webhook {
+    let mut body = with(json!({}));
+    if let Some(secret) = secret {
+        body["secret"] = json!(secret);
+    }
+    let patch: WebhookPatch = serde_json::from_value(body).unwrap();
+    let now = Utc::now();
+    Draft::default()
+        .apply(patch)
+        .validate(&UrlRules::default(), Uuid::new_v4(), "acct", now, now)
+        .expect("a valid webhook")
+}
+
+/// A database holding one webhook, written with `key`.
+async fn database_with(backend: Backend, key: [u8; 32], secret: Option<&str>) -> TestDb {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(db.url(), 2, Some(key)).await.unwrap();
+    store.insert(&webhook_with_secret(secret)).await.unwrap();
+    store.close().await;
+    db
+}
+
+async fn opening_encrypted_rows_without_the_key_fails_naming_the_key(backend: Backend) {
+    let db = database_with(backend, [1; 32], Some(SECRET)).await;
+    let error = Store::connect(db.url(), 2, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("database.encryption_key"), "{error}");
+    // With the key it opens and reads the secret back.
+    let store = Store::connect(db.url(), 2, Some([1; 32])).await.unwrap();
+    let all = store.all().await.unwrap();
+    assert_eq!(all[0].secret.as_ref().unwrap().expose(), SECRET);
+    store.close().await;
+}
+
+async fn opening_encrypted_rows_with_another_key_fails_naming_the_key(backend: Backend) {
+    let db = database_with(backend, [1; 32], Some(SECRET)).await;
+    let error = Store::connect(db.url(), 2, Some([2; 32]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("database.encryption_key"), "{error}");
+    assert!(!error.contains(SECRET));
+}
+
+async fn a_database_without_secrets_opens_without_a_key(backend: Backend) {
+    let db = database_with(backend, [1; 32], None).await;
+    let store = Store::connect(db.url(), 2, None).await.unwrap();
+    assert_eq!(store.all().await.unwrap().len(), 1);
+    assert!(!store.can_store_secrets());
+    store.close().await;
+}
