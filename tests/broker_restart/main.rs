@@ -78,23 +78,9 @@ async fn restarting_rabbitmq_mid_stream_loses_no_event_and_readiness_follows_the
         }
     } // the guard starts the broker again
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let seen: HashSet<String> = receiver
-            .received()
-            .iter()
-            .filter_map(|r| r.header("x-webhook-event-id"))
-            .collect();
-        if seen.is_superset(&ids) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {EVENTS} distinct events delivered after the restart",
-            seen.intersection(&ids).count()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    receiver
+        .wait_for_event_ids(&ids, Duration::from_secs(120))
+        .await;
     assert!(
         worker.app().readiness().broker_ok(),
         "ready again after reconnecting"

@@ -163,6 +163,23 @@ impl Broker {
         letters
     }
 
+    /// The queue's (ready messages, consumers), asked without declaring anything.
+    pub async fn queue_counts(&self, queue: &str) -> (u32, u32) {
+        let queue = self
+            .channel
+            .queue_declare(
+                queue,
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        (queue.message_count(), queue.consumer_count())
+    }
+
     /// Deletes what the test declared, over a new connection if the broker restarted meanwhile.
     pub async fn delete_topology(&self) {
         if self.channel.status().connected() {

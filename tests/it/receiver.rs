@@ -144,6 +144,35 @@ impl TestReceiver {
     }
 }
 
+impl TestReceiver {
+    /// Waits until every one of `ids` arrived at least once (duplicates allowed: delivery is
+    /// at-least-once); panics after `limit`, saying how many did.
+    pub async fn wait_for_event_ids(
+        &self,
+        ids: &std::collections::HashSet<String>,
+        limit: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let seen: std::collections::HashSet<String> = self
+                .received()
+                .iter()
+                .filter_map(|r| r.header("x-webhook-event-id"))
+                .collect();
+            if seen.is_superset(ids) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {} distinct events delivered",
+                seen.intersection(ids).count(),
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for TestReceiver {
     fn drop(&mut self) {
         self.task.abort();
