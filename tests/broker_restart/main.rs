@@ -47,7 +47,9 @@ async fn restarting_rabbitmq_mid_stream_loses_no_event_and_readiness_follows_the
         "[amqp]\nreconnect_max_backoff = \"1s\"\n[delivery]\nretry_schedule = [\"500ms\"]",
     )
     .await;
-    let receiver = TestReceiver::start().await;
+    // The receiver answers only what it is allowed to, so the restart lands mid-stream.
+    let receiver = TestReceiver::gated().await;
+    receiver.release(EVENTS / 10);
     worker
         .add_webhook(
             "acct",
@@ -77,6 +79,7 @@ async fn restarting_rabbitmq_mid_stream_loses_no_event_and_readiness_follows_the
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     } // the guard starts the broker again
+    receiver.release(1_000_000);
 
     receiver
         .wait_for_event_ids(&ids, Duration::from_secs(120))

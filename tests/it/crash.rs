@@ -51,8 +51,8 @@ async fn a_worker_killed_mid_stream_loses_no_event() {
         store.insert(&webhook).await.unwrap();
         store.close().await;
     }
-    // A publisher of our own; it also declares the topology the worker will use.
-    let mut first = spawn_worker(&prefix, &database_url, &key);
+    // A publisher of our own; it also declares the topology the worker will use. The whole
+    // backlog is queued before the worker starts, so the kill lands mid-stream.
     let publisher = TestWorker::publisher_for(&prefix).await;
     let mut ids = HashSet::new();
     for _ in 0..EVENTS {
@@ -62,6 +62,7 @@ async fn a_worker_killed_mid_stream_loses_no_event() {
             .await;
         ids.insert(id);
     }
+    let mut first = spawn_worker(&prefix, &database_url, &key);
     receiver.wait_for(EVENTS / 5, Duration::from_secs(60)).await;
     first.start_kill().unwrap(); // SIGKILL
     first.wait().await.unwrap();
