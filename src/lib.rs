@@ -10,6 +10,7 @@
 //! - [`event`]: parsing the event message (the poison check) and building delivery bodies.
 //! - [`signing`]: the HMAC-SHA256 body signature.
 //! - [`safety`]: which network addresses may be connected to.
+//! - [`oidc`]: OAuth 2.0 access tokens for webhooks (token client, cache), signing keys, JWKS.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod event;
 pub mod filter;
 pub mod health;
+pub mod oidc;
 pub mod registry;
 pub mod safety;
 pub mod secret;
