@@ -5,14 +5,22 @@
 //! - [`keys`]: loading the RSA signing keys (and certificates); `kid` = RFC 7638 thumbprint.
 //! - [`jwks`]: the public JWKS the worker publishes.
 //! - [`keygen`]: new keys and self-signed certificates (`webhook-worker keygen`).
+//! - [`assertion`]: the `private_key_jwt` client assertion.
+//! - [`token`]: one token request and the parsing of its answer; [`TokenError`].
+//! - [`cache`]: [`TokenProvider`], the cache the delivery pipeline asks for tokens.
 //!
 //! Secrets, tokens and assertions travel as [`crate::secret::Secret`] and appear in no error,
 //! log line or metric.
 
+pub mod assertion;
+pub mod cache;
 pub mod jwks;
 pub mod keygen;
 pub mod keys;
+pub mod token;
 
+pub use cache::TokenProvider;
 pub use jwks::jwks_json;
 pub use keygen::{generate_key, self_signed_certificate};
 pub use keys::{KeyError, SigningKey, SigningKeys};
+pub use token::{TokenClient, TokenError};
