@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     delivery::Deliverer,
     health::Readiness,
+    oidc::{SigningKeys, TokenProvider},
     pipeline::Pipeline,
     registry::Registry,
     store::Store,
@@ -53,6 +54,10 @@ impl Application {
         let registry = Registry::load(store.clone(), metrics.clone())
             .await
             .context("cannot load the webhooks")?;
+        let keys = Arc::new(
+            SigningKeys::load(&config.oidc.signing_keys)
+                .context("cannot load oidc.signing_keys")?,
+        );
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(
@@ -61,8 +66,16 @@ impl Application {
                 .refresh_until_cancelled(config.registry.refresh.0, cancel.clone()),
         );
         if role != Role::Api {
-            let tokens = Some(crate::oidc::TokenProvider);
-            let deliverer = Deliverer::new(&config, tokens, metrics.clone())?;
+            let deliverer = Deliverer::new(&config, metrics.clone())?;
+            // The same client as deliveries: token endpoints are customer-controlled too.
+            let tokens = TokenProvider::new(
+                deliverer.client().clone(),
+                keys.clone(),
+                &config.oidc,
+                config.delivery.max_response_bytes,
+                metrics.clone(),
+            );
+            let deliverer = deliverer.with_tokens(tokens);
             let pipeline = Arc::new(Pipeline::new(
                 &config,
                 registry.clone(),

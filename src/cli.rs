@@ -2,12 +2,20 @@
 //! `dead-letters`. Parses arguments, loads configuration, and calls into the library; errors are
 //! printed once, with their cause chain, and turned into a non-zero exit code.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    oidc::{keygen::CERTIFICATE_VALIDITY, SigningKey, SigningKeys},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +47,22 @@ pub enum Command {
         #[arg(long, default_value = "default")]
         account_id: String,
     },
+    /// Make a new RSA signing key for private_key_jwt (PKCS#8 PEM) and, with --cert, a
+    /// self-signed certificate for it (Microsoft Entra asks for one). List the file in
+    /// oidc.signing_keys.
+    Keygen {
+        /// Write the key (and certificate) to this new file, readable by its owner only, instead
+        /// of printing it. An existing file is never overwritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 2048)]
+        bits: usize,
+        /// Also make a self-signed certificate, valid for two years, kept with the key.
+        #[arg(long)]
+        cert: bool,
+    },
+    /// Print the public JWKS of the configured signing keys (oidc.signing_keys).
+    Jwks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,6 +90,45 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     Ok(Config::load(cli.config.as_deref())?)
 }
 
+/// `keygen`: the key (and certificate) go to `out`, created readable by its owner only, or to
+/// stdout. With `out`, only public things are printed: the kid and the certificate.
+fn keygen(out: Option<&Path>, bits: usize, cert: bool) -> anyhow::Result<()> {
+    let key = crate::oidc::generate_key(bits)?;
+    let certificate = match cert {
+        true => Some(crate::oidc::self_signed_certificate(
+            &key,
+            "webhook-worker",
+            CERTIFICATE_VALIDITY,
+        )?),
+        false => None,
+    };
+    let pem = format!("{key}{}", certificate.as_deref().unwrap_or_default());
+    let Some(out) = out else {
+        print!("{pem}");
+        return Ok(());
+    };
+    let kid = SigningKey::from_pem(out, &pem)?.kid().to_string();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "wrote {} (kid {kid}); add it to oidc.signing_keys",
+        out.display()
+    );
+    if let Some(certificate) = certificate {
+        eprintln!("its certificate, to upload to the identity provider:");
+        print!("{certificate}");
+    }
+    Ok(())
+}
+
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Version => println!("webhook-worker {}", env!("CARGO_PKG_VERSION")),
@@ -79,6 +142,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("token: {token}");
             println!("(keep it; only its hash goes in the configuration)\n");
             println!("[[api.tokens]]\naccount_id = {account_id:?}\ntoken_sha256 = \"{hash}\"");
+        }
+        Command::Keygen { out, bits, cert } => keygen(out.as_deref(), *bits, *cert)?,
+        Command::Jwks => {
+            let config = load(&cli)?;
+            let keys = SigningKeys::load(&config.oidc.signing_keys)?;
+            if keys.is_empty() {
+                eprintln!("no signing keys are configured (oidc.signing_keys)");
+            }
+            println!("{}", crate::oidc::jwks_json(&keys));
         }
         Command::Run { role } => {
             let config = load(&cli)?;

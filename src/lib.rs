@@ -16,7 +16,7 @@
 //! - [`api`]: the Webhooks API (axum) and the operational routes.
 //! - [`delivery`]: one HTTP attempt through the shared, address-checking client; concurrency
 //!   limits.
-//! - [`oidc`]: OAuth 2.0 access tokens for webhooks with OIDC settings.
+//! - [`oidc`]: OAuth 2.0 access tokens for webhooks (token client, cache), signing keys, JWKS.
 //! - [`queue`]: RabbitMQ topology, the confirmed publisher, job and dead-letter headers.
 //! - [`retry`]: the retry schedule.
 //! - [`pipeline`]: what happens to one message, up to the ack decision.

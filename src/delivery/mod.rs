@@ -15,11 +15,12 @@ use reqwest::{
 use crate::{
     config::Config,
     event::{Body, Event},
+    oidc::TokenProvider,
     safety::AddressPolicy,
     secret::Secret,
     signing::sign,
     telemetry::Metrics,
-    webhook::Webhook,
+    webhook::{OidcSettings, Webhook},
 };
 
 pub const USER_AGENT: &str = concat!("webhook-worker/", env!("CARGO_PKG_VERSION"));
@@ -63,25 +64,29 @@ pub struct Deliverer {
     policy: AddressPolicy,
     signature_header: HeaderName,
     max_response_bytes: usize,
-    tokens: Option<crate::oidc::TokenProvider>,
+    tokens: Option<TokenProvider>,
     metrics: Metrics,
 }
 
 impl Deliverer {
-    pub fn new(
-        config: &Config,
-        tokens: Option<crate::oidc::TokenProvider>,
-        metrics: Metrics,
-    ) -> anyhow::Result<Self> {
+    /// A deliverer without token acquisition; see [`Deliverer::with_tokens`].
+    pub fn new(config: &Config, metrics: Metrics) -> anyhow::Result<Self> {
         let policy = AddressPolicy::new(config.delivery.allow_networks.clone());
         Ok(Self {
             client: http_client(config.delivery.timeout.0, policy.clone())?,
             policy,
             signature_header: HeaderName::try_from(config.signature.header.as_str())?,
             max_response_bytes: config.delivery.max_response_bytes,
-            tokens,
+            tokens: None,
             metrics,
         })
+    }
+
+    /// Token acquisition for webhooks with OIDC settings. The provider should use
+    /// [`Deliverer::client`], so token endpoints get the same address rules as webhooks.
+    pub fn with_tokens(mut self, tokens: TokenProvider) -> Self {
+        self.tokens = Some(tokens);
+        self
     }
 
     /// The shared client, for other outbound calls to customer-controlled URLs (token endpoints).
@@ -106,7 +111,7 @@ impl Deliverer {
         attempt: &Attempt<'_>,
     ) -> AttemptResult {
         let oidc = webhook.oidc();
-        let result = self.send(webhook, oidc.as_ref(), attempt).await;
+        let (result, token) = self.send(webhook, oidc.as_ref(), attempt).await;
         let rejected = matches!(
             &result,
             AttemptResult::Failed(Failure {
@@ -114,52 +119,63 @@ impl Deliverer {
                 ..
             })
         );
-        match (&oidc, &self.tokens) {
-            (Some(settings), Some(tokens)) if rejected => {
-                tokens.invalidate(settings).await;
-                self.send(webhook, oidc.as_ref(), attempt).await
+        match (&oidc, &self.tokens, token) {
+            (Some(settings), Some(tokens), Some(token)) if rejected => {
+                // Only if it is still the cached one: concurrent rejections refresh it once.
+                tokens.invalidate_token(settings, &token).await;
+                self.send(webhook, oidc.as_ref(), attempt).await.0
             }
             _ => result,
         }
     }
 
+    /// One request; also returns the access token it carried, if any.
     async fn send(
         &self,
         webhook: &Webhook,
-        oidc: Option<&crate::webhook::OidcSettings>,
+        oidc: Option<&OidcSettings>,
         attempt: &Attempt<'_>,
-    ) -> AttemptResult {
+    ) -> (AttemptResult, Option<Secret>) {
+        let failed = |reason: String| (AttemptResult::Failed(Failure::new(reason)), None);
         let url = match url::Url::parse(&webhook.url) {
             Ok(url) => url,
-            Err(_) => return AttemptResult::Failed(Failure::new("invalid_url")),
+            Err(_) => return failed("invalid_url".into()),
         };
         if let Err(detail) = resolver::check_literal(&url, &self.policy) {
-            return AttemptResult::Failed(Failure::new(format!("blocked_address: {detail}")));
+            return failed(format!("blocked_address: {detail}"));
         }
         let token = match (oidc, &self.tokens) {
             (None, _) => None,
-            (Some(_), None) => {
-                return AttemptResult::Failed(Failure::new("token: no token provider"))
-            }
-            (Some(settings), Some(tokens)) => match tokens.token(settings).await {
+            (Some(_), None) => return failed("token: no token provider".into()),
+            (Some(settings), Some(tokens)) => match self.token(tokens, settings).await {
                 Ok(token) => Some(token),
-                Err(error) => {
-                    return AttemptResult::Failed(Failure::new(format!(
-                        "token: {}",
-                        error.reason()
-                    )))
-                }
+                Err(reason) => return failed(format!("token: {reason}")),
             },
         };
         let request = self.request(url, webhook, token.as_ref(), attempt);
-        match request.send().await {
+        let result = match request.send().await {
             Ok(response) => {
                 let status = response.status();
                 self.drain(response).await;
                 classify(status)
             }
             Err(error) => AttemptResult::Failed(Failure::new(describe(&error))),
-        }
+        };
+        (result, token)
+    }
+
+    /// An access token; the token endpoint obeys the same address rules as webhook URLs (the
+    /// shared client's resolver covers host names, this covers IP literals).
+    async fn token(
+        &self,
+        tokens: &TokenProvider,
+        settings: &OidcSettings,
+    ) -> Result<Secret, String> {
+        let endpoint = url::Url::parse(&settings.token_endpoint)
+            .map_err(|_| "invalid_token_endpoint".to_string())?;
+        resolver::check_literal(&endpoint, &self.policy)
+            .map_err(|detail| format!("blocked_address: token endpoint {detail}"))?;
+        tokens.token(settings).await.map_err(|error| error.reason())
     }
 
     fn request(

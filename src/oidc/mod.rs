@@ -1,25 +1,26 @@
-//! OAuth 2.0 access tokens for webhooks with OIDC settings. Placeholder interface until the
-//! token client lands (issue 4): every token request fails, so OIDC deliveries are retried.
+//! OAuth 2.0 access tokens for webhooks with OIDC settings (DESIGN.md, "OAuth 2.0 / OIDC token
+//! acquisition"): the client-credentials grant with `client_secret_post` or `private_key_jwt`,
+//! a per-configuration token cache, and the worker's signing keys and public JWKS.
+//!
+//! - [`keys`]: loading the RSA signing keys (and certificates); `kid` = RFC 7638 thumbprint.
+//! - [`jwks`]: the public JWKS the worker publishes.
+//! - [`keygen`]: new keys and self-signed certificates (`webhook-worker keygen`).
+//! - [`assertion`]: the `private_key_jwt` client assertion.
+//! - [`token`]: one token request and the parsing of its answer; [`TokenError`].
+//! - [`cache`]: [`TokenProvider`], the cache the delivery pipeline asks for tokens.
+//!
+//! Secrets, tokens and assertions travel as [`crate::secret::Secret`] and appear in no error,
+//! log line or metric.
 
-use crate::{secret::Secret, webhook::OidcSettings};
+pub mod assertion;
+pub mod cache;
+pub mod jwks;
+pub mod keygen;
+pub mod keys;
+pub mod token;
 
-#[derive(Clone, Default)]
-pub struct TokenProvider;
-
-#[derive(Debug, thiserror::Error)]
-#[error("token acquisition is not available yet")]
-pub struct TokenError;
-
-impl TokenError {
-    pub fn reason(&self) -> String {
-        "unavailable".into()
-    }
-}
-
-impl TokenProvider {
-    pub async fn token(&self, _settings: &OidcSettings) -> Result<Secret, TokenError> {
-        Err(TokenError)
-    }
-
-    pub async fn invalidate(&self, _settings: &OidcSettings) {}
-}
+pub use cache::TokenProvider;
+pub use jwks::jwks_json;
+pub use keygen::{generate_key, self_signed_certificate};
+pub use keys::{KeyError, SigningKey, SigningKeys};
+pub use token::{TokenClient, TokenError};

@@ -9,13 +9,18 @@
 //! - [`store`]: secrets at rest and the start-up key check.
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
+//! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
+//!   OAuth server (panva's `oidc-provider`, run by node).
 
 mod harness;
 mod helpers;
+mod oidc_provider;
 mod receiver;
 
 mod api;
 mod cli;
 mod crash;
+mod oidc;
+mod oidc_errors;
 mod pipeline;
 mod store;

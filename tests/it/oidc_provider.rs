@@ -1,0 +1,157 @@
+//! A real OAuth 2.0 authorization server for interop tests: panva's `oidc-provider` (npm),
+//! run by `tests/oidc/server.mjs` on 127.0.0.1 and a port of its own per test.
+//!
+//! Install it first with `tests/oidc/setup.sh`. Each [`OidcProvider`] is one node process,
+//! killed when the value is dropped (and, should the test process die, when its stdin closes).
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// The client the harness registers to call the introspection endpoint (client_secret_basic).
+const INTROSPECTOR_ID: &str = "introspector";
+const INTROSPECTOR_SECRET: &str = "introspector-secret-0123456789abcdef";
+
+/// The scope the provider knows, and the resource (RFC 8707) client-credentials tokens may
+/// target; a token for the resource carries it as `aud`.
+pub const SCOPE: &str = "webhooks:write";
+pub const RESOURCE: &str = "https://receiver.example/webhooks";
+/// A second resource whose tokens live one second (`expires_in: 1`).
+pub const SHORT_LIVED_RESOURCE: &str = "https://short-lived.example/webhooks";
+
+pub struct OidcProvider {
+    pub issuer: String,
+    pub token_endpoint: String,
+    introspection_endpoint: String,
+    http: reqwest::Client,
+    child: Child,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl OidcProvider {
+    /// Starts a provider with `clients` (oidc-provider client metadata: `client_id`,
+    /// `token_endpoint_auth_method`, and `client_secret` or `jwks`).
+    pub async fn start(clients: Vec<Value>) -> OidcProvider {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "oidc-provider is not installed: run tests/oidc/setup.sh"
+        );
+        let mut clients = clients;
+        clients.push(json!({
+            "client_id": INTROSPECTOR_ID,
+            "client_secret": INTROSPECTOR_SECRET,
+            "token_endpoint_auth_method": "client_secret_basic",
+        }));
+        let config = json!({
+            "clients": clients,
+            "scopes": [SCOPE],
+            "resources": {
+                RESOURCE: { "scope": SCOPE },
+                SHORT_LIVED_RESOURCE: { "scope": SCOPE, "accessTokenTTL": 1 },
+            },
+        });
+        let stderr = tempfile::NamedTempFile::new().expect("a temporary file for node's stderr");
+        let mut child = Command::new("node")
+            .arg(dir.join("server.mjs"))
+            .arg(config.to_string())
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr.reopen().expect("reopen the stderr file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("cannot run node (is Node.js installed?)");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut line)).await;
+        // Keep reading, so a stray write to stdout never meets a closed pipe (EPIPE kills node).
+        tokio::spawn(async move {
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut stdout, &mut sink).await;
+        });
+        let started: Option<Value> = match read {
+            Ok(Ok(n)) if n > 0 => serde_json::from_str(&line).ok(),
+            _ => None,
+        };
+        let Some(started) = started else {
+            let _ = child.start_kill();
+            let log = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+            panic!("oidc-provider did not start; it printed {line:?}; stderr:\n{log}");
+        };
+        let text = |key: &str| started[key].as_str().unwrap_or_default().to_string();
+        OidcProvider {
+            issuer: text("issuer"),
+            token_endpoint: text("token_endpoint"),
+            introspection_endpoint: text("introspection_endpoint"),
+            http: test_http_client(),
+            child,
+            stderr,
+        }
+    }
+
+    /// The introspection response (RFC 7662) for `token`, asked by the introspector client.
+    pub async fn introspect(&self, token: &str) -> Value {
+        self.http
+            .post(&self.introspection_endpoint)
+            .basic_auth(INTROSPECTOR_ID, Some(INTROSPECTOR_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("introspection request")
+            .error_for_status()
+            .expect("introspection status")
+            .json()
+            .await
+            .expect("introspection JSON")
+    }
+
+    /// POSTs to the token endpoint naming `client_id`, whatever their outcome.
+    pub async fn token_requests(&self, client_id: &str) -> usize {
+        self.count(client_id, "total").await
+    }
+
+    /// Token requests of `client_id` that the provider answered with a token.
+    pub async fn tokens_issued(&self, client_id: &str) -> usize {
+        self.count(client_id, "issued").await
+    }
+
+    async fn count(&self, client_id: &str, which: &str) -> usize {
+        let counts: Value = self
+            .http
+            .get(format!("{}/_test/token_requests", self.issuer))
+            .send()
+            .await
+            .expect("token request counts")
+            .json()
+            .await
+            .expect("token request counts JSON");
+        counts[client_id][which].as_u64().unwrap_or(0) as usize
+    }
+
+    /// What the provider wrote on stderr so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A plain client for tests against 127.0.0.1 (the worker's own client refuses loopback unless
+/// configured to allow it): no proxy, no redirects, a timeout.
+pub fn test_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a reqwest client")
+}
