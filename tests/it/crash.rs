@@ -82,7 +82,7 @@ async fn a_worker_killed_mid_stream_loses_no_event() {
     publisher.delete_topology().await;
 }
 
-fn decode(key: &str) -> [u8; 32] {
+pub fn decode(key: &str) -> [u8; 32] {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(key)

@@ -21,6 +21,7 @@ mod api;
 mod cli;
 mod crash;
 mod oidc;
+mod oidc_delivery;
 mod oidc_errors;
 mod pipeline;
 mod store;

@@ -35,6 +35,9 @@ pub struct TestKeys {
     pub c_then_a: Arc<SigningKeys>,
     /// A key the provider has never seen.
     pub unregistered: Arc<SigningKeys>,
+    /// The PEM files behind `a_then_c` and `unregistered`, for `oidc.signing_keys`.
+    pub a_then_c_files: Vec<PathBuf>,
+    pub unregistered_files: Vec<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -56,8 +59,10 @@ pub fn keys() -> &'static TestKeys {
         let load = |paths: &[PathBuf]| Arc::new(SigningKeys::load(paths).expect("load keys"));
         TestKeys {
             a_then_c: load(&[a.clone(), c.clone()]),
-            c_then_a: load(&[c, a]),
-            unregistered: load(&[b]),
+            c_then_a: load(&[c.clone(), a.clone()]),
+            unregistered: load(std::slice::from_ref(&b)),
+            a_then_c_files: vec![a, c],
+            unregistered_files: vec![b],
             _dir: dir,
         }
     })
