@@ -105,15 +105,52 @@ impl Event {
     /// The delivery body for one `include` setting: the envelope untouched, `data.object`
     /// projected, compact JSON.
     pub fn body(&self, include: &Include) -> Body {
-        let mut envelope = self.envelope.clone();
-        if let Some(Value::Object(data)) = envelope.get_mut("data") {
-            data.insert(
-                "object".into(),
-                Value::Object(include.project(self.object())),
-            );
+        // Serializing maps of `Value`s cannot fail.
+        let bytes = match include {
+            Include::All => serde_json::to_vec(&self.envelope),
+            Include::Scalars(_) => {
+                // Copy only what changes: the envelope's other fields are borrowed.
+                let mut data: Map<String, Value> = Map::new();
+                if let Some(Value::Object(original)) = self.envelope.get("data") {
+                    for (key, value) in original {
+                        if key != "object" {
+                            data.insert(key.clone(), value.clone());
+                        }
+                    }
+                }
+                data.insert(
+                    "object".into(),
+                    Value::Object(include.project(self.object())),
+                );
+                let shaped: Vec<(&String, &Value)> = self.envelope.iter().collect();
+                serde_json::to_vec(&ShapedEnvelope {
+                    fields: &shaped,
+                    data: &Value::Object(data),
+                })
+            }
+        };
+        bytes.unwrap_or_default().into()
+    }
+}
+
+/// The envelope with `data` replaced, serialized in the original key order.
+struct ShapedEnvelope<'a> {
+    fields: &'a [(&'a String, &'a Value)],
+    data: &'a Value,
+}
+
+impl serde::Serialize for ShapedEnvelope<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (key, value) in self.fields {
+            if key.as_str() == "data" {
+                map.serialize_entry(key, self.data)?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
         }
-        // Serializing a `Map` of `Value`s cannot fail.
-        serde_json::to_vec(&envelope).unwrap_or_default().into()
+        map.end()
     }
 }
 
