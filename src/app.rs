@@ -92,7 +92,8 @@ impl Application {
             readiness.clone(),
             metrics.clone(),
         )
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_jwks(keys.jwks());
         let (api_addr, http) = start_http(&config, role, state, cancel.clone()).await?;
         tracing::info!(?role, %api_addr, "webhook-worker started");
         Ok(Self {

@@ -87,11 +87,8 @@ impl Worker {
         cancel: &CancellationToken,
         backoff: &mut Duration,
     ) -> lapin::Result<()> {
-        let connection = Connection::connect(
-            self.config.amqp.url.expose(),
-            ConnectionProperties::default(),
-        )
-        .await?;
+        let connection =
+            Connection::connect(self.config.amqp.url.expose(), connection_properties()).await?;
         let setup = connection.create_channel().await?;
         queue::declare(&setup, self.pipeline.names(), self.pipeline.schedule()).await?;
         let _ = setup.close(200, "topology declared").await;

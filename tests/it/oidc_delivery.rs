@@ -288,3 +288,31 @@ async fn a_wrong_client_secret_or_an_unregistered_key_is_retried_then_dead_lette
     );
     assert!(!log.contains("BEGIN"), "key material leaked into the log");
 }
+
+#[tokio::test]
+async fn the_api_publishes_the_configured_signing_keys_at_both_jwks_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/jwks.db", dir.path().display());
+    let config = crate::harness::test_config(
+        &unique_prefix(),
+        &database_url,
+        &signing_keys_toml(&keys().a_then_c_files),
+    );
+    let app = webhook_worker::app::Application::start(config, webhook_worker::cli::Role::Api)
+        .await
+        .unwrap();
+    let expected: Vec<Value> = keys().a_then_c.jwks()["keys"].as_array().unwrap().clone();
+    assert_eq!(expected.len(), 2);
+    for path in ["/v1/webhooks/oidc_keys", "/.well-known/jwks.json"] {
+        let url = format!("http://{}{path}", app.api_addr());
+        let jwks: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap(), &expected, "{path}");
+        for key in jwks["keys"].as_array().unwrap() {
+            assert!(
+                key.get("d").is_none() && key.get("p").is_none(),
+                "no private parts"
+            );
+        }
+    }
+    app.stop().await;
+}
