@@ -20,6 +20,7 @@ use crate::{
     },
     registry::Registry,
     retry::RetrySchedule,
+    store::StoreError,
     telemetry::Metrics,
     webhook::Webhook,
 };
@@ -154,10 +155,13 @@ impl Pipeline {
                     .await;
             }
         };
-        let webhook = self
-            .registry
-            .get(job.webhook_id)
-            .filter(|w| w.account_id == job.account_id);
+        let webhook = match self.current_webhook(&job).await {
+            Ok(webhook) => webhook,
+            Err(error) => {
+                warn!(%error, webhook_id = %job.webhook_id, "cannot read the webhook; the retry goes back to the queue");
+                return Disposition::Requeue;
+            }
+        };
         let Some(webhook) = webhook.filter(|w| w.is_enabled_at(chrono::Utc::now())) else {
             info!(webhook_id = %job.webhook_id, attempt = job.attempt, "webhook deleted or disabled; retry dropped");
             self.metrics.delivery("dropped");
@@ -190,6 +194,24 @@ impl Pipeline {
             )
             .await;
         self.settle(publisher, raw, &event.id, vec![next]).await
+    }
+
+    /// The job's webhook as it is now. The registry may lag behind the database (a webhook made
+    /// on another replica moments ago, a reload that failed), so a webhook it lacks is looked up
+    /// in the database before the retry is given up.
+    async fn current_webhook(&self, job: &Job) -> Result<Option<Arc<Webhook>>, StoreError> {
+        if let Some(webhook) = self.registry.get(job.webhook_id) {
+            return Ok(Some(webhook).filter(|w| w.account_id == job.account_id));
+        }
+        let stored = self
+            .registry
+            .store()
+            .get(&job.account_id, job.webhook_id)
+            .await?;
+        Ok(stored.map(|webhook| {
+            self.registry.upsert(webhook.clone());
+            Arc::new(webhook)
+        }))
     }
 
     async fn attempt(

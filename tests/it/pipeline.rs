@@ -536,3 +536,29 @@ async fn on_shutdown_an_unfinished_delivery_goes_back_to_the_queue() {
     hanging.release(10);
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_retry_whose_webhook_the_registry_lacks_is_looked_up_in_the_database() {
+    // No refresh during the test: only the database lookup can find the webhook again.
+    let worker = TestWorker::start("[registry]\nrefresh = \"1h\"").await;
+    let receiver = TestReceiver::start().await;
+    receiver.plan(&[500]);
+    let webhook = worker
+        .add_webhook(
+            "acct",
+            json!({"url": receiver.url(), "enabled_events": ["*"]}),
+        )
+        .await;
+    let (id, body) = event("business.updated");
+    worker
+        .publish(Some("acct"), "business.updated", &body)
+        .await;
+    receiver.wait_for(1, WAIT).await;
+    // As on a replica whose snapshot predates the webhook.
+    worker.app().registry().remove(webhook.id);
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[1].json()["id"], id.as_str());
+    assert_eq!(got[1].header("x-webhook-attempt").as_deref(), Some("2"));
+    assert_eq!(worker.metric("deliveries_total{outcome=\"dropped\"}"), 0);
+    worker.stop().await;
+}
