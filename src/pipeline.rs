@@ -232,7 +232,7 @@ impl Pipeline {
             // The webhook kept its whole share in flight: park this delivery without using an
             // attempt, rather than hold this message's ack hostage to a slow endpoint.
             self.metrics.delivery("parked");
-            let delay = self.schedule.shortest().unwrap_or(Duration::from_secs(1));
+            let delay = self.schedule.park_delay();
             return Next::Retry {
                 delay,
                 job: job(

@@ -28,17 +28,23 @@ impl RetrySchedule {
             .saturating_add(1)
     }
 
-    /// The distinct delays, shortest first: one delay queue each.
+    /// The distinct delays, shortest first, the parking delay included: one delay queue each.
     pub fn distinct_delays(&self) -> Vec<Duration> {
         let mut delays = self.delays.clone();
+        delays.push(self.park_delay());
         delays.sort_unstable();
         delays.dedup();
         delays
     }
 
-    /// The shortest delay, used to park a delivery whose webhook is saturated.
-    pub fn shortest(&self) -> Option<Duration> {
-        self.delays.iter().min().copied()
+    /// How long a delivery whose webhook is saturated waits before it is tried again: the
+    /// shortest retry delay, or one second when the schedule has no retries.
+    pub fn park_delay(&self) -> Duration {
+        self.delays
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
     }
 }
 
@@ -91,5 +97,12 @@ mod tests {
     #[test]
     fn distinct_delays_are_sorted_and_deduplicated() {
         assert_eq!(secs(&[30, 5, 30]).distinct_delays(), secs(&[5, 30]).delays);
+    }
+
+    #[test]
+    fn a_schedule_without_retries_still_has_a_parking_queue() {
+        let schedule = secs(&[]);
+        assert_eq!(schedule.park_delay(), Duration::from_secs(1));
+        assert_eq!(schedule.distinct_delays(), vec![Duration::from_secs(1)]);
     }
 }

@@ -105,9 +105,18 @@ impl Worker {
         info!(incoming = %names.incoming, deliveries = %names.deliveries, "consuming");
 
         let tracker = TaskTracker::new();
+        // Without its confirm channel the worker can settle nothing (every outcome would be
+        // requeued), so a closed publisher ends the session like a lost connection.
+        let mut publisher_check = tokio::time::interval(Duration::from_secs(1));
         let lost = loop {
             let (source, next) = tokio::select! {
                 _ = cancel.cancelled() => break None,
+                _ = publisher_check.tick() => {
+                    if publisher.is_open() {
+                        continue;
+                    }
+                    break Some(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed));
+                }
                 next = incoming.next() => (Source::Incoming, next),
                 next = deliveries.next() => (Source::Deliveries, next),
             };

@@ -310,7 +310,13 @@ fn error_code(value: &Value) -> String {
 /// A description fit to log: printable ASCII, credentials cut out, at most
 /// [`MAX_DESCRIPTION_CHARS`]; `None` when nothing is left.
 fn scrub(description: &str, credentials: &[&str]) -> Option<String> {
-    let mut text: String = description
+    // Cut credentials out of the raw text first: the character filter below could otherwise
+    // change an echoed credential so that it no longer matches.
+    let mut raw = description.to_string();
+    for credential in credentials.iter().filter(|c| !c.is_empty()) {
+        raw = raw.replace(credential, "[redacted]");
+    }
+    let text: String = raw
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
@@ -320,9 +326,6 @@ fn scrub(description: &str, credentials: &[&str]) -> Option<String> {
             }
         })
         .collect();
-    for credential in credentials.iter().filter(|c| c.len() >= 4) {
-        text = text.replace(credential, "[redacted]");
-    }
     let text = truncate(text.trim(), MAX_DESCRIPTION_CHARS);
     (!text.is_empty()).then_some(text)
 }

@@ -6,8 +6,9 @@
 //!   event type.
 //! - queue `webhooks.incoming` (quorum), bound with `#`: every event, consumed directly: the first
 //!   attempt is made straight from here, so most events are never copied.
-//! - queues `webhooks.retry.<delay>` (classic, durable, one per distinct delay of the schedule,
-//!   no consumers): a message waits out the queue's TTL, then RabbitMQ dead-letters it into
+//! - queues `webhooks.retry.<delay>` (quorum, one per distinct delay of the schedule, no
+//!   consumers): a message waits out the queue's TTL, then RabbitMQ dead-letters it (at least
+//!   once) into
 //! - queue `webhooks.deliveries` (quorum): retries and parked deliveries, consumed like events.
 //! - queue `webhooks.dead` (quorum): dead letters, with the reason in headers; never consumed by
 //!   the worker.
@@ -102,7 +103,18 @@ pub async fn declare(
         )
         .await?;
     for delay in schedule.distinct_delays() {
-        let mut args = FieldTable::default();
+        // Quorum, with at-least-once dead-lettering: the move from a delay queue into the
+        // deliveries queue is then confirmed inside the broker, so an expiring job cannot be
+        // lost on its way (classic queues dead-letter at most once).
+        let mut args = quorum();
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
         let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
         args.insert(

@@ -34,6 +34,11 @@ impl Publisher {
         Ok(Self { channel })
     }
 
+    /// Whether the confirm channel is still usable.
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+
     /// Publishes a persistent JSON message and waits for the broker's confirm. `mandatory`, so a
     /// message that no queue would take comes back as an error instead of vanishing.
     pub async fn publish(

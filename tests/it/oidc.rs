@@ -243,11 +243,11 @@ async fn a_shorter_expires_in_than_the_ttl_decides_when_the_token_is_renewed() {
 }
 
 #[tokio::test]
-async fn a_token_whose_lifetime_the_margin_uses_up_is_returned_but_not_cached() {
+async fn a_token_with_no_lifetime_left_is_returned_but_not_cached() {
     let provider = start_provider().await;
     let (tokens, _) = token_provider(&keys().a_then_c, Duration::from_secs(5));
     let mut settings = settings(&provider, OidcAuthMethod::ClientSecret);
-    settings.access_token_ttl = Duration::from_secs(2);
+    settings.access_token_ttl = Duration::ZERO;
     let first = tokens.token(&settings).await.expect("first token");
     let second = tokens.token(&settings).await.expect("second token");
     assert_ne!(first, second);
