@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::Duration,
 };
 
@@ -44,6 +47,11 @@ impl Snapshot {
 pub struct Registry {
     store: Store,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Serializes writers, so a local change and a reload never overwrite each other.
+    writer: Mutex<()>,
+    /// Counts local changes, so a reload that read the database before one can tell its
+    /// result is already stale and must not replace the newer snapshot.
+    local_changes: AtomicU64,
     metrics: Metrics,
 }
 
@@ -53,6 +61,8 @@ impl Registry {
         let registry = Arc::new(Registry {
             store,
             snapshot: RwLock::new(Arc::default()),
+            writer: Mutex::new(()),
+            local_changes: AtomicU64::new(0),
             metrics,
         });
         registry.reload().await?;
@@ -102,7 +112,14 @@ impl Registry {
     }
 
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let changes_before = self.local_changes.load(Ordering::Acquire);
         let webhooks = self.store.all().await?;
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if self.local_changes.load(Ordering::Acquire) != changes_before {
+            // A local change landed while we read: this result may predate it. The next reload
+            // sees both.
+            return Ok(());
+        }
         self.replace(Snapshot::build(webhooks.into_iter().map(Arc::new)));
         Ok(())
     }
@@ -117,6 +134,8 @@ impl Registry {
     }
 
     fn change(&self, id: Uuid, webhook: Option<Arc<Webhook>>) {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.local_changes.fetch_add(1, Ordering::AcqRel);
         let current = self.current();
         let others = current.by_id.values().filter(|w| w.id != id).cloned();
         self.replace(Snapshot::build(others.chain(webhook)));
