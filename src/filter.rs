@@ -1,8 +1,8 @@
 //! Which events a webhook receives (`enabled_events`) and what of the resource it receives
 //! (`include`).
 //!
-//! `include` is parsed once into an [`Include`]; its canonical form ([`Include::key`]) lets the
-//! pipeline shape each event once per distinct setting rather than once per webhook.
+//! `include` is parsed into an [`Include`]; the pipeline shapes each event once per distinct
+//! setting rather than once per webhook (see `event::Bodies`).
 
 use std::collections::BTreeSet;
 
@@ -55,15 +55,6 @@ impl Include {
             }
         }
         Ok(Include::Scalars(associations))
-    }
-
-    /// A canonical spelling: equal settings have equal keys.
-    pub fn key(&self) -> String {
-        match self {
-            Include::All => "*".to_string(),
-            Include::Scalars(names) if names.is_empty() => "identifiers".to_string(),
-            Include::Scalars(names) => names.iter().cloned().collect::<Vec<_>>().join(","),
-        }
     }
 
     /// The resource as this setting shapes it. Key order is preserved.
@@ -157,17 +148,6 @@ mod tests {
         assert_eq!(
             Include::parse(Some("identifiers,addresses")).unwrap(),
             Include::parse(Some("addresses")).unwrap()
-        );
-    }
-
-    #[test]
-    fn equal_settings_share_a_key() {
-        let a = Include::parse(Some("tin,addresses")).unwrap();
-        let b = Include::parse(Some("addresses, tin")).unwrap();
-        assert_eq!(a.key(), b.key());
-        assert_eq!(
-            Include::parse(Some("identifiers")).unwrap().key(),
-            "identifiers"
         );
     }
 

@@ -126,7 +126,7 @@ impl Pipeline {
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
         let attempts = webhooks.iter().map(|webhook| {
-            let body = bodies.get(&event, &webhook.include());
+            let body = bodies.get(&event, webhook.include.as_deref());
             self.attempt(webhook, &event, body, correlation_id.as_deref(), 1)
         });
         let nexts = join_all(attempts.collect::<Vec<_>>()).await;
