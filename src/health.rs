@@ -25,6 +25,11 @@ impl Readiness {
         self.broker_ready.store(ready, Ordering::Release);
     }
 
+    /// Whether this process consumes from the broker at all (role `api` does not).
+    pub fn needs_broker(&self) -> bool {
+        self.needs_broker
+    }
+
     pub fn broker_ok(&self) -> bool {
         !self.needs_broker || self.broker_ready.load(Ordering::Acquire)
     }

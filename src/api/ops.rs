@@ -36,7 +36,10 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
     let word = |ok: bool| if ok { "ok" } else { "not_ready" };
     let body = json!({
         "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-        "checks": {"database": word(database), "broker": word(broker)},
+        "checks": {
+            "database": word(database),
+            "broker": if state.readiness.needs_broker() { word(broker) } else { "not_used" },
+        },
     });
     (status, Json(body)).into_response()
 }

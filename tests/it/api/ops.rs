@@ -9,6 +9,7 @@ use crate::helpers::{both_backends, minimal, spawn_app, spawn_app_with, Backend,
 both_backends!(
     healthz_answers_200_without_a_token,
     readyz_answers_503_naming_the_part_that_is_not_ready,
+    readyz_of_an_api_only_process_does_not_claim_a_broker,
     metrics_answer_prometheus_text_without_a_token,
     the_jwks_is_served_at_both_paths_without_a_token,
     unknown_routes_and_methods_answer_json_errors,
@@ -65,6 +66,18 @@ async fn readyz_answers_503_naming_the_part_that_is_not_ready(backend: Backend) 
     app.call(Method::GET, "/healthz", None, None)
         .await
         .expect(200);
+}
+
+async fn readyz_of_an_api_only_process_does_not_claim_a_broker(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let reply = app
+        .call(Method::GET, "/readyz", None, None)
+        .await
+        .expect(200);
+    assert_eq!(
+        reply.json["checks"],
+        json!({"database": "ok", "broker": "not_used"})
+    );
 }
 
 async fn metrics_answer_prometheus_text_without_a_token(backend: Backend) {
