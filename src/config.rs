@@ -258,6 +258,21 @@ impl Config {
                 ));
             }
         }
+        let mut hashes = std::collections::HashSet::new();
+        if let Some(twice) = self
+            .api
+            .tokens
+            .iter()
+            .find(|t| !hashes.insert(t.token_sha256.to_ascii_lowercase()))
+        {
+            return Err((
+                "api.tokens",
+                format!(
+                    "the same token_sha256 is listed twice (again for account {:?}); a token belongs to one account",
+                    twice.account_id
+                ),
+            ));
+        }
         if self.api.max_body_bytes == 0 {
             return Err(("api.max_body_bytes", "must be at least 1".into()));
         }
@@ -384,6 +399,17 @@ mod tests {
             .to_string();
         assert!(err.contains("delivery.timeout"), "{err}");
         assert!(err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn a_token_listed_for_two_accounts_is_refused() {
+        let hash = "a".repeat(64);
+        let toml = format!(
+            "[[api.tokens]]\naccount_id = \"a\"\ntoken_sha256 = \"{hash}\"\n\
+             [[api.tokens]]\naccount_id = \"b\"\ntoken_sha256 = \"{hash}\"\n"
+        );
+        let err = Config::from_toml(&toml).unwrap_err().to_string();
+        assert!(err.contains("api.tokens") && err.contains("twice"), "{err}");
     }
 
     #[test]
