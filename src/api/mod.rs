@@ -131,6 +131,12 @@ pub async fn serve_router(
     router: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    // A request that takes longer than this (a slow client, a stuck database) answers 408
+    // instead of holding its connection and task.
+    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        std::time::Duration::from_secs(30),
+    ));
     axum::serve(listener, router)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await
