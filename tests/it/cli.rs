@@ -50,6 +50,8 @@ struct Running {
     child: Child,
     base: String,
     token: String,
+    /// The `amqp.prefix` it runs with (a worker declares its topology under it).
+    prefix: String,
     _dir: tempfile::TempDir,
 }
 
@@ -73,6 +75,7 @@ async fn start(role: &str) -> Running {
     let token = format!("whk_cli_{}", hex::encode(rand::random::<[u8; 12]>()));
     let hash = hex::encode(Sha256::digest(token.as_bytes()));
     let port = free_port();
+    let prefix_suffix = uuid::Uuid::new_v4().simple().to_string();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -82,7 +85,7 @@ async fn start(role: &str) -> Running {
              [api]\nlisten = \"127.0.0.1:{port}\"\n\
              [[api.tokens]]\naccount_id = \"cli\"\ntoken_sha256 = \"{hash}\"\n\
              [log]\nformat = \"pretty\"\nlevel = \"warn\"\n",
-            suffix = uuid::Uuid::new_v4().simple(),
+            suffix = prefix_suffix,
             db = dir.path().join("webhooks.db").display(),
         ),
     )
@@ -98,6 +101,7 @@ async fn start(role: &str) -> Running {
         child,
         base: format!("http://127.0.0.1:{port}"),
         token,
+        prefix: format!("whw-it-{prefix_suffix}"),
         _dir: dir,
     };
     let client = reqwest::Client::new();
@@ -172,4 +176,15 @@ async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
         .await
         .unwrap();
     assert_eq!(metrics.status(), 200);
+    // The worker declared its topology: remove it, with the default schedule it used.
+    let mut running = running;
+    assert!(terminate(&mut running).success());
+    let config = webhook_worker::config::Config::from_toml("").unwrap();
+    let schedule = webhook_worker::retry::RetrySchedule::new(
+        config.delivery.retry_schedule.iter().map(|d| d.0).collect(),
+    );
+    crate::harness::Broker::connect(&running.prefix, schedule)
+        .await
+        .delete_topology()
+        .await;
 }
