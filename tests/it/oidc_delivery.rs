@@ -113,7 +113,7 @@ async fn two_hundred_concurrent_deliveries_make_one_token_request_and_one_more_a
     worker
         .add_webhook(
             "acct",
-            oidc_hook(&receiver.url(), &provider, "client_secret", 2),
+            oidc_hook(&receiver.url(), &provider, "client_secret", 6),
         )
         .await;
     for _ in 0..200 {
@@ -130,8 +130,9 @@ async fn two_hundred_concurrent_deliveries_make_one_token_request_and_one_more_a
     assert_eq!(provider.token_requests(POST_CLIENT).await, 1);
     assert_eq!(tokens.len(), 1, "every delivery used the one token");
 
-    // The webhook's TTL is 2 s and the margin 0: wait it out, then one more delivery.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // The webhook's TTL is 6 s (time enough for the 200 deliveries on a loaded machine) and the
+    // margin 0: wait it out, then one more delivery.
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
     worker
         .publish(
             Some("acct"),
