@@ -63,6 +63,30 @@ pub enum Command {
     },
     /// Print the public JWKS of the configured signing keys (oidc.signing_keys).
     Jwks,
+    /// Inspect or replay the dead-letter queue (<amqp.prefix>.dead).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Print up to --limit dead letters as JSON lines (reason, detail, event, webhook, attempts).
+    /// Nothing is removed.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Send deliveries whose retries ran out back for a fresh first attempt (after the endpoint
+    /// is fixed). Poison messages stay where they are.
+    Replay {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only this webhook's deliveries.
+        #[arg(long)]
+        webhook_id: Option<uuid::Uuid>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -151,6 +175,25 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("no signing keys are configured (oidc.signing_keys)");
             }
             println!("{}", crate::oidc::jwks_json(&keys));
+        }
+        Command::DeadLetters { action } => {
+            let config = load(&cli)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            match action {
+                DeadLetterAction::List { limit } => {
+                    for letter in runtime.block_on(crate::dead_letters::list(&config, *limit))? {
+                        println!("{}", serde_json::to_string(&letter)?);
+                    }
+                }
+                DeadLetterAction::Replay { limit, webhook_id } => {
+                    let summary = runtime.block_on(crate::dead_letters::replay(
+                        &config,
+                        *limit,
+                        *webhook_id,
+                    ))?;
+                    println!("{}", serde_json::to_string(&summary)?);
+                }
+            }
         }
         Command::Run { role } => {
             let config = load(&cli)?;

@@ -21,6 +21,7 @@
 //! - [`retry`]: the retry schedule.
 //! - [`pipeline`]: what happens to one message, up to the ack decision.
 //! - [`worker`]: the broker connection, consumers, reconnection and draining.
+//! - [`dead_letters`]: listing and replaying the dead-letter queue.
 //! - [`health`] and [`telemetry`]: readiness, logs and metrics.
 
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dead_letters;
 pub mod delivery;
 pub mod event;
 pub mod filter;

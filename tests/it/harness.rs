@@ -201,6 +201,7 @@ impl Broker {
 /// A worker in-process plus the test's broker connection.
 pub struct TestWorker {
     pub app: Option<Application>,
+    pub config: Config,
     pub broker: Broker,
     _dir: tempfile::TempDir,
 }
@@ -220,11 +221,12 @@ impl TestWorker {
         let database_url = format!("sqlite://{}/test.db", dir.path().display());
         let config = test_config(&prefix, &database_url, overrides);
         let broker = Broker::connect(&prefix, schedule_of(&config)).await;
-        let app = Application::start(config, Role::Worker)
+        let app = Application::start(config.clone(), Role::Worker)
             .await
             .expect("the worker starts");
         let worker = Self {
             app: Some(app),
+            config,
             broker,
             _dir: dir,
         };

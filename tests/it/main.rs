@@ -9,6 +9,7 @@
 //! - [`store`]: secrets at rest and the start-up key check.
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
+//! - [`dead_letters`]: listing and replaying the dead-letter queue.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
 //!   OAuth server (panva's `oidc-provider`, run by node).
 
@@ -20,6 +21,7 @@ mod receiver;
 mod api;
 mod cli;
 mod crash;
+mod dead_letters;
 mod oidc;
 mod oidc_delivery;
 mod oidc_errors;

@@ -1,0 +1,146 @@
+//! Operating on the dead-letter queue: list what is there and why, and replay deliveries whose
+//! retries ran out (after the customer fixed their endpoint) as fresh first attempts.
+//!
+//! Messages are taken with `basic.get` and left unacknowledged; closing the channel at the end
+//! puts back everything that was not replayed, so listing changes nothing and a replay that
+//! fails half-way loses nothing.
+
+use lapin::{
+    options::{BasicAckOptions, BasicGetOptions},
+    types::FieldTable,
+    Connection,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    config::Config,
+    queue::{header_int, header_text, job, Names, Publisher},
+    worker::connection_properties,
+};
+
+/// One dead letter, as `dead-letters list` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeadLetterInfo {
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub webhook_id: Option<String>,
+    pub account_id: Option<String>,
+    pub attempts: Option<i64>,
+    pub last_status: Option<i64>,
+    pub dead_at: Option<String>,
+}
+
+impl DeadLetterInfo {
+    fn of(message_id: Option<String>, headers: Option<&FieldTable>) -> Self {
+        Self {
+            reason: header_text(headers, job::DEAD_REASON),
+            detail: header_text(headers, job::DEAD_DETAIL),
+            event_id: message_id,
+            event_type: header_text(headers, job::EVENT_TYPE),
+            webhook_id: header_text(headers, job::WEBHOOK_ID),
+            account_id: header_text(headers, job::ACCOUNT_ID),
+            attempts: header_int(headers, job::ATTEMPTS),
+            last_status: header_int(headers, job::LAST_STATUS),
+            dead_at: header_text(headers, job::DEAD_AT),
+        }
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Published to the deliveries queue as a first attempt, and removed from the dead letters.
+    pub replayed: usize,
+    /// Left in place: poison messages, or other webhooks than the one asked for.
+    pub skipped: usize,
+}
+
+/// Up to `limit` dead letters, oldest first. Nothing is removed.
+pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLetterInfo>> {
+    let names = Names::new(&config.amqp.prefix);
+    let connection = Connection::connect(config.amqp.url.expose(), connection_properties()).await?;
+    let channel = connection.create_channel().await?;
+    let mut letters = Vec::new();
+    while letters.len() < limit {
+        let Some(message) = channel
+            .basic_get(&names.dead, BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            break;
+        };
+        let message_id = message
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string());
+        letters.push(DeadLetterInfo::of(
+            message_id,
+            message.properties.headers().as_ref(),
+        ));
+    }
+    // Closing returns every message taken to the queue.
+    let _ = connection.close(200, "listed").await;
+    Ok(letters)
+}
+
+/// Replays up to `limit` deliveries that died with `retries_exhausted` (only those of
+/// `webhook`, when given): each is published to the deliveries queue as attempt 1 of a fresh
+/// schedule, with a confirm, and only then removed from the dead letters.
+pub async fn replay(
+    config: &Config,
+    limit: usize,
+    webhook: Option<Uuid>,
+) -> anyhow::Result<ReplaySummary> {
+    let names = Names::new(&config.amqp.prefix);
+    let connection = Connection::connect(config.amqp.url.expose(), connection_properties()).await?;
+    let channel = connection.create_channel().await?;
+    let publisher = Publisher::open(&connection).await?;
+    let mut summary = ReplaySummary::default();
+    while summary.replayed + summary.skipped < limit {
+        let Some(message) = channel
+            .basic_get(&names.dead, BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            break;
+        };
+        let headers = message.properties.headers().as_ref();
+        let target = header_text(headers, job::WEBHOOK_ID).and_then(|id| id.parse::<Uuid>().ok());
+        let account = header_text(headers, job::ACCOUNT_ID);
+        let replayable = header_text(headers, job::DEAD_REASON).as_deref()
+            == Some("retries_exhausted")
+            && target.is_some()
+            && webhook.is_none_or(|wanted| target == Some(wanted));
+        let (Some(webhook_id), Some(account_id), true) = (target, account, replayable) else {
+            summary.skipped += 1;
+            continue;
+        };
+        let job = job::Job {
+            webhook_id,
+            account_id,
+            attempt: 1,
+            last_error: Some("replayed from the dead letters".into()),
+        };
+        let message_id = message
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        publisher
+            .publish(
+                "",
+                &names.deliveries,
+                &message.data,
+                job.headers(),
+                &message_id,
+            )
+            .await?;
+        message.ack(BasicAckOptions::default()).await?;
+        summary.replayed += 1;
+    }
+    let _ = connection.close(200, "replayed").await;
+    Ok(summary)
+}

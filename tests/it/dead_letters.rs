@@ -1,0 +1,87 @@
+//! The dead-letter tools: listing changes nothing; replaying sends exhausted deliveries back for
+//! a fresh first attempt and leaves poison where it is.
+
+use std::time::Duration;
+
+use serde_json::json;
+use webhook_worker::dead_letters;
+
+use crate::{
+    harness::{event, TestWorker},
+    receiver::TestReceiver,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixed() {
+    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(503);
+    let webhook = worker
+        .add_webhook(
+            "acct",
+            json!({"url": receiver.url(), "enabled_events": ["*"]}),
+        )
+        .await;
+    let (id, body) = event("business.updated");
+    worker
+        .publish(Some("acct"), "business.updated", &body)
+        .await;
+    worker
+        .publish(Some("acct"), "business.updated", b"not json")
+        .await;
+    worker
+        .wait_for_metric("deliveries_total{outcome=\"dead_lettered\"}", 1, WAIT)
+        .await;
+    worker
+        .wait_for_metric("poison_events_total{reason=\"invalid_json\"}", 1, WAIT)
+        .await;
+    let dead = worker.names.dead.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while worker.queue_counts(&dead).await.0 < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "two dead letters");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let listed = dead_letters::list(&worker.config, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let exhausted = listed
+        .iter()
+        .find(|l| l.reason.as_deref() == Some("retries_exhausted"))
+        .expect("the exhausted delivery is listed");
+    assert_eq!(exhausted.event_id.as_deref(), Some(id.as_str()));
+    assert_eq!(exhausted.webhook_id, Some(webhook.id.to_string()));
+    assert_eq!(exhausted.detail.as_deref(), Some("http_503"));
+    assert_eq!(exhausted.last_status, Some(503));
+    assert!(listed
+        .iter()
+        .any(|l| l.reason.as_deref() == Some("invalid_json")));
+    // Wait for the listing's connection to hand the messages back, then check none were taken.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while worker.queue_counts(&dead).await.0 < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listing removed a dead letter"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    receiver.always(200);
+    let summary = dead_letters::replay(&worker.config, 10, None)
+        .await
+        .unwrap();
+    assert_eq!((summary.replayed, summary.skipped), (1, 1));
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[1].json()["id"], id.as_str());
+    assert_eq!(got[1].header("x-webhook-attempt").as_deref(), Some("1"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while worker.queue_counts(&dead).await.0 != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only the poison message stays"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.stop().await;
+}
