@@ -38,11 +38,7 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
         .wait_for_metric("poison_events_total{reason=\"invalid_json\"}", 1, WAIT)
         .await;
     let dead = worker.names.dead.clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while worker.queue_counts(&dead).await.0 < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "two dead letters");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    worker.wait_for_ready(&dead, 2, WAIT).await;
 
     let listed = dead_letters::list(&worker.config, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
@@ -57,15 +53,8 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
     assert!(listed
         .iter()
         .any(|l| l.reason.as_deref() == Some("invalid_json")));
-    // Wait for the listing's connection to hand the messages back, then check none were taken.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while worker.queue_counts(&dead).await.0 < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "listing removed a dead letter"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The listing's connection hands every message back: none was taken.
+    worker.wait_for_ready(&dead, 2, WAIT).await;
 
     receiver.always(200);
     let summary = dead_letters::replay(&worker.config, 10, None)
@@ -75,13 +64,7 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(got[1].json()["id"], id.as_str());
     assert_eq!(got[1].header("x-webhook-attempt").as_deref(), Some("1"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while worker.queue_counts(&dead).await.0 != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only the poison message stays"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Only the poison message stays.
+    worker.wait_for_ready(&dead, 1, WAIT).await;
     worker.stop().await;
 }

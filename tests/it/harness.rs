@@ -180,6 +180,22 @@ impl Broker {
         (queue.message_count(), queue.consumer_count())
     }
 
+    /// Waits until `queue` holds exactly `n` ready messages; panics after `limit`.
+    pub async fn wait_for_ready(&self, queue: &str, n: u32, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (ready, _) = self.queue_counts(queue).await;
+            if ready == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{queue} holds {ready} ready messages, not {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Deletes what the test declared, over a new connection if the broker restarted meanwhile.
     pub async fn delete_topology(&self) {
         if self.channel.status().connected() {
