@@ -12,9 +12,7 @@ mod receiver;
 
 use std::{collections::HashSet, process::Command, time::Duration};
 
-use serde_json::json;
-
-use harness::{event, TestWorker};
+use harness::TestWorker;
 use receiver::TestReceiver;
 
 /// Starts the broker's application again when dropped, whatever happened.
@@ -50,18 +48,10 @@ async fn restarting_rabbitmq_mid_stream_loses_no_event_and_readiness_follows_the
     // The receiver answers only what it is allowed to, so the restart lands mid-stream.
     let receiver = TestReceiver::gated().await;
     receiver.release(EVENTS / 10);
-    worker
-        .add_webhook(
-            "acct",
-            json!({"url": receiver.url(), "enabled_events": ["*"]}),
-        )
-        .await;
+    worker.subscribe(&receiver).await;
     let mut ids = HashSet::new();
     for _ in 0..EVENTS {
-        let (id, body) = event("business.updated");
-        worker
-            .publish(Some("acct"), "business.updated", &body)
-            .await;
+        let (id, _) = worker.publish_event().await;
         ids.insert(id);
     }
     receiver

@@ -3,13 +3,9 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use webhook_worker::dead_letters;
 
-use crate::{
-    harness::{event, TestWorker},
-    receiver::TestReceiver,
-};
+use crate::{harness::TestWorker, receiver::TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -18,16 +14,8 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
     let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     receiver.always(503);
-    let webhook = worker
-        .add_webhook(
-            "acct",
-            json!({"url": receiver.url(), "enabled_events": ["*"]}),
-        )
-        .await;
-    let (id, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    let webhook = worker.subscribe(&receiver).await;
+    let (id, _) = worker.publish_event().await;
     worker
         .publish(Some("acct"), "business.updated", b"not json")
         .await;

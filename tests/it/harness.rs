@@ -276,6 +276,22 @@ impl TestWorker {
         webhook
     }
 
+    /// Subscribes `receiver` to every event of account `acct`: what most tests need.
+    pub async fn subscribe(&self, receiver: &crate::receiver::TestReceiver) -> Webhook {
+        self.add_webhook(
+            "acct",
+            serde_json::json!({"url": receiver.url(), "enabled_events": ["*"]}),
+        )
+        .await
+    }
+
+    /// Publishes a fresh `business.updated` event for account `acct`; returns its id and body.
+    pub async fn publish_event(&self) -> (String, Vec<u8>) {
+        let (id, body) = event("business.updated");
+        self.publish(Some("acct"), "business.updated", &body).await;
+        (id, body)
+    }
+
     /// Stores a webhook as given, bypassing validation (e.g. a URL the rules now refuse).
     pub async fn insert(&self, webhook: Webhook) {
         let registry = self.app().registry();

@@ -112,10 +112,7 @@ async fn the_include_setting_shapes_data_object_and_leaves_the_envelope() {
         worker.add_webhook("acct", body).await;
         receivers.push(receiver);
     }
-    let (id, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    let (id, body) = worker.publish_event().await;
     let original: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let object = |i: usize| receivers[i].received()[0].json()["data"]["object"].clone();
     for receiver in &receivers {
@@ -171,10 +168,7 @@ async fn the_signature_verifies_over_the_raw_body_and_the_contract_headers_are_s
             json!({"url": receiver.url(), "enabled_events": ["*"], "secret": secret}),
         )
         .await;
-    let (id, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    let (id, _) = worker.publish_event().await;
     let got = receiver.wait_for(1, WAIT).await.remove(0);
 
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -212,16 +206,8 @@ async fn the_signature_verifies_over_the_raw_body_and_the_contract_headers_are_s
 async fn a_webhook_without_a_secret_gets_no_signature_header() {
     let worker = TestWorker::start("").await;
     let receiver = TestReceiver::start().await;
-    worker
-        .add_webhook(
-            "acct",
-            json!({"url": receiver.url(), "enabled_events": ["*"]}),
-        )
-        .await;
-    let (_, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    worker.subscribe(&receiver).await;
+    worker.publish_event().await;
     let got = receiver.wait_for(1, WAIT).await.remove(0);
     assert!(got.header("x-middesk-signature-256").is_none());
     worker.stop().await;
@@ -232,16 +218,8 @@ async fn a_receiver_failing_twice_then_succeeding_gets_the_event_on_attempt_3() 
     let worker = TestWorker::start("").await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[500, 503]);
-    worker
-        .add_webhook(
-            "acct",
-            json!({"url": receiver.url(), "enabled_events": ["*"]}),
-        )
-        .await;
-    let (id, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    worker.subscribe(&receiver).await;
+    let (id, _) = worker.publish_event().await;
     let got = receiver.wait_for(3, WAIT).await;
     let attempts: Vec<_> = got
         .iter()
@@ -258,16 +236,8 @@ async fn a_receiver_that_always_fails_ends_in_the_dead_letter_queue_with_the_rea
     let worker = TestWorker::start("").await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
-    let webhook = worker
-        .add_webhook(
-            "acct",
-            json!({"url": receiver.url(), "enabled_events": ["*"]}),
-        )
-        .await;
-    let (id, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    let webhook = worker.subscribe(&receiver).await;
+    let (id, body) = worker.publish_event().await;
     let (headers, dead_body) = worker.dead_letters(1, WAIT).await.remove(0);
     assert_eq!(text(&headers, "x-dead-reason"), "retries_exhausted");
     assert_eq!(text(&headers, "x-dead-detail"), "http_500");
@@ -299,10 +269,7 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
             json!({"url": redirecting.url(), "enabled_events": ["*"]}),
         )
         .await;
-    let (_, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    worker.publish_event().await;
     let (headers, _) = worker.dead_letters(1, WAIT).await.remove(0);
     assert_eq!(int(&headers, "x-last-status"), 302);
     assert_eq!(text(&headers, "x-dead-detail"), "redirect_302");
@@ -343,10 +310,7 @@ async fn non_public_addresses_are_refused_and_never_connected_to() {
         template.enabled_events = vec!["*".into()];
         worker.insert(template.clone()).await;
     }
-    let (_, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    worker.publish_event().await;
     let letters = worker.dead_letters(urls.len(), WAIT).await;
     for (headers, _) in &letters {
         let detail = text(headers, "x-dead-detail");
@@ -364,12 +328,7 @@ async fn non_public_addresses_are_refused_and_never_connected_to() {
 async fn a_poison_message_is_dead_lettered_and_the_next_good_event_is_still_delivered() {
     let worker = TestWorker::start("[amqp]\nmax_message_bytes = 20000").await;
     let receiver = TestReceiver::start().await;
-    worker
-        .add_webhook(
-            "acct",
-            json!({"url": receiver.url(), "enabled_events": ["*"]}),
-        )
-        .await;
+    worker.subscribe(&receiver).await;
     worker
         .publish(Some("acct"), "business.updated", b"{not json")
         .await;
@@ -383,10 +342,7 @@ async fn a_poison_message_is_dead_lettered_and_the_next_good_event_is_still_deli
     worker
         .publish(Some("acct"), "business.updated", &vec![b' '; 30_000])
         .await;
-    let (id, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    let (id, _) = worker.publish_event().await;
     assert_eq!(
         receiver.wait_for(1, WAIT).await[0].json()["id"],
         id.as_str()
@@ -407,16 +363,8 @@ async fn deleting_a_webhook_stops_its_retries_without_a_dead_letter() {
     let worker = TestWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
-    let webhook = worker
-        .add_webhook(
-            "acct",
-            json!({"url": receiver.url(), "enabled_events": ["*"]}),
-        )
-        .await;
-    let (_, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    let webhook = worker.subscribe(&receiver).await;
+    worker.publish_event().await;
     receiver.wait_for(1, WAIT).await;
     worker
         .app()
@@ -446,10 +394,7 @@ async fn a_retry_uses_the_webhooks_current_url() {
     let mut webhook = worker
         .add_webhook("acct", json!({"url": old.url(), "enabled_events": ["*"]}))
         .await;
-    let (id, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    let (id, _) = worker.publish_event().await;
     old.wait_for(1, WAIT).await;
     webhook.url = new.url();
     worker.app().registry().upsert(webhook);
@@ -507,10 +452,7 @@ async fn on_shutdown_an_unfinished_delivery_goes_back_to_the_queue() {
             json!({"url": hanging.url(), "enabled_events": ["*"]}),
         )
         .await;
-    let (_, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    worker.publish_event().await;
     hanging.wait_for(1, WAIT).await;
     let app = worker.app.take().unwrap();
     tokio::time::timeout(Duration::from_secs(30), app.stop())
@@ -543,16 +485,8 @@ async fn a_retry_whose_webhook_the_registry_lacks_is_looked_up_in_the_database()
     let worker = TestWorker::start("[registry]\nrefresh = \"1h\"").await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[500]);
-    let webhook = worker
-        .add_webhook(
-            "acct",
-            json!({"url": receiver.url(), "enabled_events": ["*"]}),
-        )
-        .await;
-    let (id, body) = event("business.updated");
-    worker
-        .publish(Some("acct"), "business.updated", &body)
-        .await;
+    let webhook = worker.subscribe(&receiver).await;
+    let (id, _) = worker.publish_event().await;
     receiver.wait_for(1, WAIT).await;
     // As on a replica whose snapshot predates the webhook.
     worker.app().registry().remove(webhook.id);
