@@ -58,31 +58,62 @@ pub struct ReplaySummary {
     pub skipped: usize,
 }
 
+/// A connection and channel on the dead-letter queue. Messages taken on the channel and not
+/// acked go back to the queue when the connection closes.
+struct DeadQueue {
+    names: Names,
+    connection: Connection,
+    channel: lapin::Channel,
+}
+
+impl DeadQueue {
+    async fn open(config: &Config) -> anyhow::Result<Self> {
+        let connection =
+            Connection::connect(config.amqp.url.expose(), connection_properties()).await?;
+        let channel = connection.create_channel().await?;
+        Ok(Self {
+            names: Names::new(&config.amqp.prefix),
+            connection,
+            channel,
+        })
+    }
+
+    /// The next dead letter, left unacknowledged; `None` when the queue has no more.
+    async fn next(&self) -> anyhow::Result<Option<lapin::message::BasicGetMessage>> {
+        Ok(self
+            .channel
+            .basic_get(&self.names.dead, BasicGetOptions { no_ack: false })
+            .await?)
+    }
+
+    async fn close(self, why: &str) {
+        let _ = self.connection.close(200, why).await;
+    }
+}
+
+fn message_id(message: &lapin::message::BasicGetMessage) -> Option<String> {
+    message
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+}
+
 /// Up to `limit` dead letters, oldest first. Nothing is removed.
 pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLetterInfo>> {
-    let names = Names::new(&config.amqp.prefix);
-    let connection = Connection::connect(config.amqp.url.expose(), connection_properties()).await?;
-    let channel = connection.create_channel().await?;
+    let dead = DeadQueue::open(config).await?;
     let mut letters = Vec::new();
     while letters.len() < limit {
-        let Some(message) = channel
-            .basic_get(&names.dead, BasicGetOptions { no_ack: false })
-            .await?
-        else {
+        let Some(message) = dead.next().await? else {
             break;
         };
-        let message_id = message
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string());
         letters.push(DeadLetterInfo::of(
-            message_id,
+            message_id(&message),
             message.properties.headers().as_ref(),
         ));
     }
     // Closing returns every message taken to the queue.
-    let _ = connection.close(200, "listed").await;
+    dead.close("listed").await;
     Ok(letters)
 }
 
@@ -94,16 +125,11 @@ pub async fn replay(
     limit: usize,
     webhook: Option<Uuid>,
 ) -> anyhow::Result<ReplaySummary> {
-    let names = Names::new(&config.amqp.prefix);
-    let connection = Connection::connect(config.amqp.url.expose(), connection_properties()).await?;
-    let channel = connection.create_channel().await?;
-    let publisher = Publisher::open(&connection).await?;
+    let dead = DeadQueue::open(config).await?;
+    let publisher = Publisher::open(&dead.connection).await?;
     let mut summary = ReplaySummary::default();
     while summary.replayed + summary.skipped < limit {
-        let Some(message) = channel
-            .basic_get(&names.dead, BasicGetOptions { no_ack: false })
-            .await?
-        else {
+        let Some(message) = dead.next().await? else {
             break;
         };
         let headers = message.properties.headers().as_ref();
@@ -123,16 +149,11 @@ pub async fn replay(
             attempt: 1,
             last_error: Some("replayed from the dead letters".into()),
         };
-        let message_id = message
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .unwrap_or_default();
+        let message_id = message_id(&message).unwrap_or_default();
         publisher
             .publish(
                 "",
-                &names.deliveries,
+                &dead.names.deliveries,
                 &message.data,
                 job.headers(),
                 &message_id,
@@ -141,6 +162,6 @@ pub async fn replay(
         message.ack(BasicAckOptions::default()).await?;
         summary.replayed += 1;
     }
-    let _ = connection.close(200, "replayed").await;
+    dead.close("replayed").await;
     Ok(summary)
 }

@@ -177,10 +177,7 @@ impl Bodies {
         if let Some(body) = self.by_include.get(text) {
             return body.clone();
         }
-        // Stored settings were validated; should one not parse, the safe answer is the least data.
-        let parsed =
-            Include::parse(Some(text)).unwrap_or_else(|_| Include::Scalars(Default::default()));
-        let body = event.body(&parsed);
+        let body = event.body(&Include::parse_stored(Some(text)));
         self.by_include.insert(text.to_string(), body.clone());
         body
     }

@@ -57,6 +57,12 @@ impl Include {
         Ok(Include::Scalars(associations))
     }
 
+    /// A stored setting. Stored settings were validated, so a parse error cannot occur; should
+    /// one anyway, the safe answer is the least data.
+    pub fn parse_stored(text: Option<&str>) -> Self {
+        Include::parse(text).unwrap_or_else(|_| Include::Scalars(BTreeSet::new()))
+    }
+
     /// The resource as this setting shapes it. Key order is preserved.
     pub fn project(&self, object: &Map<String, Value>) -> Map<String, Value> {
         match self {

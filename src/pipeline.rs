@@ -67,9 +67,7 @@ impl Pipeline {
                 config.delivery.park_after.0,
             ),
             names: Names::new(&config.amqp.prefix),
-            schedule: RetrySchedule::new(
-                config.delivery.retry_schedule.iter().map(|d| d.0).collect(),
-            ),
+            schedule: RetrySchedule::from_config(&config.delivery),
             default_account: config.delivery.default_account.clone(),
             max_message_bytes: config.amqp.max_message_bytes,
             metrics,
@@ -182,7 +180,7 @@ impl Pipeline {
                     .await;
             }
         };
-        let body = event.body(&webhook.include());
+        let body = Bodies::default().get(&event, webhook.include.as_deref());
         let correlation_id = event.correlation_id();
         let next = self
             .attempt(

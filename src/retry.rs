@@ -14,6 +14,11 @@ impl RetrySchedule {
         Self { delays }
     }
 
+    /// `delivery.retry_schedule`.
+    pub fn from_config(config: &crate::config::DeliveryConfig) -> Self {
+        Self::new(config.retry_schedule.iter().map(|d| d.0).collect())
+    }
+
     /// The wait before attempt `failed_attempt + 1`, or `None` when `failed_attempt` was the last.
     /// Attempts count from 1.
     pub fn delay_after(&self, failed_attempt: u32) -> Option<Duration> {

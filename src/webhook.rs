@@ -78,13 +78,6 @@ impl Webhook {
         crate::filter::subscribes(&self.enabled_events, event_type)
     }
 
-    /// The parsed include setting. Stored settings were validated, so a parse error cannot occur;
-    /// should one anyway, the safe answer is the least data.
-    pub fn include(&self) -> Include {
-        Include::parse(self.include.as_deref())
-            .unwrap_or_else(|_| Include::Scalars(Default::default()))
-    }
-
     /// The OIDC settings, when the webhook has a complete set.
     pub fn oidc(&self) -> Option<OidcSettings> {
         let method = self.oidc_auth_method?;

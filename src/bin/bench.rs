@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         key = base64_key(),
     ))?;
     webhook_worker::telemetry::init_logging(&config.log);
-    let schedule = RetrySchedule::new(config.delivery.retry_schedule.iter().map(|d| d.0).collect());
+    let schedule = RetrySchedule::from_config(&config.delivery);
     let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     channel

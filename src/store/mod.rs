@@ -157,15 +157,16 @@ impl Store {
 
     /// Deletes a webhook of the account and returns it, or `None` when it does not exist.
     pub async fn delete(&self, account_id: &str, id: Uuid) -> Result<Option<Webhook>, StoreError> {
-        let Some(webhook) = self.get(account_id, id).await? else {
-            return Ok(None);
-        };
-        let result = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
-            .bind(id.to_string())
-            .bind(account_id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok((result.rows_affected() > 0).then_some(webhook))
+        // One statement (SQLite 3.35+ and PostgreSQL both RETURNING): no window between reading
+        // the row and deleting it.
+        let row = sqlx::query(&format!(
+            "DELETE FROM webhooks WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(account_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| self.decode(&row)).transpose()
     }
 
     pub async fn get(&self, account_id: &str, id: Uuid) -> Result<Option<Webhook>, StoreError> {

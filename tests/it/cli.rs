@@ -180,9 +180,7 @@ async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
     let mut running = running;
     assert!(terminate(&mut running).success());
     let config = webhook_worker::config::Config::from_toml("").unwrap();
-    let schedule = webhook_worker::retry::RetrySchedule::new(
-        config.delivery.retry_schedule.iter().map(|d| d.0).collect(),
-    );
+    let schedule = webhook_worker::retry::RetrySchedule::from_config(&config.delivery);
     crate::harness::Broker::connect(&running.prefix, schedule)
         .await
         .delete_topology()

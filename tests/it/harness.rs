@@ -236,7 +236,7 @@ impl TestWorker {
         let prefix = unique_prefix();
         let database_url = format!("sqlite://{}/test.db", dir.path().display());
         let config = test_config(&prefix, &database_url, overrides);
-        let broker = Broker::connect(&prefix, schedule_of(&config)).await;
+        let broker = Broker::connect(&prefix, RetrySchedule::from_config(&config.delivery)).await;
         let app = Application::start(config.clone(), Role::Worker)
             .await
             .expect("the worker starts");
@@ -323,10 +323,6 @@ impl TestWorker {
         }
         self.broker.delete_topology().await;
     }
-}
-
-fn schedule_of(config: &Config) -> RetrySchedule {
-    RetrySchedule::new(config.delivery.retry_schedule.iter().map(|d| d.0).collect())
 }
 
 /// A webhook for `account` from API-style JSON, validated as the API would (loopback allowed).
