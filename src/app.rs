@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     delivery::Deliverer,
     health::Readiness,
-    oidc::{SigningKeys, TokenProvider},
+    oidc::{AccountKeys, TokenProvider},
     pipeline::Pipeline,
     registry::Registry,
     store::Store,
@@ -54,10 +54,9 @@ impl Application {
         let registry = Registry::load(store.clone(), metrics.clone())
             .await
             .context("cannot load the webhooks")?;
-        let keys = Arc::new(
-            SigningKeys::load(&config.oidc.signing_keys)
-                .context("cannot load oidc.signing_keys")?,
-        );
+        crate::oidc::keys::warn_if_readable_by_others(&config.oidc.signing_keys);
+        let keys = AccountKeys::new(Some(store.clone()), &config.oidc)
+            .context("cannot load oidc.signing_keys")?;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(
@@ -93,7 +92,7 @@ impl Application {
             metrics.clone(),
         )
         .map_err(anyhow::Error::msg)?
-        .with_jwks(keys.jwks());
+        .with_keys(keys);
         let (api_addr, http) = start_http(&config, role, state, cancel.clone()).await?;
         tracing::info!(?role, %api_addr, "webhook-worker started");
         Ok(Self {

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check-config`, `version`, `token`, `keygen`, `jwks`,
+//! The command line: `run`, `check-config`, `version`, `token`, `keygen`, `jwks`, `rotate-key`,
 //! `dead-letters`. Parses arguments, loads configuration, and calls into the library; errors are
 //! printed once, with their cause chain, and turned into a non-zero exit code.
 
@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     config::Config,
-    oidc::{keygen::CERTIFICATE_VALIDITY, SigningKey, SigningKeys},
+    oidc::{keygen::CERTIFICATE_VALIDITY, AccountKeys, SigningKey},
+    store::Store,
 };
 
 #[derive(Debug, Parser)]
@@ -48,21 +49,34 @@ pub enum Command {
         account_id: String,
     },
     /// Make a new RSA signing key for private_key_jwt (PKCS#8 PEM) and, with --cert, a
-    /// self-signed certificate for it (Microsoft Entra asks for one). List the file in
-    /// oidc.signing_keys.
+    /// self-signed certificate for it (Microsoft Entra asks for one). Only for a single-account
+    /// deployment (oidc.signing_keys); accounts otherwise get keys of their own automatically.
     Keygen {
         /// Write the key (and certificate) to this new file, readable by its owner only, instead
         /// of printing it. An existing file is never overwritten.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The key size in bits: 2048 to 8192, a multiple of 8.
         #[arg(long, default_value_t = 2048)]
         bits: usize,
         /// Also make a self-signed certificate, valid for two years, kept with the key.
         #[arg(long)]
         cert: bool,
     },
-    /// Print the public JWKS of the configured signing keys (oidc.signing_keys).
-    Jwks,
+    /// Print an account's public JWKS (its keys are made on first need) and its public URL id.
+    Jwks {
+        /// The account whose keys to print.
+        #[arg(long)]
+        account_id: String,
+    },
+    /// Add a new signing key to an account: published at once, signing after
+    /// oidc.key_rotation_delay; the keys it replaces stay published oidc.key_retirement_grace
+    /// longer.
+    RotateKey {
+        /// The account whose keys to rotate.
+        #[arg(long)]
+        account_id: String,
+    },
     /// Inspect or replay the dead-letter queue (<amqp.prefix>.dead).
     DeadLetters {
         #[command(subcommand)]
@@ -143,7 +157,7 @@ fn keygen(out: Option<&Path>, bits: usize, cert: bool) -> anyhow::Result<()> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!(
-        "wrote {} (kid {kid}); add it to oidc.signing_keys",
+        "wrote {} (kid {kid}); list it in oidc.signing_keys",
         out.display()
     );
     if let Some(certificate) = certificate {
@@ -151,6 +165,19 @@ fn keygen(out: Option<&Path>, bits: usize, cert: bool) -> anyhow::Result<()> {
         print!("{certificate}");
     }
     Ok(())
+}
+
+/// The accounts' keys in the configured database.
+async fn account_keys(config: &Config) -> anyhow::Result<AccountKeys> {
+    let key = config.encryption_key().map_err(anyhow::Error::msg)?;
+    let store = Store::connect(
+        config.database.url.expose(),
+        config.database.max_connections,
+        key,
+    )
+    .await
+    .context("cannot open the database (database.url)")?;
+    Ok(AccountKeys::new(Some(store), &config.oidc)?)
 }
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -168,13 +195,33 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("[[api.tokens]]\naccount_id = {account_id:?}\ntoken_sha256 = \"{hash}\"");
         }
         Command::Keygen { out, bits, cert } => keygen(out.as_deref(), *bits, *cert)?,
-        Command::Jwks => {
+        Command::Jwks { account_id } => {
             let config = load(&cli)?;
-            let keys = SigningKeys::load(&config.oidc.signing_keys)?;
-            if keys.is_empty() {
-                eprintln!("no signing keys are configured (oidc.signing_keys)");
-            }
-            println!("{}", crate::oidc::jwks_json(&keys));
+            let runtime = tokio::runtime::Runtime::new()?;
+            let set = runtime.block_on(async {
+                anyhow::Ok(account_keys(&config).await?.current(account_id).await?)
+            })?;
+            eprintln!("public JWKS path: /jwks/{}", set.jwks_id);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&set.jwks(chrono::Utc::now()))?
+            );
+        }
+        Command::RotateKey { account_id } => {
+            let config = load(&cli)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let rotation = runtime.block_on(async {
+                anyhow::Ok(account_keys(&config).await?.rotate(account_id).await?)
+            })?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "kid": rotation.kid,
+                    "signs_from": crate::webhook::timestamp(rotation.signs_from),
+                    "previous_keys_published_until":
+                        crate::webhook::timestamp(rotation.previous_retire_at),
+                })
+            );
         }
         Command::DeadLetters { action } => {
             let config = load(&cli)?;

@@ -56,6 +56,10 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub tokens: Vec<ApiToken>,
+    /// Where customers reach the API (`https://hooks.example.com`), for absolute `jwks_uri`s;
+    /// empty: the JWKS URL is given as a path.
+    pub public_base_url: String,
+    pub max_webhooks_per_account: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,7 +92,12 @@ pub struct SignatureConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
+    /// Key files for the one account named by `signing_keys_account` (a single-account
+    /// deployment); every other account has keys of its own in the database.
     pub signing_keys: Vec<PathBuf>,
+    pub signing_keys_account: String,
+    pub key_rotation_delay: HumanDuration,
+    pub key_retirement_grace: HumanDuration,
     pub assertion_lifetime: HumanDuration,
     pub token_expiry_margin: HumanDuration,
 }
@@ -273,6 +282,20 @@ impl Config {
                 ),
             ));
         }
+        if !self.api.public_base_url.is_empty() {
+            match url::Url::parse(&self.api.public_base_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                _ => {
+                    return Err((
+                        "api.public_base_url",
+                        "must be an http(s) URL such as \"https://hooks.example.com\"".into(),
+                    ))
+                }
+            }
+        }
+        if self.api.max_webhooks_per_account == 0 {
+            return Err(("api.max_webhooks_per_account", "must be at least 1".into()));
+        }
         if self.api.max_body_bytes == 0 {
             return Err(("api.max_body_bytes", "must be at least 1".into()));
         }
@@ -305,6 +328,14 @@ impl Config {
         }
         if self.oidc.assertion_lifetime.0.is_zero() {
             return Err(("oidc.assertion_lifetime", "must be more than 0".into()));
+        }
+        if !self.oidc.signing_keys.is_empty() && self.oidc.signing_keys_account.is_empty() {
+            return Err((
+                "oidc.signing_keys_account",
+                "must name the one account that oidc.signing_keys serve; every other account \
+                 signs with keys of its own"
+                    .into(),
+            ));
         }
         for path in &self.oidc.signing_keys {
             if !path.is_file() {

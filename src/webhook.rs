@@ -58,6 +58,8 @@ pub struct Webhook {
 /// What token acquisition needs, derived from a valid webhook's OIDC fields.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OidcSettings {
+    /// Whose keys sign the client assertion, and whose tokens the cache may hand out.
+    pub account_id: String,
     pub method: OidcAuthMethod,
     pub client_id: String,
     /// Present for `client_secret`.
@@ -86,6 +88,7 @@ impl Webhook {
             OidcAuthMethod::PrivateKeyJwt => None,
         };
         Some(OidcSettings {
+            account_id: self.account_id.clone(),
             method,
             client_id: self.oidc_client_id.clone()?,
             client_secret,

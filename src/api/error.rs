@@ -56,6 +56,15 @@ pub enum ApiError {
     WebhookNotFound,
     #[error("no such route")]
     RouteNotFound,
+    /// An unknown public JWKS id: the same answer whatever the id, so none can be probed.
+    #[error("no such key set")]
+    KeySetNotFound,
+    /// The request cannot be carried out in the resource's current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The server is not configured for the request (the message names the setting).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the body must be JSON (Content-Type: application/json)")]
@@ -81,7 +90,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::WebhookNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::WebhookNotFound | ApiError::RouteNotFound | ApiError::KeySetNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -112,6 +125,19 @@ impl From<StoreError> for ApiError {
             StoreError::NoKeyForSecret => ApiError::Unprocessable(vec![ErrorEntry::general(
                 "cannot store secrets: database.encryption_key is not configured",
             )]),
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<crate::oidc::KeysError> for ApiError {
+    fn from(error: crate::oidc::KeysError) -> Self {
+        use crate::oidc::KeysError;
+        match error {
+            KeysError::NoEncryptionKey | KeysError::NoStore => {
+                ApiError::Unavailable(error.to_string())
+            }
+            KeysError::FileManaged => ApiError::Conflict(error.to_string()),
             other => ApiError::Internal(Box::new(other)),
         }
     }

@@ -8,7 +8,8 @@
 //! - [`body`]: reading a JSON body with our own 415/413/400/422 answers.
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`webhooks`]: the handlers.
-//! - [`ops`]: health, readiness, metrics, JWKS, and the JSON 404/405 fallbacks.
+//! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
+//! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
 //!
 //! Two routers share one [`ApiState`]: [`router`] (roles `all` and `api`) serves everything;
 //! [`ops_router`] (role `worker`) serves only `/healthz`, `/readyz` and `/metrics`, so a process
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod keys;
 pub mod ops;
 pub mod webhooks;
 
@@ -34,8 +36,8 @@ pub use auth::ApiTokens;
 pub use error::ApiError;
 
 use crate::{
-    config::Config, health::Readiness, registry::Registry, safety::AddressPolicy,
-    telemetry::Metrics, webhook::UrlRules,
+    config::Config, health::Readiness, oidc::AccountKeys, registry::Registry,
+    safety::AddressPolicy, telemetry::Metrics, webhook::UrlRules,
 };
 
 /// What every handler may use: cheap handles, built once at start.
@@ -45,16 +47,19 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     pub tokens: Arc<ApiTokens>,
     pub url_rules: Arc<UrlRules>,
-    /// The worker's public JWKS, served as is.
-    pub jwks: Arc<serde_json::Value>,
+    /// Each account's signing keys; shared with the worker's token client in role `all`, so a
+    /// rotation here is seen by this process's deliveries at once.
+    pub keys: AccountKeys,
+    /// `api.public_base_url`, for absolute `jwks_uri`s.
+    pub public_base_url: String,
+    pub max_webhooks_per_account: i64,
     pub readiness: Readiness,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
 }
 
 impl ApiState {
-    /// The state for `config`, with an empty JWKS (`{"keys":[]}`) until one is set with
-    /// [`ApiState::with_jwks`].
+    /// The state for `config`, with account keys kept in the registry's store.
     pub fn new(
         config: &Config,
         registry: Arc<Registry>,
@@ -62,21 +67,25 @@ impl ApiState {
         metrics: Metrics,
     ) -> Result<Self, String> {
         Ok(ApiState {
-            registry,
             tokens: Arc::new(ApiTokens::from_config(&config.api.tokens)?),
             url_rules: Arc::new(UrlRules {
                 allow_http: config.delivery.allow_http,
                 addresses: AddressPolicy::new(config.delivery.allow_networks.clone()),
             }),
-            jwks: Arc::new(serde_json::json!({"keys": []})),
+            keys: AccountKeys::new(Some(registry.store().clone()), &config.oidc)
+                .map_err(|e| e.to_string())?,
+            public_base_url: config.api.public_base_url.clone(),
+            max_webhooks_per_account: i64::from(config.api.max_webhooks_per_account),
             readiness,
             metrics,
             max_body_bytes: config.api.max_body_bytes,
+            registry,
         })
     }
 
-    pub fn with_jwks(mut self, jwks: serde_json::Value) -> Self {
-        self.jwks = Arc::new(jwks);
+    /// Shares `keys` (and its cache) with the rest of the process.
+    pub fn with_keys(mut self, keys: AccountKeys) -> Self {
+        self.keys = keys;
         self
     }
 }
@@ -92,14 +101,14 @@ pub fn router(state: ApiState) -> Router {
                 .put(webhooks::update)
                 .delete(webhooks::delete),
         )
+        // A static segment wins over `{id}` in axum's router, so `oidc_keys` is never an id.
+        .route("/v1/webhooks/oidc_keys", get(keys::account_jwks))
+        .route("/v1/webhooks/oidc_keys/rotate", post(keys::rotate))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ));
-    // A static segment wins over `{id}` in axum's router, so `oidc_keys` is never taken for an id.
-    let public = Router::new()
-        .route("/v1/webhooks/oidc_keys", get(ops::jwks))
-        .route("/.well-known/jwks.json", get(ops::jwks));
+    let public = Router::new().route("/jwks/{jwks_id}", get(keys::public_jwks));
     operational()
         .merge(public)
         .merge(authenticated)

@@ -1,5 +1,5 @@
-//! The unauthenticated routes: liveness, readiness, metrics, the JWKS, and the JSON answers for
-//! unknown routes and methods.
+//! The unauthenticated operational routes: liveness, readiness, metrics, and the JSON answers
+//! for unknown routes and methods.
 //!
 //! `/healthz` says the process serves HTTP. `/readyz` says it can do its job: the database
 //! answers (within [`PING_TIMEOUT`], so a stuck pool cannot hang the probe) and, for roles that
@@ -51,15 +51,6 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(),
-    )
-        .into_response()
-}
-
-/// The worker's public keys, for token endpoints that verify `private_key_jwt` assertions.
-pub async fn jwks(State(state): State<ApiState>) -> Response {
-    (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.jwks.as_ref().clone()),
     )
         .into_response()
 }

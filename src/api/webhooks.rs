@@ -21,7 +21,10 @@ use super::{
     error::{ApiError, ErrorEntry},
     ApiState,
 };
-use crate::webhook::{Draft, Webhook, WebhookPatch, WebhookView};
+use crate::{
+    store::origin_of,
+    webhook::{Draft, Webhook, WebhookPatch, WebhookView},
+};
 
 const DEFAULT_PER_PAGE: i64 = 10;
 const MAX_PER_PAGE: i64 = 100;
@@ -96,7 +99,18 @@ pub async fn create(
     let id = Uuid::new_v4();
     let draft = Draft::default().apply(patch);
     let webhook = validated(&state, draft, unstorable, id, &account, now, now)?;
-    state.registry.store().insert(&webhook).await?;
+    let limit = state.max_webhooks_per_account;
+    if !state
+        .registry
+        .store()
+        .insert_limited(&webhook, limit)
+        .await?
+    {
+        return Err(ApiError::Unprocessable(vec![ErrorEntry::general(format!(
+            "the account already has {limit} webhooks, the most it may have \
+             (api.max_webhooks_per_account); delete one first"
+        ))]));
+    }
     let view = webhook.view();
     tracing::info!(webhook_id = %id, account_id = %account, "webhook created");
     state.registry.upsert(webhook);
@@ -133,12 +147,16 @@ pub async fn update(
         .get(&account, id)
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
-    let unstorable = secrets_storable(&state, &patch);
+    let mut problems = secrets_storable(&state, &patch);
+    let secret_sent = matches!(patch.oidc_client_secret, Some(Some(_)));
     let draft = Draft::of(&existing).apply(patch);
+    if let Some(problem) = client_secret_rebinding(&existing, &draft, secret_sent) {
+        problems.push(problem);
+    }
     let webhook = validated(
         &state,
         draft,
-        unstorable,
+        problems,
         id,
         &account,
         existing.created_at,
@@ -152,6 +170,33 @@ pub async fn update(
     tracing::info!(webhook_id = %id, account_id = %account, "webhook updated");
     state.registry.upsert(webhook);
     Ok(Json(view))
+}
+
+/// A stored OAuth client secret goes only to the token endpoint (origin) and client it was
+/// given for: changing either without sending the secret again is refused, so nobody who can
+/// edit a webhook can redirect its secret to a host of their choosing.
+fn client_secret_rebinding(
+    existing: &Webhook,
+    draft: &Draft,
+    secret_sent: bool,
+) -> Option<ErrorEntry> {
+    // Kept from the stored webhook, not sent with this request (a cleared secret goes nowhere).
+    let kept =
+        !secret_sent && existing.oidc_client_secret.is_some() && draft.oidc_client_secret.is_some();
+    if !kept {
+        return None;
+    }
+    let old_origin = origin_of(existing.oidc_token_endpoint.as_deref().unwrap_or_default());
+    let new_origin = origin_of(draft.oidc_token_endpoint.as_deref().unwrap_or_default());
+    let moved = old_origin != new_origin;
+    let other_client = existing.oidc_client_id != draft.oidc_client_id;
+    (moved || other_client).then(|| {
+        ErrorEntry::field(
+            "oidc_client_secret",
+            "must be sent again when oidc_token_endpoint (its origin) or oidc_client_id changes: \
+             a stored secret only goes where it was given for",
+        )
+    })
 }
 
 pub async fn delete(

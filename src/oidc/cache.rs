@@ -2,9 +2,11 @@
 //! fetches a new one through [`TokenClient`] when there is none.
 //!
 //! Invariants:
-//! - entries are keyed by (token endpoint, client id, method, scope, resource, SHA-256 of the
-//!   credential: the client secret, or the signing key's kid), so a change of any of them, such
-//!   as a rotated secret, misses the cache and takes effect at the next delivery;
+//! - entries are keyed by (account, token endpoint, client id, method, scope, resource, SHA-256
+//!   of the client secret), so one account is never handed a token obtained for another, and a
+//!   change of any of them, such as a rotated secret, misses the cache and takes effect at the
+//!   next delivery (a `private_key_jwt` token stays valid across a key rotation: the account's
+//!   keys are its credential);
 //! - an entry lives min(`access_token_ttl`, `expires_in`) less `oidc.token_expiry_margin`; when
 //!   that leaves nothing, the token is handed out but never served from the cache again;
 //! - concurrent callers for one key share one request (moka's `try_get_with`); a failure is
@@ -12,12 +14,12 @@
 //! - every request is counted in `token_requests` by outcome; the cache holds only hashes of
 //!   credentials and the tokens themselves (as [`Secret`]s).
 
-use std::{fmt, sync::Arc, time::Duration, time::Instant};
+use std::{fmt, time::Duration, time::Instant};
 
 use moka::{future::Cache, ops::compute::Op, Expiry};
 use sha2::{Digest, Sha256};
 
-use super::{keys::SigningKeys, token::TokenClient, TokenError};
+use super::{account_keys::AccountKeys, token::TokenClient, TokenError};
 use crate::{
     config::OidcConfig,
     secret::Secret,
@@ -30,6 +32,8 @@ const MAX_ENTRIES: u64 = 10_000;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
+    /// The tenant boundary: tokens are never shared across accounts.
+    account_id: String,
     token_endpoint: String,
     client_id: String,
     method: OidcAuthMethod,
@@ -91,7 +95,7 @@ impl TokenProvider {
     /// `http` must be the delivery client (safety rules, timeout, no redirects).
     pub fn new(
         http: reqwest::Client,
-        keys: Arc<SigningKeys>,
+        keys: AccountKeys,
         config: &OidcConfig,
         max_response_bytes: usize,
         metrics: Metrics,
@@ -185,15 +189,11 @@ impl TokenProvider {
                 credential_hash("client_secret", secret.expose())
             }
             OidcAuthMethod::PrivateKeyJwt => {
-                let key = self
-                    .client
-                    .keys()
-                    .signing()
-                    .ok_or(TokenError::NoSigningKey)?;
-                credential_hash("private_key_jwt", key.kid())
+                credential_hash("private_key_jwt", &settings.account_id)
             }
         };
         Ok(CacheKey {
+            account_id: settings.account_id.clone(),
             token_endpoint: settings.token_endpoint.clone(),
             client_id: settings.client_id.clone(),
             method: settings.method,
@@ -257,6 +257,7 @@ mod tests {
 
     fn settings(secret: &str) -> OidcSettings {
         OidcSettings {
+            account_id: "acct".into(),
             method: OidcAuthMethod::ClientSecret,
             client_id: "c".into(),
             client_secret: Some(Secret::new(secret)),
@@ -271,7 +272,7 @@ mod tests {
         let config = crate::config::Config::from_toml("").unwrap();
         TokenProvider::new(
             reqwest::Client::new(),
-            Arc::new(SigningKeys::default()),
+            AccountKeys::from_files("acct", std::sync::Arc::default()),
             &config.oidc,
             1024,
             Metrics::new(),
@@ -287,6 +288,15 @@ mod tests {
         assert!(!a.credential.windows(8).any(|w| w == b"secret-a"));
     }
 
+    #[test]
+    fn the_same_client_in_another_account_is_another_cache_entry() {
+        let provider = provider();
+        let a = settings("same-secret");
+        let mut b = a.clone();
+        b.account_id = "other".into();
+        assert!(provider.key(&a).unwrap() != provider.key(&b).unwrap());
+    }
+
     #[tokio::test]
     async fn private_key_jwt_without_a_signing_key_fails_before_any_request() {
         let provider = provider();
@@ -294,7 +304,7 @@ mod tests {
         settings.method = OidcAuthMethod::PrivateKeyJwt;
         settings.client_secret = None;
         let err = provider.token(&settings).await.unwrap_err();
-        assert_eq!(err, TokenError::NoSigningKey);
+        assert!(matches!(err, TokenError::NoSigningKey(_)), "{err}");
         let metrics = provider.metrics.render();
         assert!(
             metrics.contains("webhook_worker_token_requests_total{outcome=\"not_sent\"} 1"),

@@ -222,6 +222,34 @@ impl fmt::Debug for SigningKeys {
     }
 }
 
+/// Logs a warning for each key file that its group or others can read: a private key should be
+/// readable by its owner only (`chmod 600`). Start-up goes on: the file may sit on a volume that
+/// cannot carry modes, and the operator decides.
+pub fn warn_if_readable_by_others(paths: &[PathBuf]) {
+    for path in paths {
+        if let Some(mode) = readable_by_others(path) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "signing key file can be read by group or others; make it readable by its owner only (chmod 600)"
+            );
+        }
+    }
+}
+
+/// The file's permission bits when group or others may read it.
+#[cfg(unix)]
+pub fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+pub fn readable_by_others(_path: &Path) -> Option<u32> {
+    None
+}
+
 /// RFC 7638: base64url(SHA-256 of `{"e":"..","kty":"RSA","n":".."}`), members in that order,
 /// no whitespace.
 pub fn thumbprint(public: &RsaPublicKey) -> String {
@@ -304,6 +332,19 @@ mod tests {
     fn a_missing_file_is_named() {
         let err = SigningKeys::load(&[PathBuf::from("/nonexistent/key.pem")]).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/key.pem"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_readable_by_group_or_others_is_flagged() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, "x").unwrap();
+        for (mode, flagged) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(readable_by_others(&path).is_some(), flagged, "{mode:o}");
+        }
     }
 
     #[test]

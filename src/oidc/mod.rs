@@ -2,7 +2,9 @@
 //! acquisition"): the client-credentials grant with `client_secret_post` or `private_key_jwt`,
 //! a per-configuration token cache, and the worker's signing keys and public JWKS.
 //!
-//! - [`keys`]: loading the RSA signing keys (and certificates); `kid` = RFC 7638 thumbprint.
+//! - [`account_keys`]: each account's own signing keys (made on first need, rotated, published
+//!   per account): the tenant boundary of `private_key_jwt`.
+//! - [`keys`]: RSA signing keys from PEM (and certificates); `kid` = RFC 7638 thumbprint.
 //! - [`jwks`]: the public JWKS the worker publishes.
 //! - [`keygen`]: new keys and self-signed certificates (`webhook-worker keygen`).
 //! - [`assertion`]: the `private_key_jwt` client assertion.
@@ -12,6 +14,7 @@
 //! Secrets, tokens and assertions travel as [`crate::secret::Secret`] and appear in no error,
 //! log line or metric.
 
+pub mod account_keys;
 pub mod assertion;
 pub mod cache;
 pub mod jwks;
@@ -19,6 +22,7 @@ pub mod keygen;
 pub mod keys;
 pub mod token;
 
+pub use account_keys::{AccountKeys, KeySet, KeysError, Rotation};
 pub use cache::TokenProvider;
 pub use jwks::jwks_json;
 pub use keygen::{generate_key, self_signed_certificate};

@@ -10,12 +10,12 @@
 //! assertion, the token, the response body or the token endpoint URL (its query could hold
 //! secrets). An RFC 6749 error keeps its `error` code and a short, scrubbed `error_description`.
 
-use std::{sync::Arc, time::Duration, time::SystemTime};
+use std::{time::Duration, time::SystemTime};
 
 use reqwest::header::ACCEPT;
 use serde_json::Value;
 
-use super::{assertion, keys::SigningKeys};
+use super::{account_keys::AccountKeys, assertion};
 use crate::{
     secret::Secret,
     webhook::{OidcAuthMethod, OidcSettings},
@@ -48,8 +48,8 @@ pub enum TokenError {
     Transport(String),
     #[error("invalid token response: {0}")]
     InvalidResponse(String),
-    #[error("private_key_jwt needs a signing key and none is configured (oidc.signing_keys)")]
-    NoSigningKey,
+    #[error("no signing key for the account: {0}")]
+    NoSigningKey(String),
     #[error("{0}")]
     Assertion(String),
     #[error("incomplete OIDC settings: {0}")]
@@ -66,7 +66,7 @@ impl TokenError {
             TokenError::Timeout => "token_endpoint_timeout".into(),
             TokenError::Transport(_) => "token_endpoint_unreachable".into(),
             TokenError::InvalidResponse(_) => "invalid_token_response".into(),
-            TokenError::NoSigningKey => "no_signing_key".into(),
+            TokenError::NoSigningKey(_) => "no_signing_key".into(),
             TokenError::Assertion(_) => "client_assertion_failed".into(),
             TokenError::Settings(_) => "oidc_settings_incomplete".into(),
         }
@@ -80,7 +80,7 @@ impl TokenError {
             TokenError::Timeout => "timeout",
             TokenError::Transport(_) => "transport_error",
             TokenError::InvalidResponse(_) => "invalid_response",
-            TokenError::NoSigningKey | TokenError::Assertion(_) | TokenError::Settings(_) => {
+            TokenError::NoSigningKey(_) | TokenError::Assertion(_) | TokenError::Settings(_) => {
                 "not_sent"
             }
         }
@@ -99,7 +99,7 @@ pub struct IssuedToken {
 #[derive(Debug, Clone)]
 pub struct TokenClient {
     http: reqwest::Client,
-    keys: Arc<SigningKeys>,
+    keys: AccountKeys,
     assertion_lifetime: Duration,
     max_response_bytes: usize,
 }
@@ -107,7 +107,7 @@ pub struct TokenClient {
 impl TokenClient {
     pub fn new(
         http: reqwest::Client,
-        keys: Arc<SigningKeys>,
+        keys: AccountKeys,
         assertion_lifetime: Duration,
         max_response_bytes: usize,
     ) -> Self {
@@ -119,7 +119,7 @@ impl TokenClient {
         }
     }
 
-    pub fn keys(&self) -> &SigningKeys {
+    pub fn keys(&self) -> &AccountKeys {
         &self.keys
     }
 
@@ -128,7 +128,7 @@ impl TokenClient {
         let endpoint = reqwest::Url::parse(&settings.token_endpoint)
             .map_err(|_| TokenError::Settings("the token endpoint is not a valid URL"))?;
         // The credential sent, so an error description that echoes it can be scrubbed.
-        let credential = self.credential(settings)?;
+        let credential = self.credential(settings).await?;
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "client_credentials"),
             ("client_id", &settings.client_id),
@@ -160,21 +160,26 @@ impl TokenClient {
     }
 
     /// The client secret, or a freshly signed client assertion.
-    fn credential(&self, settings: &OidcSettings) -> Result<Secret, TokenError> {
+    async fn credential(&self, settings: &OidcSettings) -> Result<Secret, TokenError> {
         match settings.method {
             OidcAuthMethod::ClientSecret => settings
                 .client_secret
                 .clone()
                 .ok_or(TokenError::Settings("client_secret is missing")),
             OidcAuthMethod::PrivateKeyJwt => {
-                let key = self.keys.signing().ok_or(TokenError::NoSigningKey)?;
+                // The account's own key, and no other: the tenant boundary.
+                let key = self
+                    .keys
+                    .signing_key(&settings.account_id)
+                    .await
+                    .map_err(|e| TokenError::NoSigningKey(e.to_string()))?;
                 let claims = assertion::AssertionClaims::new(
                     &settings.client_id,
                     &settings.token_endpoint,
                     SystemTime::now(),
                     self.assertion_lifetime,
                 );
-                assertion::sign(key, &claims).map_err(TokenError::Assertion)
+                assertion::sign(&key, &claims).map_err(TokenError::Assertion)
             }
         }
     }

@@ -151,7 +151,7 @@ fn every_error_has_a_short_reason_and_a_metric_outcome() {
         TokenError::Timeout,
         TokenError::Transport("connection refused".into()),
         TokenError::InvalidResponse("x".into()),
-        TokenError::NoSigningKey,
+        TokenError::NoSigningKey("x".into()),
         TokenError::Assertion("x".into()),
         TokenError::Settings("x"),
         TokenError::Status { status: 500 },

@@ -1,6 +1,12 @@
 //! Encryption of secrets at rest (AES-256-GCM), so that a database dump does not reveal webhook
-//! secrets or OAuth client secrets. The webhook id and the column name are the associated data:
-//! a ciphertext copied into another row or column does not decrypt.
+//! secrets, OAuth client secrets or account signing keys.
+//!
+//! The associated data binds each ciphertext to where it belongs (the caller's `context`): the
+//! account, the row and the column, and for an OAuth client secret the token endpoint's origin.
+//! A ciphertext copied into another row, another account or beside another token endpoint does
+//! not decrypt. Stored values are `v2:` + base64(nonce || ciphertext). The `v1:` values of
+//! earlier versions (bound to the row and column only) are read by [`Cipher::decrypt_legacy`],
+//! only to re-encrypt them as `v2:` at start.
 
 use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
@@ -11,7 +17,9 @@ use rand::RngCore;
 
 use crate::secret::Secret;
 
-const VERSION: &str = "v1:";
+const VERSION: &str = "v2:";
+/// Earlier versions' format: bound to the webhook id and column only.
+const LEGACY_VERSION: &str = "v1:";
 
 #[derive(Clone)]
 pub struct Cipher {
@@ -53,8 +61,22 @@ impl Cipher {
     }
 
     pub fn decrypt(&self, stored: &str, context: &str) -> Result<Secret, DecryptError> {
+        self.open(stored, VERSION, context)
+    }
+
+    /// Whether `stored` is in the earlier versions' format, to be upgraded.
+    pub fn is_legacy(stored: &str) -> bool {
+        stored.starts_with(LEGACY_VERSION)
+    }
+
+    /// Reads a `v1:` value with its earlier context (`<webhook id>/<column>`).
+    pub fn decrypt_legacy(&self, stored: &str, context: &str) -> Result<Secret, DecryptError> {
+        self.open(stored, LEGACY_VERSION, context)
+    }
+
+    fn open(&self, stored: &str, version: &str, context: &str) -> Result<Secret, DecryptError> {
         let blob = stored
-            .strip_prefix(VERSION)
+            .strip_prefix(version)
             .and_then(|b| STANDARD.decode(b).ok())
             .filter(|b| b.len() > 12)
             .ok_or(DecryptError)?;
@@ -85,6 +107,54 @@ mod tests {
         assert_eq!(
             cipher.decrypt(&stored, "id/secret").unwrap().expose(),
             "whsec_plain"
+        );
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_accounts_row_does_not_decrypt() {
+        let cipher = Cipher::new([7; 32]);
+        let id = "0b6f5a4e-0000-4000-8000-000000000001";
+        let origin = "https://idp.example";
+        let stored = cipher.encrypt(
+            &Secret::new("client-secret"),
+            &super::super::webhook_context("acct-a", id, "oidc_client_secret_enc", origin),
+        );
+        let in_b = super::super::webhook_context("acct-b", id, "oidc_client_secret_enc", origin);
+        assert!(cipher.decrypt(&stored, &in_b).is_err(), "another account");
+        let elsewhere = super::super::webhook_context(
+            "acct-a",
+            id,
+            "oidc_client_secret_enc",
+            "https://attacker.example",
+        );
+        assert!(
+            cipher.decrypt(&stored, &elsewhere).is_err(),
+            "another token endpoint"
+        );
+        let other_row = super::super::webhook_context(
+            "acct-a",
+            "0b6f5a4e-0000-4000-8000-000000000002",
+            "oidc_client_secret_enc",
+            origin,
+        );
+        assert!(cipher.decrypt(&stored, &other_row).is_err(), "another row");
+        let home = super::super::webhook_context("acct-a", id, "oidc_client_secret_enc", origin);
+        assert_eq!(
+            cipher.decrypt(&stored, &home).unwrap().expose(),
+            "client-secret"
+        );
+    }
+
+    #[test]
+    fn legacy_values_are_read_only_as_legacy() {
+        let cipher = Cipher::new([7; 32]);
+        let stored = cipher.encrypt(&Secret::new("s"), "a/secret");
+        let legacy = format!("v1:{}", stored.trim_start_matches("v2:"));
+        assert!(Cipher::is_legacy(&legacy));
+        assert!(cipher.decrypt(&legacy, "a/secret").is_err());
+        assert_eq!(
+            cipher.decrypt_legacy(&legacy, "a/secret").unwrap().expose(),
+            "s"
         );
     }
 

@@ -4,6 +4,7 @@
 //! module sees ciphertext, and nothing below it sees plain text.
 
 mod cipher;
+pub mod keys;
 
 use std::str::FromStr;
 
@@ -70,25 +71,102 @@ impl Store {
             cipher: key.map(Cipher::new),
         };
         store.check_key().await?;
+        store.upgrade_legacy_secrets().await?;
         Ok(store)
     }
 
     async fn check_key(&self) -> Result<(), StoreError> {
         let row = sqlx::query(
-            "SELECT id, secret_enc, oidc_client_secret_enc FROM webhooks \
-             WHERE secret_enc IS NOT NULL OR oidc_client_secret_enc IS NOT NULL LIMIT 1",
+            "SELECT id, account_id, oidc_token_endpoint, secret_enc, oidc_client_secret_enc \
+             FROM webhooks WHERE secret_enc IS NOT NULL OR oidc_client_secret_enc IS NOT NULL \
+             LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(()) };
-        let Some(cipher) = &self.cipher else {
-            return Err(StoreError::MissingKey);
+        let Some(row) = row else {
+            return self.check_key_of_signing_keys().await;
         };
+        if self.cipher.is_none() {
+            return Err(StoreError::MissingKey);
+        }
+        self.read_secret_columns(&row)?;
+        Ok(())
+    }
+
+    /// Both secret columns of a row, in either format: `(secret, client secret, legacy)`.
+    #[allow(clippy::type_complexity)]
+    fn read_secret_columns(
+        &self,
+        row: &AnyRow,
+    ) -> Result<(Option<Secret>, Option<Secret>, bool), StoreError> {
+        let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
         let id: String = row.try_get("id")?;
-        for column in ["secret_enc", "oidc_client_secret_enc"] {
-            if let Some(stored) = row.try_get::<Option<String>, _>(column)? {
-                cipher.decrypt(&stored, &context(&id, column))?;
+        let account: String = row.try_get("account_id")?;
+        let endpoint: Option<String> = row.try_get("oidc_token_endpoint")?;
+        let mut legacy = false;
+        let mut read = |column: &str, origin: &str| -> Result<Option<Secret>, StoreError> {
+            let Some(stored) = row.try_get::<Option<String>, _>(column)? else {
+                return Ok(None);
+            };
+            if Cipher::is_legacy(&stored) {
+                legacy = true;
+                return Ok(Some(
+                    cipher.decrypt_legacy(&stored, &format!("{id}/{column}"))?,
+                ));
             }
+            Ok(Some(cipher.decrypt(
+                &stored,
+                &webhook_context(&account, &id, column, origin),
+            )?))
+        };
+        let secret = read("secret_enc", "")?;
+        let client_secret = read(
+            "oidc_client_secret_enc",
+            &origin_of(endpoint.as_deref().unwrap_or_default()),
+        )?;
+        Ok((secret, client_secret, legacy))
+    }
+
+    /// Re-encrypts secrets stored by earlier versions (bound to the row only) so that they are
+    /// bound to their account and token endpoint too; after this, only bound values decrypt.
+    async fn upgrade_legacy_secrets(&self) -> Result<(), StoreError> {
+        if self.cipher.is_none() {
+            return Ok(());
+        }
+        let rows = sqlx::query(
+            "SELECT id, account_id, oidc_token_endpoint, secret_enc, oidc_client_secret_enc \
+             FROM webhooks WHERE secret_enc LIKE 'v1:%' OR oidc_client_secret_enc LIKE 'v1:%'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let (secret, client_secret, _) = self.read_secret_columns(row)?;
+            let id: String = row.try_get("id")?;
+            let account: String = row.try_get("account_id")?;
+            let endpoint: Option<String> = row.try_get("oidc_token_endpoint")?;
+            let origin = origin_of(endpoint.as_deref().unwrap_or_default());
+            sqlx::query(
+                "UPDATE webhooks SET secret_enc = $3, oidc_client_secret_enc = $4 \
+                 WHERE id = $1 AND account_id = $2",
+            )
+            .bind(id.clone())
+            .bind(account.clone())
+            .bind(self.encrypt(secret.as_ref(), &account, &id, "secret_enc", "")?)
+            .bind(self.encrypt(
+                client_secret.as_ref(),
+                &account,
+                &id,
+                "oidc_client_secret_enc",
+                &origin,
+            )?)
+            .execute(&self.pool)
+            .await?;
+        }
+        if !rows.is_empty() {
+            tracing::info!(
+                webhooks = rows.len(),
+                "re-encrypted secrets bound to their account and token endpoint"
+            );
         }
         Ok(())
     }
@@ -99,10 +177,18 @@ impl Store {
     }
 
     pub async fn insert(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.insert_limited(webhook, i64::MAX).await.map(|_| ())
+    }
+
+    /// Inserts `webhook` unless its account already has `max` webhooks; false when it has.
+    /// One statement, so concurrent creates cannot both slip under the limit on one database
+    /// connection's view.
+    pub async fn insert_limited(&self, webhook: &Webhook, max: i64) -> Result<bool, StoreError> {
         let row = self.encode(webhook)?;
-        sqlx::query(&format!(
-            "INSERT INTO webhooks ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        let result = sqlx::query(&format!(
+            "INSERT INTO webhooks ({COLUMNS}) SELECT \
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
+             WHERE (SELECT COUNT(*) FROM webhooks WHERE account_id = $2) < $17"
         ))
         .bind(row.id)
         .bind(row.account_id)
@@ -120,9 +206,10 @@ impl Store {
         .bind(row.oidc_resource_uri)
         .bind(row.oidc_scope)
         .bind(row.oidc_access_token_ttl_seconds)
+        .bind(max)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(result.rows_affected() > 0)
     }
 
     /// Replaces a webhook of the account. Returns false when it does not exist.
@@ -228,24 +315,32 @@ impl Store {
     fn encrypt(
         &self,
         secret: Option<&Secret>,
+        account: &str,
         id: &str,
         column: &str,
+        origin: &str,
     ) -> Result<Option<String>, StoreError> {
         match (secret, &self.cipher) {
             (None, _) => Ok(None),
             (Some(_), None) => Err(StoreError::NoKeyForSecret),
-            (Some(secret), Some(cipher)) => Ok(Some(cipher.encrypt(secret, &context(id, column)))),
+            (Some(secret), Some(cipher)) => Ok(Some(
+                cipher.encrypt(secret, &webhook_context(account, id, column, origin)),
+            )),
         }
     }
 
     fn encode(&self, webhook: &Webhook) -> Result<EncodedRow, StoreError> {
         let id = webhook.id.to_string();
+        let account = &webhook.account_id;
+        let origin = origin_of(webhook.oidc_token_endpoint.as_deref().unwrap_or_default());
         Ok(EncodedRow {
-            secret_enc: self.encrypt(webhook.secret.as_ref(), &id, "secret_enc")?,
+            secret_enc: self.encrypt(webhook.secret.as_ref(), account, &id, "secret_enc", "")?,
             oidc_client_secret_enc: self.encrypt(
                 webhook.oidc_client_secret.as_ref(),
+                account,
                 &id,
                 "oidc_client_secret_enc",
+                &origin,
             )?,
             id,
             account_id: webhook.account_id.clone(),
@@ -267,15 +362,19 @@ impl Store {
 
     fn decode(&self, row: &AnyRow) -> Result<Webhook, StoreError> {
         let id: String = row.try_get("id")?;
-        let decrypt = |column: &str| -> Result<Option<Secret>, StoreError> {
+        let account: String = row.try_get("account_id")?;
+        let endpoint: Option<String> = row.try_get("oidc_token_endpoint")?;
+        let decrypt = |column: &str, origin: &str| -> Result<Option<Secret>, StoreError> {
             match row.try_get::<Option<String>, _>(column)? {
                 None => Ok(None),
                 Some(stored) => {
                     let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
-                    Ok(Some(cipher.decrypt(&stored, &context(&id, column))?))
+                    let context = webhook_context(&account, &id, column, origin);
+                    Ok(Some(cipher.decrypt(&stored, &context)?))
                 }
             }
         };
+        let origin = origin_of(endpoint.as_deref().unwrap_or_default());
         let time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
             row.try_get::<Option<String>, _>(column)?
                 .map(|text| {
@@ -298,9 +397,9 @@ impl Store {
         let events: String = row.try_get("enabled_events")?;
         Ok(Webhook {
             id: Uuid::from_str(&id).map_err(|_| StoreError::Corrupt(format!("id {id}")))?,
-            account_id: row.try_get("account_id")?,
+            account_id: account.clone(),
             url: row.try_get("url")?,
-            secret: decrypt("secret_enc")?,
+            secret: decrypt("secret_enc", "")?,
             enabled_events: serde_json::from_str(&events)
                 .map_err(|_| StoreError::Corrupt(format!("enabled_events of webhook {id}")))?,
             include: row.try_get("include")?,
@@ -309,8 +408,8 @@ impl Store {
             updated_at: required_time("updated_at")?,
             oidc_auth_method: method,
             oidc_client_id: row.try_get("oidc_client_id")?,
-            oidc_client_secret: decrypt("oidc_client_secret_enc")?,
-            oidc_token_endpoint: row.try_get("oidc_token_endpoint")?,
+            oidc_client_secret: decrypt("oidc_client_secret_enc", &origin)?,
+            oidc_token_endpoint: endpoint.clone(),
             oidc_resource_uri: row.try_get("oidc_resource_uri")?,
             oidc_scope: row.try_get("oidc_scope")?,
             oidc_access_token_ttl_seconds: row.try_get("oidc_access_token_ttl_seconds")?,
@@ -337,8 +436,23 @@ struct EncodedRow {
     oidc_access_token_ttl_seconds: Option<i64>,
 }
 
-fn context(id: &str, column: &str) -> String {
-    format!("{id}/{column}")
+/// The associated data of a webhook's secret: its account, row and column, and for the OAuth
+/// client secret the token endpoint's origin (empty for the signing secret), so a ciphertext
+/// moved to another account, row, column or token endpoint does not decrypt.
+pub(crate) fn webhook_context(account: &str, id: &str, column: &str, origin: &str) -> String {
+    // Lengths first: no choice of account or origin can make two contexts read alike.
+    format!(
+        "webhooks|{}:{account}|{id}|{column}|{}:{origin}",
+        account.len(),
+        origin.len()
+    )
+}
+
+/// `scheme://host[:port]` of a URL; empty for text that is not one.
+pub fn origin_of(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|url| url.origin().ascii_serialization())
+        .unwrap_or_default()
 }
 
 /// SQLite: create the file (and its folder) when missing.

@@ -232,12 +232,17 @@ impl std::ops::Deref for TestWorker {
 
 impl TestWorker {
     pub async fn start(overrides: &str) -> Self {
+        Self::start_as(overrides, Role::Worker).await
+    }
+
+    /// A worker in `role` (`Role::All` also serves the API and the public JWKS).
+    pub async fn start_as(overrides: &str, role: Role) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let prefix = unique_prefix();
         let database_url = format!("sqlite://{}/test.db", dir.path().display());
         let config = test_config(&prefix, &database_url, overrides);
         let broker = Broker::connect(&prefix, RetrySchedule::from_config(&config.delivery)).await;
-        let app = Application::start(config.clone(), Role::Worker)
+        let app = Application::start(config.clone(), role)
             .await
             .expect("the worker starts");
         let worker = Self {

@@ -137,6 +137,11 @@ pub struct Settings {
     pub needs_broker: bool,
     /// Serve only what a worker-only process serves (`api::ops_router`).
     pub worker_only: bool,
+    pub max_webhooks_per_account: u32,
+    /// `api.public_base_url`.
+    pub public_base_url: &'static str,
+    /// More TOML sections (not `[database]` or `[api]`), e.g. `[oidc]` settings.
+    pub extra_toml: &'static str,
 }
 
 impl Default for Settings {
@@ -146,6 +151,9 @@ impl Default for Settings {
             max_body_bytes: 65536,
             needs_broker: false,
             worker_only: false,
+            max_webhooks_per_account: 100,
+            public_base_url: "",
+            extra_toml: "",
         }
     }
 }
@@ -229,13 +237,19 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> TestApp {
         [api]
         listen = "127.0.0.1:0"
         max_body_bytes = {max_body}
+        max_webhooks_per_account = {max_webhooks}
+        public_base_url = "{public_base_url}"
         [[api.tokens]]
         account_id = "{ACCOUNT_A}"
         token_sha256 = "{hash_a}"
         [[api.tokens]]
         account_id = "{ACCOUNT_B}"
         token_sha256 = "{hash_b}"
+        {extra}
         "#,
+        extra = settings.extra_toml,
+        max_webhooks = settings.max_webhooks_per_account,
+        public_base_url = settings.public_base_url,
         url = db.url(),
         max_body = settings.max_body_bytes,
         hash_a = hash(&token_a),
@@ -255,8 +269,7 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> TestApp {
         .expect("the registry loads");
     let readiness = Readiness::new(settings.needs_broker);
     let state = ApiState::new(&config, registry.clone(), readiness.clone(), metrics)
-        .expect("the API state builds")
-        .with_jwks(serde_json::json!({"keys": [{"kty": "RSA", "kid": "test-key"}]}));
+        .expect("the API state builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a port");

@@ -10,8 +10,8 @@
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
-//! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
-//!   OAuth server (panva's `oidc-provider`, run by node).
+//! - [`oidc_provider`], [`oidc`], [`oidc_errors`], [`oidc_tenants`]: token acquisition against
+//!   a real OAuth server (panva's `oidc-provider`, run by node), and the tenant boundary.
 
 mod harness;
 mod helpers;
@@ -25,5 +25,6 @@ mod dead_letters;
 mod oidc;
 mod oidc_delivery;
 mod oidc_errors;
+mod oidc_tenants;
 mod pipeline;
 mod store;

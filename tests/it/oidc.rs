@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use webhook_worker::{
     config::{HumanDuration, OidcConfig},
     oidc::{
-        assertion, keygen, token::CLIENT_ASSERTION_TYPE, SigningKeys, TokenClient, TokenProvider,
+        assertion, keygen, token::CLIENT_ASSERTION_TYPE, AccountKeys, SigningKeys, TokenClient,
+        TokenProvider,
     },
     secret::Secret,
     telemetry::Metrics,
@@ -90,6 +91,7 @@ pub fn settings(provider: &OidcProvider, method: OidcAuthMethod) -> OidcSettings
         OidcAuthMethod::PrivateKeyJwt => (JWT_CLIENT, None),
     };
     OidcSettings {
+        account_id: KEY_ACCOUNT.to_string(),
         method,
         client_id: client_id.to_string(),
         client_secret,
@@ -101,18 +103,26 @@ pub fn settings(provider: &OidcProvider, method: OidcAuthMethod) -> OidcSettings
 }
 
 fn oidc_config(margin: Duration) -> OidcConfig {
-    OidcConfig {
-        signing_keys: vec![],
-        assertion_lifetime: HumanDuration(Duration::from_secs(60)),
-        token_expiry_margin: HumanDuration(margin),
-    }
+    let mut config = webhook_worker::config::Config::from_toml("")
+        .expect("the defaults are valid")
+        .oidc;
+    config.assertion_lifetime = HumanDuration(Duration::from_secs(60));
+    config.token_expiry_margin = HumanDuration(margin);
+    config
+}
+
+/// The account the direct token-client tests sign for, with the test keys as its key files.
+pub const KEY_ACCOUNT: &str = "acct";
+
+pub fn account_keys(keys: &Arc<SigningKeys>) -> AccountKeys {
+    AccountKeys::from_files(KEY_ACCOUNT, keys.clone())
 }
 
 pub fn token_provider(keys: &Arc<SigningKeys>, margin: Duration) -> (TokenProvider, Metrics) {
     let metrics = Metrics::new();
     let tokens = TokenProvider::new(
         test_http_client(),
-        keys.clone(),
+        account_keys(keys),
         &oidc_config(margin),
         65536,
         metrics.clone(),
@@ -289,7 +299,7 @@ async fn the_provider_accepts_every_assertion_so_no_jti_is_reused() {
     let keys = &keys().a_then_c;
     let client = TokenClient::new(
         test_http_client(),
-        keys.clone(),
+        account_keys(keys),
         Duration::from_secs(60),
         65536,
     );

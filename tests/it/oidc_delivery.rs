@@ -20,7 +20,10 @@ fn signing_keys_toml(files: &[std::path::PathBuf]) -> String {
         .iter()
         .map(|f| format!("{:?}", f.display().to_string()))
         .collect();
-    format!("[oidc]\nsigning_keys = [{}]\n", list.join(", "))
+    format!(
+        "[oidc]\nsigning_keys = [{}]\nsigning_keys_account = \"acct\"\n",
+        list.join(", ")
+    )
 }
 
 /// Webhook JSON for an OIDC webhook of `method` against `provider`.
@@ -225,6 +228,7 @@ async fn run_binary_until_dead_letters(
             "WEBHOOK_WORKER__OIDC__SIGNING_KEYS",
             format!("[{}]", keys.join(",")),
         )
+        .env("WEBHOOK_WORKER__OIDC__SIGNING_KEYS_ACCOUNT", "acct")
         .env("WEBHOOK_WORKER__API__LISTEN", "127.0.0.1:0")
         .env("WEBHOOK_WORKER__LOG__LEVEL", "trace")
         .stdout(Stdio::null())
@@ -291,29 +295,60 @@ async fn a_wrong_client_secret_or_an_unregistered_key_is_retried_then_dead_lette
 }
 
 #[tokio::test]
-async fn the_api_publishes_the_configured_signing_keys_at_both_jwks_paths() {
+async fn the_file_keys_of_a_single_account_deployment_are_that_accounts_jwks() {
+    use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/jwks.db", dir.path().display());
+    let token = "whk_test_file_keys_account";
     let config = crate::harness::test_config(
         &unique_prefix(),
         &database_url,
-        &signing_keys_toml(&keys().a_then_c_files),
+        &format!(
+            "{}[api]\ntokens = [{{ account_id = \"acct\", token_sha256 = \"{}\" }}]\n",
+            signing_keys_toml(&keys().a_then_c_files),
+            hex::encode(sha2::Sha256::digest(token.as_bytes()))
+        ),
     );
     let app = webhook_worker::app::Application::start(config, webhook_worker::cli::Role::Api)
         .await
         .unwrap();
     let expected: Vec<Value> = keys().a_then_c.jwks()["keys"].as_array().unwrap().clone();
     assert_eq!(expected.len(), 2);
-    for path in ["/v1/webhooks/oidc_keys", "/.well-known/jwks.json"] {
-        let url = format!("http://{}{path}", app.api_addr());
-        let jwks: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-        assert_eq!(jwks["keys"].as_array().unwrap(), &expected, "{path}");
-        for key in jwks["keys"].as_array().unwrap() {
-            assert!(
-                key.get("d").is_none() && key.get("p").is_none(),
-                "no private parts"
-            );
-        }
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", app.api_addr());
+    let jwks: Value = http
+        .get(format!("{base}/v1/webhooks/oidc_keys"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap(), &expected, "{jwks}");
+    let uri = jwks["jwks_uri"].as_str().expect("a jwks_uri");
+    let public: Value = http
+        .get(format!("{base}{uri}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public["keys"].as_array().unwrap(), &expected);
+    for key in public["keys"].as_array().unwrap() {
+        assert!(
+            key.get("d").is_none() && key.get("p").is_none(),
+            "no private parts"
+        );
     }
+    // Rotation is the files' business for this account.
+    let rotate = http
+        .post(format!("{base}/v1/webhooks/oidc_keys/rotate"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotate.status(), 409);
     app.stop().await;
 }

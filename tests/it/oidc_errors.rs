@@ -67,7 +67,7 @@ async fn a_response_over_the_size_limit_is_refused() {
     let provider = start_provider().await;
     let client = TokenClient::new(
         test_http_client(),
-        keys().a_then_c.clone(),
+        crate::oidc::account_keys(&keys().a_then_c),
         Duration::from_secs(60),
         16,
     );
@@ -88,6 +88,7 @@ async fn an_unreachable_token_endpoint_fails_without_printing_its_url() {
         .port();
     let (tokens, _) = token_provider(&keys().a_then_c, Duration::ZERO);
     let settings = OidcSettings {
+        account_id: crate::oidc::KEY_ACCOUNT.to_string(),
         method: OidcAuthMethod::ClientSecret,
         client_id: "c".into(),
         client_secret: Some(Secret::new("s3cr3t-value")),

@@ -120,17 +120,52 @@ impl OidcProvider {
         self.count(client_id, "issued").await
     }
 
-    async fn count(&self, client_id: &str, which: &str) -> usize {
-        let counts: Value = self
+    /// How many token requests of `client_id` carried an assertion signed with each kid.
+    pub async fn assertion_kids(&self, client_id: &str) -> std::collections::HashMap<String, u64> {
+        let counts = self.counts().await;
+        counts[client_id]["kids"]
+            .as_object()
+            .map(|kids| {
+                kids.iter()
+                    .map(|(kid, n)| (kid.clone(), n.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Makes the provider fetch `client_id`'s `jwks_uri` again now.
+    pub async fn refresh_jwks(&self, client_id: &str) {
+        let response = self
             .http
+            .post(format!(
+                "{}/_test/refresh_jwks?client_id={client_id}",
+                self.issuer
+            ))
+            .send()
+            .await
+            .expect("refresh request");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(
+            status, 204,
+            "the provider could not refresh the JWKS: {body}"
+        );
+    }
+
+    async fn count(&self, client_id: &str, which: &str) -> usize {
+        let counts = self.counts().await;
+        counts[client_id][which].as_u64().unwrap_or(0) as usize
+    }
+
+    async fn counts(&self) -> Value {
+        self.http
             .get(format!("{}/_test/token_requests", self.issuer))
             .send()
             .await
             .expect("token request counts")
             .json()
             .await
-            .expect("token request counts JSON");
-        counts[client_id][which].as_u64().unwrap_or(0) as usize
+            .expect("token request counts JSON")
     }
 
     /// What the provider wrote on stderr so far (for failure messages).

@@ -22,7 +22,7 @@ fn header<'a>(
     headers.inner().get(name)
 }
 
-fn text(headers: &lapin::types::FieldTable, name: &str) -> String {
+pub fn text(headers: &lapin::types::FieldTable, name: &str) -> String {
     match header(headers, name) {
         Some(lapin::types::AMQPValue::LongString(s)) => {
             String::from_utf8_lossy(s.as_bytes()).into_owned()

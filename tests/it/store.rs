@@ -29,18 +29,20 @@ async fn dump(url: &str) -> String {
     let pool = sqlx::AnyPool::connect(url)
         .await
         .expect("the database opens");
-    let rows = sqlx::query("SELECT * FROM webhooks")
-        .fetch_all(&pool)
-        .await
-        .expect("rows");
     let mut text = String::new();
-    for row in &rows {
-        for column in row.columns() {
-            if let Ok(Some(value)) = row.try_get::<Option<String>, _>(column.ordinal()) {
-                text.push_str(column.name());
-                text.push('=');
-                text.push_str(&value);
-                text.push('\n');
+    for table in ["webhooks", "account_key_sets", "account_signing_keys"] {
+        let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        for row in &rows {
+            for column in row.columns() {
+                if let Ok(Some(value)) = row.try_get::<Option<String>, _>(column.ordinal()) {
+                    text.push_str(column.name());
+                    text.push('=');
+                    text.push_str(&value);
+                    text.push('\n');
+                }
             }
         }
     }
@@ -59,10 +61,19 @@ async fn a_database_dump_holds_no_plain_secret(backend: Backend) {
         "oidc_access_token_ttl_seconds": 300,
     }));
     let id = app.create(&app.token_a, &body).await;
+    // The account's signing key, made on first need, is in the dump too, encrypted.
+    app.get("/v1/webhooks/oidc_keys", &app.token_a)
+        .await
+        .expect(200);
     let dump = dump(app.db.url()).await;
+    assert!(dump.contains("private_key_enc=v2:"), "{dump}");
+    assert!(
+        !dump.contains("PRIVATE KEY"),
+        "a plain private key in the dump: {dump}"
+    );
     assert!(dump.contains(&id), "the dump holds the row: {dump}");
-    assert!(dump.contains("secret_enc=v1:"), "{dump}");
-    assert!(dump.contains("oidc_client_secret_enc=v1:"), "{dump}");
+    assert!(dump.contains("secret_enc=v2:"), "{dump}");
+    assert!(dump.contains("oidc_client_secret_enc=v2:"), "{dump}");
     for secret in [SECRET, CLIENT_SECRET] {
         assert!(!dump.contains(secret), "plain secret in the dump: {dump}");
         let encoded = base64::engine::general_purpose::STANDARD.encode(secret);

@@ -16,8 +16,11 @@
 // It exits when its standard input closes, so a test process that dies takes it along.
 //
 // Test-only routes (outside the OAuth surface):
-//   GET /_test/token_requests  -> {"<client_id>": {"total": n, "issued": n, "rejected": n}, ...}
+//   GET /_test/token_requests  -> {"<client_id>": {"total": n, "issued": n, "rejected": n,
+//                                  "kids": {"<kid of the client assertion>": n}}, ...}
 //   counting every POST to the token endpoint, by the client id it named (form body or Basic).
+//   POST /_test/refresh_jwks?client_id=<id> -> 204 once the client's jwks_uri was fetched again
+//   (a provider picking up a rotated JWKS before its cache would expire).
 
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -44,12 +47,24 @@ const clients = (input.clients ?? []).map((client) => ({
 // client_id -> { total, issued, rejected }
 const tokenRequests = new Map();
 
-function countTokenRequest(clientId, issued) {
-  const entry = tokenRequests.get(clientId) ?? { total: 0, issued: 0, rejected: 0 };
+function countTokenRequest(clientId, issued, kid) {
+  const entry = tokenRequests.get(clientId) ?? { total: 0, issued: 0, rejected: 0, kids: {} };
   entry.total += 1;
   if (issued) entry.issued += 1;
   else entry.rejected += 1;
+  if (kid) entry.kids[kid] = (entry.kids[kid] ?? 0) + 1;
   tokenRequests.set(clientId, entry);
+}
+
+// The kid in the header of a private_key_jwt client assertion, if there is one.
+function assertionKid(ctx) {
+  const assertion = ctx.oidc?.params?.client_assertion;
+  if (typeof assertion !== 'string') return undefined;
+  try {
+    return JSON.parse(Buffer.from(assertion.split('.')[0], 'base64url').toString('utf8')).kid;
+  } catch {
+    return undefined;
+  }
 }
 
 // The client id a token request named: the authenticated client, else the form's client_id,
@@ -106,7 +121,7 @@ server.listen(0, '127.0.0.1', () => {
   provider.use(async (ctx, next) => {
     await next();
     if (ctx.method === 'POST' && ctx.path === '/token') {
-      countTokenRequest(requestedClientId(ctx), ctx.status === 200);
+      countTokenRequest(requestedClientId(ctx), ctx.status === 200, assertionKid(ctx));
     }
   });
 
@@ -115,6 +130,21 @@ server.listen(0, '127.0.0.1', () => {
     if (req.method === 'GET' && req.url === '/_test/token_requests') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(Object.fromEntries(tokenRequests)));
+      return;
+    }
+    if (req.method === 'POST' && req.url.startsWith('/_test/refresh_jwks?')) {
+      const clientId = new URL(req.url, issuer).searchParams.get('client_id');
+      provider.Client.find(clientId)
+        .then(async (client) => {
+          client.asymmetricKeyStore.freshUntil = 0;
+          await client.asymmetricKeyStore.refresh();
+          res.writeHead(204);
+          res.end();
+        })
+        .catch((err) => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(String(err));
+        });
       return;
     }
     oauth(req, res);

@@ -3,6 +3,7 @@
 mod auth;
 mod bodies;
 mod crud;
+mod keys;
 mod ops;
 mod pagination;
 mod secrets;

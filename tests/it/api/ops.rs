@@ -1,5 +1,5 @@
-//! The unauthenticated routes: /healthz, /readyz, /metrics, the JWKS at both paths, JSON
-//! answers for unknown routes and methods, and the worker-only router.
+//! The unauthenticated routes: /healthz, /readyz, /metrics, JSON answers for unknown routes and
+//! methods, and the worker-only router.
 
 use reqwest::Method;
 use serde_json::json;
@@ -11,7 +11,6 @@ both_backends!(
     readyz_answers_503_naming_the_part_that_is_not_ready,
     readyz_of_an_api_only_process_does_not_claim_a_broker,
     metrics_answer_prometheus_text_without_a_token,
-    the_jwks_is_served_at_both_paths_without_a_token,
     unknown_routes_and_methods_answer_json_errors,
     a_worker_only_process_serves_no_v1_routes,
 );
@@ -100,33 +99,6 @@ async fn metrics_answer_prometheus_text_without_a_token(backend: Backend) {
     assert!(reply
         .text
         .contains("# TYPE webhook_worker_deliveries counter"));
-}
-
-async fn the_jwks_is_served_at_both_paths_without_a_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let expected = json!({"keys": [{"kty": "RSA", "kid": "test-key"}]});
-    for path in ["/v1/webhooks/oidc_keys", "/.well-known/jwks.json"] {
-        let reply = app.call(Method::GET, path, None, None).await.expect(200);
-        assert_eq!(reply.json, expected, "{path}");
-        assert!(reply.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json"));
-    }
-    // A token does not change the answer, and `oidc_keys` is never taken for a webhook id.
-    let reply = app
-        .get("/v1/webhooks/oidc_keys", &app.token_a)
-        .await
-        .expect(200);
-    assert_eq!(reply.json, expected);
-    app.call(
-        Method::DELETE,
-        "/v1/webhooks/oidc_keys",
-        Some(&app.token_a),
-        None,
-    )
-    .await
-    .expect(405);
 }
 
 async fn unknown_routes_and_methods_answer_json_errors(backend: Backend) {

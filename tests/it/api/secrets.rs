@@ -10,6 +10,7 @@ use crate::helpers::{both_backends, spawn_app, with, Backend, Reply, ACCOUNT_A};
 both_backends!(
     secrets_never_appear_in_any_response,
     secrets_are_stored_and_kept_until_changed,
+    a_client_secret_goes_only_to_the_token_endpoint_and_client_it_was_given_for,
 );
 
 const SECRET: &str = "whsec_first_5f4dcc3b5aa765d61d83";
@@ -165,4 +166,56 @@ async fn secrets_are_stored_and_kept_until_changed(backend: Backend) {
         .expect(200);
     assert_eq!(stored().await.0, None, "null = removed");
     assert!(app.registry.get(id).unwrap().secret.is_none());
+}
+
+async fn a_client_secret_goes_only_to_the_token_endpoint_and_client_it_was_given_for(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let id = app.create(&app.token_a, &with_secrets()).await;
+    let path = format!("/v1/webhooks/{id}");
+    for change in [
+        json!({"oidc_token_endpoint": "https://attacker.example/token"}),
+        json!({"oidc_token_endpoint": "https://login.example.com:8443/token"}),
+        json!({"oidc_client_id": "client-2"}),
+    ] {
+        let reply = app.patch(&path, &app.token_a, &change).await.expect(422);
+        assert_eq!(
+            reply.json["errors"][0]["field"], "oidc_client_secret",
+            "{change}: {}",
+            reply.text
+        );
+    }
+    // The same origin, another path: the secret may stay.
+    app.patch(
+        &path,
+        &app.token_a,
+        &json!({"oidc_token_endpoint": "https://login.example.com/oauth2/v2/token"}),
+    )
+    .await
+    .expect(200);
+    // Sent again with the new endpoint: accepted, and stored bound to it.
+    let moved = json!({
+        "oidc_token_endpoint": "https://idp.example.net/token",
+        "oidc_client_secret": NEW_CLIENT_SECRET,
+    });
+    let reply = app.patch(&path, &app.token_a, &moved).await.expect(200);
+    assert_eq!(
+        reply.json["oidc_token_endpoint"],
+        "https://idp.example.net/token"
+    );
+    let stored = app
+        .registry
+        .store()
+        .get(ACCOUNT_A, id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored
+            .oidc_client_secret
+            .as_ref()
+            .map(|s| s.expose().to_string()),
+        Some(NEW_CLIENT_SECRET.to_string())
+    );
 }

@@ -1,0 +1,100 @@
+//! The account's signing keys for `private_key_jwt`: its public JWKS behind its API token
+//! (`GET /v1/webhooks/oidc_keys`, with the public `jwks_uri` named in it), the same JWKS at that
+//! public URL (`GET /jwks/{jwks_id}`, no auth, for identity providers that fetch a `jwks_uri`),
+//! and rotation (`POST /v1/webhooks/oidc_keys/rotate`).
+//!
+//! Only public key members ever leave: [`crate::oidc::KeySet::jwks`] writes nothing else. The
+//! public id is random and says nothing of the account; an unknown one answers 404.
+
+use axum::{
+    extract::{Path, State},
+    http::header,
+    response::{IntoResponse, Response},
+    Extension, Json,
+};
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::{auth::Account, error::ApiError, ApiState};
+use crate::{oidc::KeySet, webhook::timestamp};
+
+/// Identity providers may cache the public JWKS this long; rotation publishes a key well
+/// before it signs (`oidc.key_rotation_delay`), so a cached copy is never missing the signer.
+const PUBLIC_MAX_AGE_SECONDS: u64 = 300;
+
+/// The account's JWKS plus `jwks_uri`.
+fn body(state: &ApiState, set: &KeySet) -> Value {
+    let mut body = set.jwks(Utc::now());
+    if let Some(members) = body.as_object_mut() {
+        members.insert("jwks_uri".into(), json!(jwks_uri(state, &set.jwks_id)));
+    }
+    body
+}
+
+/// Absolute when `api.public_base_url` is set, else a path.
+pub fn jwks_uri(state: &ApiState, jwks_id: &str) -> String {
+    format!(
+        "{}/jwks/{jwks_id}",
+        state.public_base_url.trim_end_matches('/')
+    )
+}
+
+/// `GET /v1/webhooks/oidc_keys`: the account's public keys (made on first need).
+pub async fn account_jwks(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+) -> Result<Json<Value>, ApiError> {
+    let set = state.keys.current(&account).await?;
+    Ok(Json(body(&state, &set)))
+}
+
+/// `POST /v1/webhooks/oidc_keys/rotate`: a new key, published now, signing after
+/// `oidc.key_rotation_delay`.
+pub async fn rotate(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+) -> Result<Json<Value>, ApiError> {
+    let rotation = state.keys.rotate(&account).await?;
+    let set = state.keys.current(&account).await?;
+    let mut answer = body(&state, &set);
+    if let Some(members) = answer.as_object_mut() {
+        members.insert(
+            "rotation".into(),
+            json!({
+                "kid": rotation.kid,
+                "signs_from": timestamp(rotation.signs_from),
+                "previous_keys_published_until": timestamp(rotation.previous_retire_at),
+            }),
+        );
+    }
+    tracing::info!(account_id = %account, kid = %rotation.kid, "signing key rotation started");
+    Ok(Json(answer))
+}
+
+/// `GET /jwks/{jwks_id}`: the same public keys, without auth.
+pub async fn public_jwks(
+    State(state): State<ApiState>,
+    Path(jwks_id): Path<String>,
+) -> Result<Response, ApiError> {
+    // Ids are 22 base64url characters; anything else cannot name a set.
+    let well_formed = jwks_id.len() <= 64
+        && jwks_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(ApiError::KeySetNotFound);
+    }
+    let set = state
+        .keys
+        .by_jwks_id(&jwks_id)
+        .await?
+        .ok_or(ApiError::KeySetNotFound)?;
+    Ok((
+        [(
+            header::CACHE_CONTROL,
+            format!("public, max-age={PUBLIC_MAX_AGE_SECONDS}"),
+        )],
+        Json(set.jwks(Utc::now())),
+    )
+        .into_response())
+}

@@ -1,0 +1,234 @@
+//! Storage of each account's signing keys for `private_key_jwt` (see [`crate::oidc::account_keys`]
+//! for what they are used for).
+//!
+//! An account's key set is one `account_key_sets` row (its public, unguessable `jwks_id`) and its
+//! `account_signing_keys` rows. Private keys are stored as PKCS#8 PEM encrypted with
+//! `database.encryption_key`, bound to the account and the kid, so a key copied to another
+//! account's set does not decrypt. Keys whose `retire_at` has passed are never read and are
+//! deleted at the next rotation.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::{secret::Secret, webhook::timestamp};
+
+/// One stored key, decrypted.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    /// PKCS#8 PEM of the private key.
+    pub private_pem: Secret,
+    pub certificate_pem: Option<String>,
+    /// Signs from this time on (publication starts at creation).
+    pub signs_from: DateTime<Utc>,
+    /// Published until this time, when set.
+    pub retire_at: Option<DateTime<Utc>>,
+}
+
+/// An account's published keys and the id of its public JWKS URL.
+#[derive(Debug, Clone)]
+pub struct StoredKeySet {
+    pub account_id: String,
+    pub jwks_id: String,
+    pub keys: Vec<StoredKey>,
+}
+
+fn key_context(account: &str, kid: &str) -> String {
+    format!("account_signing_keys|{}:{account}|{kid}", account.len())
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| StoreError::Corrupt("a signing key's time".into()))
+}
+
+impl Store {
+    /// The account's key set with the keys still published at `now`, or `None` when the account
+    /// has none yet.
+    pub async fn key_set(
+        &self,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredKeySet>, StoreError> {
+        let row = sqlx::query("SELECT jwks_id FROM account_key_sets WHERE account_id = $1")
+            .bind(account.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let jwks_id: String = row.try_get("jwks_id")?;
+        let keys = self.published_keys(account, now).await?;
+        Ok(Some(StoredKeySet {
+            account_id: account.to_string(),
+            jwks_id,
+            keys,
+        }))
+    }
+
+    /// The key set whose public JWKS id is `jwks_id`.
+    pub async fn key_set_by_jwks_id(
+        &self,
+        jwks_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredKeySet>, StoreError> {
+        let row = sqlx::query("SELECT account_id FROM account_key_sets WHERE jwks_id = $1")
+            .bind(jwks_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let account: String = row.try_get("account_id")?;
+        self.key_set(&account, now).await
+    }
+
+    async fn published_keys(
+        &self,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, private_key_enc, certificate_pem, signs_from, retire_at \
+             FROM account_signing_keys WHERE account_id = $1 \
+             AND (retire_at IS NULL OR retire_at > $2) ORDER BY signs_from, kid",
+        )
+        .bind(account.to_string())
+        .bind(timestamp(now))
+        .fetch_all(&self.pool)
+        .await?;
+        let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
+        rows.iter()
+            .map(|row| {
+                let kid: String = row.try_get("kid")?;
+                let stored: String = row.try_get("private_key_enc")?;
+                let retire_at: Option<String> = row.try_get("retire_at")?;
+                Ok(StoredKey {
+                    private_pem: cipher.decrypt(&stored, &key_context(account, &kid))?,
+                    certificate_pem: row.try_get("certificate_pem")?,
+                    signs_from: parse_time(&row.try_get::<String, _>("signs_from")?)?,
+                    retire_at: retire_at.as_deref().map(parse_time).transpose()?,
+                    kid,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates the account's key set with its first key, unless another process created the
+    /// set first; false then (the caller reads the set that won).
+    pub async fn create_key_set(
+        &self,
+        account: &str,
+        jwks_id: &str,
+        first: &StoredKey,
+    ) -> Result<bool, StoreError> {
+        let encrypted = self.encrypt_key(account, first)?;
+        let mut tx = self.pool.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO account_key_sets (account_id, jwks_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(account.to_string())
+        .bind(jwks_id.to_string())
+        .bind(timestamp(Utc::now()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if created {
+            insert_key(&mut tx, account, first, encrypted).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Creates an account's key set without keys (its keys are configured files), unless it
+    /// exists.
+    pub async fn create_empty_key_set(
+        &self,
+        account: &str,
+        jwks_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO account_key_sets (account_id, jwks_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(account.to_string())
+        .bind(jwks_id.to_string())
+        .bind(timestamp(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds a key to an existing set: every key without an end of publication gets
+    /// `retire_others_at`, and keys already retired at `now` are deleted.
+    pub async fn add_key(
+        &self,
+        account: &str,
+        key: &StoredKey,
+        retire_others_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let encrypted = self.encrypt_key(account, key)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM account_signing_keys WHERE account_id = $1 AND retire_at <= $2")
+            .bind(account.to_string())
+            .bind(timestamp(now))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE account_signing_keys SET retire_at = $2 \
+             WHERE account_id = $1 AND retire_at IS NULL",
+        )
+        .bind(account.to_string())
+        .bind(timestamp(retire_others_at))
+        .execute(&mut *tx)
+        .await?;
+        insert_key(&mut tx, account, key, encrypted).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn encrypt_key(&self, account: &str, key: &StoredKey) -> Result<String, StoreError> {
+        let cipher = self.cipher.as_ref().ok_or(StoreError::NoKeyForSecret)?;
+        Ok(cipher.encrypt(&key.private_pem, &key_context(account, &key.kid)))
+    }
+
+    /// Start-up check when no webhook holds a secret: a stored signing key must decrypt.
+    pub(super) async fn check_key_of_signing_keys(&self) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "SELECT kid, account_id, private_key_enc FROM account_signing_keys LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(()) };
+        let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
+        let kid: String = row.try_get("kid")?;
+        let account: String = row.try_get("account_id")?;
+        let stored: String = row.try_get("private_key_enc")?;
+        cipher.decrypt(&stored, &key_context(&account, &kid))?;
+        Ok(())
+    }
+}
+
+async fn insert_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account: &str,
+    key: &StoredKey,
+    encrypted: String,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO account_signing_keys \
+         (kid, account_id, private_key_enc, certificate_pem, created_at, signs_from, retire_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(key.kid.clone())
+    .bind(account.to_string())
+    .bind(encrypted)
+    .bind(key.certificate_pem.clone())
+    .bind(timestamp(Utc::now()))
+    .bind(timestamp(key.signs_from))
+    .bind(key.retire_at.map(timestamp))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
