@@ -1,5 +1,5 @@
 //! The command line: `run`, `check-config`, `version`, `token`, `keygen`, `jwks`, `rotate-key`,
-//! `dead-letters`. Parses arguments, loads configuration, and calls into the library; errors are
+//! `listen`, `publish`, `dead-letters`. Parses arguments, loads configuration, and calls into the library; errors are
 //! printed once, with their cause chain, and turned into a non-zero exit code.
 
 use std::{
@@ -36,6 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the worker, the Webhooks API, or both.
     Run {
+        /// What this process does.
         #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
     },
@@ -45,6 +46,7 @@ pub enum Command {
     Version,
     /// Make a new API token for an account and print it with its [[api.tokens]] entry.
     Token {
+        /// The account the token gives access to (its webhooks only).
         #[arg(long, default_value = "default")]
         account_id: String,
     },
@@ -77,6 +79,39 @@ pub enum Command {
         #[arg(long)]
         account_id: String,
     },
+    /// Receive deliveries on a local port and check their signatures (for development; needs
+    /// no broker). Prints one line per delivery.
+    Listen {
+        /// The port to listen on (0: any free port, printed at start).
+        #[arg(long, default_value_t = 4000)]
+        port: u16,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// The webhook's secret, to check each delivery's signature (or set WEBHOOK_SECRET).
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Answer every delivery with this HTTP status (e.g. 503, to watch retries).
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+        /// Also print each delivery's headers and its body, pretty-printed.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Publish an event to the events exchange (<amqp.prefix>.events) as a producer would, and
+    /// wait for the broker's confirm.
+    Publish {
+        /// A JSON file holding the event; without it, a built-in business.updated sample with a
+        /// fresh id.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The account the event belongs to (the account_id header).
+        #[arg(long, default_value = "default")]
+        account_id: String,
+        /// Set the event's type (and routing key) to this.
+        #[arg(long)]
+        event_type: Option<String>,
+    },
     /// Inspect or replay the dead-letter queue (<amqp.prefix>.dead).
     DeadLetters {
         #[command(subcommand)]
@@ -89,12 +124,14 @@ pub enum DeadLetterAction {
     /// Print up to --limit dead letters as JSON lines (reason, detail, event, webhook, attempts).
     /// Nothing is removed.
     List {
+        /// Print at most this many dead letters (the oldest first).
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
     /// Send deliveries whose retries ran out back for a fresh first attempt (after the endpoint
     /// is fixed). Poison messages stay where they are.
     Replay {
+        /// Look at most at this many dead letters (the oldest first).
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// Only this webhook's deliveries.
@@ -241,6 +278,45 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", serde_json::to_string(&summary)?);
                 }
             }
+        }
+        Command::Listen {
+            port,
+            bind,
+            secret,
+            status,
+            verbose,
+        } => {
+            let config = load(&cli)?;
+            let status = axum::http::StatusCode::from_u16(*status)
+                .ok()
+                .filter(|s| (200..600).contains(&s.as_u16()))
+                .context("--status must be an HTTP status from 200 to 599")?;
+            let options = crate::listen::ListenOptions {
+                bind: std::net::SocketAddr::new(*bind, *port),
+                secret: secret.clone().map(crate::secret::Secret::new),
+                signature_header: config.signature.header.clone(),
+                status,
+                verbose: *verbose,
+            };
+            tokio::runtime::Runtime::new()?.block_on(crate::listen::run(options))?;
+        }
+        Command::Publish {
+            file,
+            account_id,
+            event_type,
+        } => {
+            let config = load(&cli)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let published = runtime.block_on(crate::publish::publish(
+                &config,
+                file.as_deref(),
+                event_type.as_deref(),
+                account_id,
+            ))?;
+            println!(
+                "published event {} ({}) for account {account_id} to {}",
+                published.event_id, published.event_type, published.exchange
+            );
         }
         Command::Run { role } => {
             let config = load(&cli)?;

@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+mod describe;
+use describe::describe;
+
 /// The documented defaults; also the base layer of every configuration.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 pub const ENV_PREFIX: &str = "WEBHOOK_WORKER__";
@@ -75,6 +78,7 @@ pub struct DeliveryConfig {
     pub timeout: HumanDuration,
     pub retry_schedule: Vec<HumanDuration>,
     pub allow_http: bool,
+    #[serde(deserialize_with = "describe::cidrs")]
     pub allow_networks: Vec<IpNet>,
     pub max_response_bytes: usize,
     pub max_in_flight: usize,
@@ -196,13 +200,8 @@ impl Config {
             ConfigError::Parse(all.join("; "))
         })?;
         config.validate().map_err(|(key, message)| {
-            let source_name = figment
-                .find_metadata(key)
-                .map(|m| match &m.source {
-                    Some(source) => format!("{} {}", m.name, source),
-                    None => m.name.to_string(),
-                })
-                .unwrap_or_else(|| "defaults".to_string());
+            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            let source_name = describe::source_name(figment.find_metadata(key), &path);
             ConfigError::Invalid {
                 key: key.to_string(),
                 source_name,
@@ -373,31 +372,6 @@ impl Config {
 }
 
 /// A figment error as "key `amqp.prefetch` (from WEBHOOK_WORKER__AMQP__PREFETCH): ...".
-fn describe(error: figment::Error) -> String {
-    let key = error.path.join(".").to_lowercase();
-    let source = match &error.metadata {
-        None => "defaults".to_string(),
-        Some(metadata) => match &metadata.source {
-            Some(figment::Source::File(path)) => format!("file {}", path.display()),
-            Some(figment::Source::Code(_)) if metadata.name.contains("TOML") => {
-                "the built-in defaults or overrides".to_string()
-            }
-            _ if metadata.name.contains("environment") => {
-                format!(
-                    "environment variable {ENV_PREFIX}{}",
-                    error.path.join("__").to_uppercase()
-                )
-            }
-            _ => metadata.name.to_string(),
-        },
-    };
-    if key.is_empty() {
-        format!("{} (from {source})", error.kind)
-    } else {
-        format!("key `{key}` (from {source}): {}", error.kind)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

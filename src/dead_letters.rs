@@ -19,6 +19,9 @@ use crate::{
     worker::connection_properties,
 };
 
+/// The message ids the pipeline gives dead letters that carry no event id.
+const POISON_MESSAGE_IDS: [&str; 2] = ["poison", "invalid_job"];
+
 /// One dead letter, as `dead-letters list` prints it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeadLetterInfo {
@@ -38,7 +41,8 @@ impl DeadLetterInfo {
         Self {
             reason: header_text(headers, job::DEAD_REASON),
             detail: header_text(headers, job::DEAD_DETAIL),
-            event_id: message_id,
+            // A poison message has no event id (its message id only names what it is).
+            event_id: message_id.filter(|id| !POISON_MESSAGE_IDS.contains(&id.as_str())),
             event_type: header_text(headers, job::EVENT_TYPE),
             webhook_id: header_text(headers, job::WEBHOOK_ID),
             account_id: header_text(headers, job::ACCOUNT_ID),

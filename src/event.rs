@@ -17,11 +17,13 @@ pub struct Event {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoisonReason {
-    #[error("too_large: {size} bytes, over the limit of {limit}")]
+    // The messages are the detail; `code()` is the reason. Logs and dead letters carry both,
+    // so neither repeats the other.
+    #[error("{size} bytes, over the limit of {limit}")]
     TooLarge { size: usize, limit: usize },
-    #[error("invalid_json: {0}")]
+    #[error("not JSON: {0}")]
     InvalidJson(String),
-    #[error("invalid_event: {0}")]
+    #[error("not an event: {0}")]
     InvalidEvent(&'static str),
 }
 

@@ -22,6 +22,8 @@
 //! - [`pipeline`]: what happens to one message, up to the ack decision.
 //! - [`worker`]: the broker connection, consumers, reconnection and draining.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
+//! - [`listen`] and [`publish`]: the development receiver that checks signatures, and the
+//!   command that publishes an event as a producer would.
 //! - [`health`] and [`telemetry`]: readiness, logs and metrics.
 
 #![forbid(unsafe_code)]
@@ -35,8 +37,10 @@ pub mod delivery;
 pub mod event;
 pub mod filter;
 pub mod health;
+pub mod listen;
 pub mod oidc;
 pub mod pipeline;
+pub mod publish;
 pub mod queue;
 pub mod registry;
 pub mod retry;

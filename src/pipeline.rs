@@ -97,7 +97,7 @@ impl Pipeline {
         let event = match Event::parse(raw, self.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
-                warn!(reason = reason.code(), %reason, routing_key, "poison event; dead-lettering it");
+                warn!(reason = reason.code(), detail = %reason, routing_key, "poison event; dead-lettering it");
                 self.metrics
                     .poison_events
                     .get_or_create(&crate::telemetry::ReasonLabels {

@@ -23,7 +23,10 @@ pub fn init_logging(config: &LogConfig) {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        // Colour only on a terminal: a file or a log collector would get escape codes.
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
 }
 

@@ -38,9 +38,16 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
     assert_eq!(exhausted.webhook_id, Some(webhook.id.to_string()));
     assert_eq!(exhausted.detail.as_deref(), Some("http_503"));
     assert_eq!(exhausted.last_status, Some(503));
-    assert!(listed
+    let poison = listed
         .iter()
-        .any(|l| l.reason.as_deref() == Some("invalid_json")));
+        .find(|l| l.reason.as_deref() == Some("invalid_json"))
+        .expect("the poison message is listed");
+    assert_eq!(poison.event_id, None, "a poison message has no event id");
+    let detail = poison.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.starts_with("not JSON") && !detail.contains("invalid_json"),
+        "the reason is said once: {detail}"
+    );
     // The listing's connection hands every message back: none was taken.
     worker.wait_for_ready(&dead, 2, WAIT).await;
 

@@ -10,6 +10,7 @@
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
+//! - [`devtools`]: `listen` and `publish`, the development tools, as built binaries.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`], [`oidc_tenants`]: token acquisition against
 //!   a real OAuth server (panva's `oidc-provider`, run by node), and the tenant boundary.
 
@@ -22,6 +23,7 @@ mod api;
 mod cli;
 mod crash;
 mod dead_letters;
+mod devtools;
 mod oidc;
 mod oidc_delivery;
 mod oidc_errors;

@@ -1,0 +1,127 @@
+//! The development tools, as built binaries against a running worker: `listen` checks each
+//! delivery's signature and prints it; `publish` puts an event on the exchange that the worker
+//! then delivers.
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+
+use crate::{
+    harness::{TestWorker, AMQP_URL},
+    receiver::TestReceiver,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn next_line(lines: &mut Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+    tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("stdout readable")
+        .expect("the listener is still running")
+}
+
+#[tokio::test]
+async fn listen_accepts_a_correctly_signed_delivery_and_flags_one_signed_with_another_secret() {
+    let mut listener = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["listen", "--port", "0", "--secret", "whsec_listen_right"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("listen starts");
+    let mut lines = BufReader::new(listener.stdout.take().expect("stdout")).lines();
+    let banner = next_line(&mut lines).await;
+    let url = banner
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .expect("the banner names the address")
+        .to_string();
+    assert!(banner.contains("checking signatures"), "{banner}");
+
+    let worker = TestWorker::start("").await;
+    for secret in ["whsec_listen_right", "whsec_listen_wrong"] {
+        worker
+            .add_webhook(
+                "acct",
+                json!({"url": url, "enabled_events": ["*"], "secret": secret}),
+            )
+            .await;
+    }
+    let (event_id, _) = worker.publish_event().await;
+    let mut seen = vec![next_line(&mut lines).await, next_line(&mut lines).await];
+    seen.sort();
+    for line in &seen {
+        assert!(
+            line.contains(&format!("business.updated {event_id} attempt 1 ")),
+            "{line}"
+        );
+        assert!(
+            !line.contains("whsec_"),
+            "the secret is never printed: {line}"
+        );
+    }
+    assert!(seen.iter().any(|l| l.contains("signature ok ")), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("signature BAD ")),
+        "{seen:?}"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn publish_puts_an_event_on_the_exchange_that_a_running_worker_delivers() {
+    let worker = TestWorker::start("").await;
+    let receiver = TestReceiver::start().await;
+    worker.subscribe(&receiver).await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["publish", "--account-id", "acct"])
+        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
+        .env("WEBHOOK_WORKER__AMQP__PREFIX", &worker.config.amqp.prefix)
+        .output()
+        .await
+        .expect("publish runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let event_id = stdout
+        .split_whitespace()
+        .nth(2)
+        .expect("the event id is printed")
+        .to_string();
+    let received = receiver.wait_for(1, WAIT).await;
+    assert_eq!(
+        received[0].header("x-webhook-event-id").as_deref(),
+        Some(event_id.as_str())
+    );
+    assert_eq!(received[0].json()["data"]["object"]["object"], "business");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn publish_says_so_when_no_queue_would_keep_the_event() {
+    let prefix = crate::harness::unique_prefix();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["publish"])
+        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
+        .env("WEBHOOK_WORKER__AMQP__PREFIX", &prefix)
+        .output()
+        .await
+        .expect("publish runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("start the worker once"), "{stderr}");
+    // The exchange it declared is the test's to remove.
+    let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_delete(&format!("{prefix}.events"), Default::default())
+        .await
+        .unwrap();
+}
