@@ -21,5 +21,8 @@ WORKDIR /var/lib/webhook-worker
 # Containers: listen on all interfaces; configure the rest through WEBHOOK_WORKER__* variables.
 ENV WEBHOOK_WORKER__API__LISTEN=0.0.0.0:8080
 EXPOSE 8080
+# The image has no curl: the binary asks its own /readyz (on api.listen, via loopback).
+HEALTHCHECK --interval=10s --timeout=6s --start-period=20s --retries=3 \
+  CMD ["webhook-worker", "healthcheck"]
 ENTRYPOINT ["webhook-worker"]
 CMD ["run"]

@@ -1,5 +1,5 @@
 //! The command line: `run`, `check-config`, `version`, `token`, `keygen`, `jwks`, `rotate-key`,
-//! `listen`, `publish`, `dead-letters`. Parses arguments, loads configuration, and calls into the library; errors are
+//! `listen`, `publish`, `healthcheck`, `dead-letters`. Parses arguments, loads configuration, and calls into the library; errors are
 //! printed once, with their cause chain, and turned into a non-zero exit code.
 
 use std::{
@@ -111,6 +111,12 @@ pub enum Command {
         /// Set the event's type (and routing key) to this.
         #[arg(long)]
         event_type: Option<String>,
+    },
+    /// Exit 0 when the worker's /readyz answers 200, else 1 (for a container HEALTHCHECK).
+    Healthcheck {
+        /// The URL to ask; default: /readyz on the configured api.listen.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Inspect or replay the dead-letter queue (<amqp.prefix>.dead).
     DeadLetters {
@@ -317,6 +323,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 "published event {} ({}) for account {account_id} to {}",
                 published.event_id, published.event_type, published.exchange
             );
+        }
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(url) => url.clone(),
+                None => crate::healthcheck::readyz_url(load(&cli)?.api.listen),
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let body = runtime
+                .block_on(crate::healthcheck::probe(&url))
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", body.trim());
         }
         Command::Run { role } => {
             let config = load(&cli)?;

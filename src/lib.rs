@@ -24,7 +24,8 @@
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
 //! - [`listen`] and [`publish`]: the development receiver that checks signatures, and the
 //!   command that publishes an event as a producer would.
-//! - [`health`] and [`telemetry`]: readiness, logs and metrics.
+//! - [`health`] and [`telemetry`]: readiness, logs and metrics; [`healthcheck`]: the
+//!   container probe.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ pub mod delivery;
 pub mod event;
 pub mod filter;
 pub mod health;
+pub mod healthcheck;
 pub mod listen;
 pub mod oidc;
 pub mod pipeline;

@@ -125,3 +125,29 @@ async fn publish_says_so_when_no_queue_would_keep_the_event() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn healthcheck_exits_0_against_a_ready_worker_and_non_zero_against_a_stopped_one() {
+    let worker = TestWorker::start("").await;
+    let url = format!("http://{}/readyz", worker.app().api_addr());
+    let healthcheck = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+            .args(["healthcheck", "--url", &url])
+            .output()
+    };
+    let ready = healthcheck().await.expect("healthcheck runs");
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ready.stdout).contains("\"ready\""));
+    worker.stop().await;
+    let stopped = healthcheck().await.expect("healthcheck runs");
+    assert!(!stopped.status.success());
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains("did not answer"),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+}

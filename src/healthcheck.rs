@@ -1,0 +1,64 @@
+//! `webhook-worker healthcheck`: exits 0 when a running worker's `/readyz` answers 200, for a
+//! container's `HEALTHCHECK` (the image has no curl). It asks `--url`, or `/readyz` on the
+//! configured `api.listen` (an unspecified address such as `0.0.0.0` is asked on loopback).
+
+use std::{net::SocketAddr, time::Duration};
+
+/// How long the probe waits for an answer; an orchestrator has its own timeout on top.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The URL to probe for a process listening on `listen`.
+pub fn readyz_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".parse().unwrap_or(ip),
+        ip if ip.is_unspecified() => "::1".parse().unwrap_or(ip),
+        ip => ip,
+    };
+    format!("http://{}/readyz", SocketAddr::new(ip, listen.port()))
+}
+
+/// `Ok` with the answer's body when `url` answers 200; `Err` saying what happened otherwise.
+pub async fn probe(url: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url} did not answer: {}", e.without_url()))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status == reqwest::StatusCode::OK {
+        Ok(body)
+    } else {
+        Err(format!(
+            "{url} answered {}: {}",
+            status.as_u16(),
+            body.trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unspecified_listen_address_is_probed_on_loopback() {
+        assert_eq!(
+            readyz_url("0.0.0.0:8080".parse().unwrap()),
+            "http://127.0.0.1:8080/readyz"
+        );
+        assert_eq!(
+            readyz_url("[::]:9000".parse().unwrap()),
+            "http://[::1]:9000/readyz"
+        );
+        assert_eq!(
+            readyz_url("10.1.2.3:80".parse().unwrap()),
+            "http://10.1.2.3:80/readyz"
+        );
+    }
+}
