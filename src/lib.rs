@@ -53,3 +53,6 @@ pub mod store;
 pub mod telemetry;
 pub mod webhook;
 pub mod worker;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -305,6 +305,26 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any query string: a page, or a 422 naming `page` or `per_page`; never a panic.
+        #[test]
+        fn any_query_string_is_a_page_or_names_the_parameter(query in "[ -~]{0,40}") {
+            match Page::parse(&query) {
+                Ok(page) => {
+                    proptest::prop_assert!(page.offset >= 0);
+                    proptest::prop_assert!((1..=MAX_PER_PAGE).contains(&page.per_page));
+                }
+                Err(ApiError::Unprocessable(errors)) => {
+                    for error in errors {
+                        let field = error.field.unwrap_or_default();
+                        proptest::prop_assert!(field == "page" || field == "per_page", "{}", field);
+                    }
+                }
+                Err(other) => proptest::prop_assert!(false, "{other}"),
+            }
+        }
+    }
+
     #[test]
     fn bad_page_parameters_are_named() {
         for query in ["page=0", "page=-1", "page=abc", "page="] {
