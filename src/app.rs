@@ -75,12 +75,17 @@ impl Application {
                 metrics.clone(),
             );
             let deliverer = deliverer.with_tokens(tokens);
-            let pipeline = Arc::new(Pipeline::new(
-                &config,
-                registry.clone(),
-                deliverer,
+            let log = crate::delivery_log::DeliveryLog::start(
+                store.clone(),
+                &config.delivery_log,
                 metrics.clone(),
-            ));
+                cancel.clone(),
+                &tasks,
+            );
+            let pipeline = Arc::new(
+                Pipeline::new(&config, registry.clone(), deliverer, metrics.clone())
+                    .with_delivery_log(log),
+            );
             let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
             tasks.spawn(worker.run(cancel.clone()));
         }

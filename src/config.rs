@@ -32,6 +32,7 @@ pub struct Config {
     pub oidc: OidcConfig,
     pub registry: RegistryConfig,
     pub shutdown: ShutdownConfig,
+    pub delivery_log: DeliveryLogConfig,
     pub log: LogConfig,
 }
 
@@ -110,6 +111,23 @@ pub struct OidcConfig {
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     pub refresh: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryLogConfig {
+    pub record: RecordMode,
+    pub retention: HumanDuration,
+    pub prune_interval: HumanDuration,
+}
+
+/// Which attempts the delivery log keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordMode {
+    All,
+    Failures,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -343,6 +361,9 @@ impl Config {
                     format!("{} is not a readable file", path.display()),
                 ));
             }
+        }
+        if self.delivery_log.prune_interval.0.is_zero() {
+            return Err(("delivery_log.prune_interval", "must be more than 0".into()));
         }
         if self.registry.refresh.0.is_zero() {
             return Err(("registry.refresh", "must be more than 0".into()));

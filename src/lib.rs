@@ -16,6 +16,7 @@
 //! - [`api`]: the Webhooks API (axum) and the operational routes.
 //! - [`delivery`]: one HTTP attempt through the shared, address-checking client; concurrency
 //!   limits.
+//! - [`delivery_log`]: the record of every attempt, written in batches off the hot path.
 //! - [`oidc`]: OAuth 2.0 access tokens for webhooks (token client, cache), signing keys, JWKS.
 //! - [`queue`]: RabbitMQ topology, the confirmed publisher, job and dead-letter headers.
 //! - [`retry`]: the retry schedule.
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod dead_letters;
 pub mod delivery;
+pub mod delivery_log;
 pub mod event;
 pub mod filter;
 pub mod health;

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::Config,
     delivery::{limits::Limits, Attempt, AttemptResult, Deliverer},
+    delivery_log::{DeliveryLog, LogEntry, LogOutcome},
     event::{Bodies, Body, Event},
     queue::{
         header_text,
@@ -49,6 +50,7 @@ pub struct Pipeline {
     default_account: String,
     max_message_bytes: usize,
     metrics: Metrics,
+    log: DeliveryLog,
 }
 
 impl Pipeline {
@@ -70,8 +72,37 @@ impl Pipeline {
             schedule: RetrySchedule::from_config(&config.delivery),
             default_account: config.delivery.default_account.clone(),
             max_message_bytes: config.amqp.max_message_bytes,
+            log: DeliveryLog::off(metrics.clone()),
             metrics,
         }
+    }
+
+    /// Records every attempt in `log`.
+    pub fn with_delivery_log(mut self, log: DeliveryLog) -> Self {
+        self.log = log;
+        self
+    }
+
+    fn record(
+        &self,
+        webhook: &Webhook,
+        event: &Event,
+        number: u32,
+        outcome: LogOutcome,
+        failure: Option<&crate::delivery::Failure>,
+        duration: Duration,
+    ) {
+        self.log.record(LogEntry {
+            account_id: &webhook.account_id,
+            webhook_id: webhook.id,
+            event_id: &event.id,
+            event_type: &event.event_type,
+            attempt: number,
+            outcome,
+            status: failure.and_then(|f| f.status),
+            error: failure.map(|f| f.reason.as_str()),
+            duration,
+        });
     }
 
     pub fn names(&self) -> &Names {
@@ -230,6 +261,14 @@ impl Pipeline {
             // The webhook kept its whole share in flight: park this delivery without using an
             // attempt, rather than hold this message's ack hostage to a slow endpoint.
             self.metrics.delivery("parked");
+            self.record(
+                webhook,
+                event,
+                number,
+                LogOutcome::Parked,
+                None,
+                Duration::ZERO,
+            );
             let delay = self.schedule.park_delay();
             return Next::Retry {
                 delay,
@@ -246,16 +285,37 @@ impl Pipeline {
             number,
         };
         self.metrics.in_flight.inc();
+        let started = std::time::Instant::now();
         let result = self.deliverer.deliver(webhook, &attempt).await;
+        let took = started.elapsed();
         self.metrics.in_flight.dec();
         match result {
             AttemptResult::Delivered { status } => {
                 debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = number, status, "delivered");
                 self.metrics.delivery("delivered");
+                self.log.record(LogEntry {
+                    account_id: &webhook.account_id,
+                    webhook_id: webhook.id,
+                    event_id: &event.id,
+                    event_type: &event.event_type,
+                    attempt: number,
+                    outcome: LogOutcome::Delivered,
+                    status: Some(status),
+                    error: None,
+                    duration: took,
+                });
                 Next::Done
             }
             AttemptResult::Failed(failure) => match self.schedule.delay_after(number) {
                 Some(delay) => {
+                    self.record(
+                        webhook,
+                        event,
+                        number,
+                        LogOutcome::Failed,
+                        Some(&failure),
+                        took,
+                    );
                     info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
                         reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
                     self.metrics.delivery("retry_scheduled");
@@ -265,6 +325,14 @@ impl Pipeline {
                     }
                 }
                 None => {
+                    self.record(
+                        webhook,
+                        event,
+                        number,
+                        LogOutcome::DeadLettered,
+                        Some(&failure),
+                        took,
+                    );
                     warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
                         reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
                     self.metrics.delivery("dead_lettered");

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub registry_webhooks: Gauge,
     pub amqp_connected: Gauge,
+    pub delivery_log_rows: Counter<u64, AtomicU64>,
+    pub delivery_log_dropped: Counter<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -76,7 +78,19 @@ impl Metrics {
             in_flight: Gauge::default(),
             registry_webhooks: Gauge::default(),
             amqp_connected: Gauge::default(),
+            delivery_log_rows: Counter::default(),
+            delivery_log_dropped: Counter::default(),
         };
+        registry.register(
+            "delivery_log_rows",
+            "Delivery attempts written to the delivery log",
+            metrics.delivery_log_rows.clone(),
+        );
+        registry.register(
+            "delivery_log_dropped",
+            "Delivery attempts the log could not record (writer behind, database slow or down); the deliveries themselves went on",
+            metrics.delivery_log_dropped.clone(),
+        );
         registry.register(
             "events_received",
             "Events taken from the queue",

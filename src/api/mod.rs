@@ -8,6 +8,7 @@
 //! - [`body`]: reading a JSON body with our own 415/413/400/422 answers.
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`webhooks`]: the handlers.
+//! - [`deliveries`]: the delivery log per webhook and per event, and redrive.
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
 //! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
 //!
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod deliveries;
 pub mod error;
 pub mod keys;
 pub mod ops;
@@ -56,6 +58,8 @@ pub struct ApiState {
     pub readiness: Readiness,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
+    /// For what reaches the broker (redrive).
+    pub config: Arc<Config>,
 }
 
 impl ApiState {
@@ -79,6 +83,7 @@ impl ApiState {
             readiness,
             metrics,
             max_body_bytes: config.api.max_body_bytes,
+            config: Arc::new(config.clone()),
             registry,
         })
     }
@@ -104,6 +109,12 @@ pub fn router(state: ApiState) -> Router {
         // A static segment wins over `{id}` in axum's router, so `oidc_keys` is never an id.
         .route("/v1/webhooks/oidc_keys", get(keys::account_jwks))
         .route("/v1/webhooks/oidc_keys/rotate", post(keys::rotate))
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries::for_webhook))
+        .route("/v1/webhooks/{id}/redrive", post(deliveries::redrive))
+        .route(
+            "/v1/events/{event_id}/deliveries",
+            get(deliveries::for_event),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -38,7 +38,7 @@ fn now() -> chrono::DateTime<Utc> {
 
 /// The `{id}` of the path. Anything that is not a UUID (including bytes that do not decode)
 /// cannot name a webhook, so it answers 404 like a missing one, never axum's 400 text.
-pub struct WebhookId(Uuid);
+pub struct WebhookId(pub Uuid);
 
 impl FromRequestParts<ApiState> for WebhookId {
     type Rejection = ApiError;
@@ -245,13 +245,13 @@ pub async fn list(
 
 /// `page` (from 1) and `per_page` (1 to 100) from the query string; other parameters are ignored.
 #[derive(Debug, PartialEq, Eq)]
-struct Page {
-    offset: i64,
-    per_page: i64,
+pub(super) struct Page {
+    pub(super) offset: i64,
+    pub(super) per_page: i64,
 }
 
 impl Page {
-    fn parse(query: &str) -> Result<Self, ApiError> {
+    pub(super) fn parse(query: &str) -> Result<Self, ApiError> {
         let mut page = 1;
         let mut per_page = DEFAULT_PER_PAGE;
         let mut errors = Vec::new();

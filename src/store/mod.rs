@@ -3,6 +3,7 @@
 //! Secrets are encrypted here on the way in and decrypted on the way out; nothing above this
 //! module sees ciphertext, and nothing below it sees plain text.
 
+pub mod attempts;
 mod cipher;
 pub mod keys;
 

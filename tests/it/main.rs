@@ -10,6 +10,7 @@
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
+//! - [`delivery_log`]: the attempt log and redrive through the API.
 //! - [`devtools`]: `listen` and `publish`, the development tools, as built binaries.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`], [`oidc_tenants`]: token acquisition against
 //!   a real OAuth server (panva's `oidc-provider`, run by node), and the tenant boundary.
@@ -23,6 +24,7 @@ mod api;
 mod cli;
 mod crash;
 mod dead_letters;
+mod delivery_log;
 mod devtools;
 mod oidc;
 mod oidc_delivery;

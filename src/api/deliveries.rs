@@ -1,0 +1,137 @@
+//! The delivery log and redrive through the API, scoped to the token's account like every other
+//! route: `GET /v1/webhooks/{id}/deliveries` (newest first, `status` filters by outcome or HTTP
+//! status), `GET /v1/events/{event_id}/deliveries` (the answer to "did you send it?"), and
+//! `POST /v1/webhooks/{id}/redrive` (the webhook's dead letters back for a fresh first attempt).
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    Extension, Json,
+};
+use serde::Serialize;
+
+use super::{auth::Account, error::ApiError, webhooks::Page, webhooks::WebhookId, ApiState};
+use crate::{
+    delivery_log::LogOutcome,
+    store::attempts::{AttemptFilter, AttemptRow},
+};
+
+/// Dead letters one redrive looks at, at most; a larger backlog takes more calls.
+const REDRIVE_LIMIT: usize = 10_000;
+
+#[derive(Debug, Serialize)]
+pub struct AttemptList {
+    object: &'static str,
+    data: Vec<AttemptRow>,
+    has_more: bool,
+    total_count: i64,
+}
+
+/// `status=`: an outcome name, or an HTTP status.
+fn status_filter(query: &str) -> Result<(Option<String>, Option<i64>), ApiError> {
+    let Some((_, value)) =
+        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "status")
+    else {
+        return Ok((None, None));
+    };
+    let value = value.trim();
+    if let Ok(code) = value.parse::<i64>() {
+        if (100..=599).contains(&code) {
+            return Ok((None, Some(code)));
+        }
+    }
+    if LogOutcome::ALL.contains(&value) {
+        return Ok((Some(value.to_string()), None));
+    }
+    Err(ApiError::invalid(
+        "status",
+        format!(
+            "must be an outcome ({}) or an HTTP status from 100 to 599",
+            LogOutcome::ALL.join(", ")
+        ),
+    ))
+}
+
+async fn page_of(
+    state: &ApiState,
+    account: &str,
+    filter: AttemptFilter,
+    page: Page,
+) -> Result<Json<AttemptList>, ApiError> {
+    let (data, total) = state
+        .registry
+        .store()
+        .list_attempts(account, &filter, page.offset, page.per_page)
+        .await?;
+    let shown = page.offset.saturating_add(data.len() as i64);
+    Ok(Json(AttemptList {
+        object: "list",
+        has_more: shown < total,
+        total_count: total,
+        data,
+    }))
+}
+
+pub async fn for_webhook(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+    WebhookId(id): WebhookId,
+    RawQuery(query): RawQuery,
+) -> Result<Json<AttemptList>, ApiError> {
+    let query = query.unwrap_or_default();
+    let page = Page::parse(&query)?;
+    let (outcome, status) = status_filter(&query)?;
+    state
+        .registry
+        .store()
+        .get(&account, id)
+        .await?
+        .ok_or(ApiError::WebhookNotFound)?;
+    let filter = AttemptFilter::Webhook {
+        webhook_id: id,
+        outcome,
+        status,
+    };
+    page_of(&state, &account, filter, page).await
+}
+
+pub async fn for_event(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+    Path(event_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<AttemptList>, ApiError> {
+    let page = Page::parse(query.as_deref().unwrap_or_default())?;
+    page_of(&state, &account, AttemptFilter::Event { event_id }, page).await
+}
+
+#[derive(Debug, Serialize)]
+pub struct RedriveAnswer {
+    object: &'static str,
+    webhook_id: String,
+    /// Dead letters sent back for a fresh first attempt.
+    redriven: usize,
+}
+
+pub async fn redrive(
+    State(state): State<ApiState>,
+    Extension(Account(account)): Extension<Account>,
+    WebhookId(id): WebhookId,
+) -> Result<Json<RedriveAnswer>, ApiError> {
+    state
+        .registry
+        .store()
+        .get(&account, id)
+        .await?
+        .ok_or(ApiError::WebhookNotFound)?;
+    let summary = crate::dead_letters::replay(&state.config, REDRIVE_LIMIT, Some(id))
+        .await
+        .map_err(|error| {
+            ApiError::Unavailable(format!("cannot reach the broker to redrive: {error:#}"))
+        })?;
+    tracing::info!(webhook_id = %id, account_id = %account, redriven = summary.replayed, "dead letters redriven");
+    Ok(Json(RedriveAnswer {
+        object: "redrive",
+        webhook_id: id.to_string(),
+        redriven: summary.replayed,
+    }))
+}

@@ -1,0 +1,176 @@
+//! Storage of the delivery log: attempts inserted many rows per statement, read newest first per
+//! webhook or per event (always within one account), and pruned in small batches.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+use crate::webhook::timestamp;
+
+/// One attempt as the log keeps it and the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRow {
+    pub object: &'static str,
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempt: i64,
+    /// `delivered`, `failed`, `parked`, `dead_lettered`, `disabled`.
+    pub outcome: String,
+    /// The HTTP status, when the endpoint answered.
+    pub status: Option<i64>,
+    /// A short code (`timeout`, `http_503`, `token: invalid_client`), or null.
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub created_at: String,
+    #[serde(skip)]
+    pub account_id: String,
+}
+
+/// What to list: one webhook's attempts (optionally one outcome or status), or one event's.
+#[derive(Debug, Clone)]
+pub enum AttemptFilter {
+    Webhook {
+        webhook_id: Uuid,
+        outcome: Option<String>,
+        status: Option<i64>,
+    },
+    Event {
+        event_id: String,
+    },
+}
+
+/// Columns of one row, in insert order.
+const COLUMNS: &str = "id, account_id, webhook_id, event_id, event_type, attempt, outcome, \
+    status, error, duration_ms, created_at";
+const PER_ROW: usize = 11;
+
+impl Store {
+    /// Inserts `rows` with as few statements as the drivers allow (one per 500 rows).
+    pub async fn insert_attempts(&self, rows: &[AttemptRow]) -> Result<(), StoreError> {
+        // PostgreSQL allows 65,535 bind parameters a statement; 500 rows stay far below.
+        for chunk in rows.chunks(500) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let first = r * PER_ROW + 1;
+                    let list: Vec<String> =
+                        (first..first + PER_ROW).map(|n| format!("${n}")).collect();
+                    format!("({})", list.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO delivery_attempts ({COLUMNS}) VALUES {}",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(row.id.clone())
+                    .bind(row.account_id.clone())
+                    .bind(row.webhook_id.clone())
+                    .bind(row.event_id.clone())
+                    .bind(row.event_type.clone())
+                    .bind(row.attempt)
+                    .bind(row.outcome.clone())
+                    .bind(row.status)
+                    .bind(row.error.clone())
+                    .bind(row.duration_ms)
+                    .bind(row.created_at.clone());
+            }
+            query.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// One page of the account's attempts that match `filter`, newest first, and the total.
+    pub async fn list_attempts(
+        &self,
+        account_id: &str,
+        filter: &AttemptFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<AttemptRow>, i64), StoreError> {
+        let (condition, values): (String, Vec<String>) = match filter {
+            AttemptFilter::Webhook {
+                webhook_id,
+                outcome,
+                status,
+            } => {
+                let mut values = vec![webhook_id.to_string()];
+                let mut condition = String::from("webhook_id = $2");
+                if let Some(outcome) = outcome {
+                    values.push(outcome.clone());
+                    condition.push_str(&format!(" AND outcome = ${}", values.len() + 1));
+                }
+                if let Some(status) = status {
+                    values.push(status.to_string());
+                    condition.push_str(&format!(
+                        " AND CAST(status AS TEXT) = ${}",
+                        values.len() + 1
+                    ));
+                }
+                (condition, values)
+            }
+            AttemptFilter::Event { event_id } => ("event_id = $2".into(), vec![event_id.clone()]),
+        };
+        let next = values.len() + 2;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM delivery_attempts WHERE account_id = $1 AND {condition} \
+             ORDER BY created_at DESC, attempt DESC, id DESC LIMIT ${next} OFFSET ${}",
+            next + 1
+        );
+        let mut query = sqlx::query(&sql).bind(account_id.to_string());
+        for value in &values {
+            query = query.bind(value.clone());
+        }
+        let rows = query.bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        let count_sql = format!(
+            "SELECT COUNT(*) AS n FROM delivery_attempts WHERE account_id = $1 AND {condition}"
+        );
+        let mut count = sqlx::query(&count_sql).bind(account_id.to_string());
+        for value in &values {
+            count = count.bind(value.clone());
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        let attempts = rows
+            .iter()
+            .map(|row| -> Result<AttemptRow, StoreError> {
+                Ok(AttemptRow {
+                    object: "delivery_attempt",
+                    id: row.try_get("id")?,
+                    account_id: row.try_get("account_id")?,
+                    webhook_id: row.try_get("webhook_id")?,
+                    event_id: row.try_get("event_id")?,
+                    event_type: row.try_get("event_type")?,
+                    attempt: row.try_get("attempt")?,
+                    outcome: row.try_get("outcome")?,
+                    status: row.try_get("status")?,
+                    error: row.try_get("error")?,
+                    duration_ms: row.try_get("duration_ms")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((attempts, total))
+    }
+
+    /// Deletes up to `batch` attempts older than `before`; returns how many went.
+    pub async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM delivery_attempts WHERE id IN \
+             (SELECT id FROM delivery_attempts WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(timestamp(before))
+        .bind(batch)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+}

@@ -1,0 +1,216 @@
+//! The delivery log end to end: attempts recorded by a running worker and read back through the
+//! API per webhook and per event (account-scoped), deliveries unaffected when the log cannot be
+//! written, retention, and redrive of a webhook's dead letters from the API.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde_json::Value;
+use sha2::Digest;
+use webhook_worker::cli::Role;
+
+use crate::{harness::TestWorker, receiver::TestReceiver};
+
+const WAIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "whk_test_delivery_log_acct";
+const OTHER_TOKEN: &str = "whk_test_delivery_log_other";
+
+fn api_toml(extra: &str) -> String {
+    let hash = |t: &str| hex::encode(sha2::Sha256::digest(t.as_bytes()));
+    format!(
+        "[api]\ntokens = [{{ account_id = \"acct\", token_sha256 = \"{}\" }}, \
+         {{ account_id = \"other\", token_sha256 = \"{}\" }}]\n{extra}",
+        hash(TOKEN),
+        hash(OTHER_TOKEN)
+    )
+}
+
+async fn get(worker: &TestWorker, path: &str, token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{}{path}", worker.app().api_addr()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the API answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `path` until its list holds `n` entries.
+async fn wait_for_attempts(worker: &TestWorker, path: &str, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(worker, path, TOKEN).await;
+        assert_eq!(status, 200, "{body}");
+        let data = body["data"].as_array().cloned().unwrap_or_default();
+        if data.len() >= n {
+            return data;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_failing_once_then_succeeding_shows_two_attempts_in_both_routes() {
+    let worker = TestWorker::start_as(&api_toml(""), Role::All).await;
+    let receiver = TestReceiver::start().await;
+    receiver.plan(&[503]);
+    let webhook = worker.subscribe(&receiver).await;
+    let (event_id, _) = worker.publish_event().await;
+    receiver.wait_for(2, WAIT).await;
+
+    let by_webhook = format!("/v1/webhooks/{}/deliveries", webhook.id);
+    let attempts = wait_for_attempts(&worker, &by_webhook, 2).await;
+    assert_eq!(attempts.len(), 2);
+    // Newest first.
+    assert_eq!(attempts[0]["attempt"], 2);
+    assert_eq!(attempts[0]["outcome"], "delivered");
+    assert_eq!(attempts[0]["status"], 200);
+    assert_eq!(attempts[0]["error"], Value::Null);
+    assert_eq!(attempts[1]["attempt"], 1);
+    assert_eq!(attempts[1]["outcome"], "failed");
+    assert_eq!(attempts[1]["status"], 503);
+    assert_eq!(attempts[1]["error"], "http_503");
+    for attempt in &attempts {
+        assert_eq!(attempt["object"], "delivery_attempt");
+        assert_eq!(attempt["event_id"], event_id.as_str());
+        assert_eq!(attempt["event_type"], "business.updated");
+        assert_eq!(attempt["webhook_id"], webhook.id.to_string());
+        assert!(attempt["duration_ms"].is_i64() && attempt["created_at"].is_string());
+        assert!(attempt.get("account_id").is_none());
+    }
+    let by_event = format!("/v1/events/{event_id}/deliveries");
+    assert_eq!(wait_for_attempts(&worker, &by_event, 2).await, attempts);
+    let (_, failures) = get(&worker, &format!("{by_webhook}?status=failed"), TOKEN).await;
+    assert_eq!(failures["total_count"], 1, "{failures}");
+    let (_, by_status) = get(&worker, &format!("{by_webhook}?status=200"), TOKEN).await;
+    assert_eq!(by_status["data"][0]["attempt"], 2, "{by_status}");
+    let (status, bad) = get(&worker, &format!("{by_webhook}?status=maybe"), TOKEN).await;
+    assert_eq!(
+        (status, bad["errors"][0]["field"].as_str()),
+        (422, Some("status"))
+    );
+
+    // Another account sees nothing of it.
+    let (status, _) = get(&worker, &by_webhook, OTHER_TOKEN).await;
+    assert_eq!(status, 404);
+    let (status, body) = get(&worker, &by_event, OTHER_TOKEN).await;
+    assert_eq!((status, body["total_count"].as_i64()), (200, Some(0)));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn deliveries_go_on_when_the_log_cannot_be_written_and_the_loss_is_counted() {
+    let worker = TestWorker::start_as(&api_toml(""), Role::All).await;
+    let receiver = TestReceiver::start().await;
+    worker.subscribe(&receiver).await;
+    // The log's table vanishes: every insert fails, as with a database that refuses writes.
+    sqlx::query("DROP TABLE delivery_attempts")
+        .execute(
+            &sqlx::AnyPool::connect(worker.config.database.url.expose())
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut ids = HashSet::new();
+    for _ in 0..50 {
+        ids.insert(worker.publish_event().await.0);
+    }
+    receiver.wait_for_event_ids(&ids, WAIT).await;
+    worker
+        .wait_for_metric("delivery_log_dropped_total", 50, WAIT)
+        .await;
+    assert_eq!(worker.metric("deliveries_total{outcome=\"delivered\"}"), 50);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn retention_prunes_attempts_older_than_it() {
+    let worker = TestWorker::start_as(
+        &api_toml("[delivery_log]\nretention = \"3s\"\nprune_interval = \"200ms\"\n"),
+        Role::All,
+    )
+    .await;
+    let receiver = TestReceiver::start().await;
+    let webhook = worker.subscribe(&receiver).await;
+    worker.publish_event().await;
+    let path = format!("/v1/webhooks/{}/deliveries", webhook.id);
+    wait_for_attempts(&worker, &path, 1).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = get(&worker, &path, TOKEN).await;
+        if body["total_count"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never pruned: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn redrive_sends_a_webhooks_500_dead_letters_once_more_and_leaves_the_others() {
+    let worker = TestWorker::start_as(
+        &api_toml("[delivery]\nretry_schedule = [\"100ms\"]\n[delivery_log]\nrecord = \"off\"\n"),
+        Role::All,
+    )
+    .await;
+    let (a, b) = (TestReceiver::start().await, TestReceiver::start().await);
+    a.always(500);
+    b.always(500);
+    let hook_a = worker.subscribe(&a).await;
+    worker.subscribe(&b).await;
+    let mut ids = HashSet::new();
+    for _ in 0..500 {
+        ids.insert(worker.publish_event().await.0);
+    }
+    let dead = worker.names.dead.clone();
+    worker
+        .wait_for_ready(&dead, 1000, Duration::from_secs(120))
+        .await;
+
+    a.always(200);
+    let before = a.count();
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/webhooks/{}/redrive",
+            worker.app().api_addr(),
+            hook_a.id
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["redriven"], 500, "{answer}");
+    a.wait_for(before + 500, WAIT).await;
+    let redriven: Vec<String> = a.received()[before..]
+        .iter()
+        .filter_map(|r| r.header("x-webhook-event-id"))
+        .collect();
+    assert_eq!(
+        redriven.iter().collect::<HashSet<_>>().len(),
+        500,
+        "each once"
+    );
+    assert!(redriven.iter().all(|id| ids.contains(id)));
+    // B's dead letters stay where they were.
+    worker.wait_for_ready(&dead, 500, WAIT).await;
+    let other = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/webhooks/{}/redrive",
+            worker.app().api_addr(),
+            hook_a.id
+        ))
+        .bearer_auth(OTHER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "another account cannot redrive it");
+    worker.stop().await;
+}
