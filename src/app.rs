@@ -74,7 +74,8 @@ impl Application {
                 &config.oidc,
                 config.delivery.max_response_bytes,
                 metrics.clone(),
-            );
+            )
+            .with_address_policy(deliverer.policy().clone());
             let deliverer = deliverer.with_tokens(tokens);
             let pipeline = Arc::new(Pipeline::new(
                 &config,

@@ -94,6 +94,11 @@ impl Deliverer {
         &self.client
     }
 
+    /// The address rules of [`Deliverer::client`], for the token client's IP-literal check.
+    pub fn policy(&self) -> &AddressPolicy {
+        &self.policy
+    }
+
     pub async fn deliver(&self, webhook: &Webhook, attempt: &Attempt<'_>) -> AttemptResult {
         let started = Instant::now();
         let result = self.deliver_with_token_refresh(webhook, attempt).await;
@@ -164,17 +169,12 @@ impl Deliverer {
         (result, token)
     }
 
-    /// An access token; the token endpoint obeys the same address rules as webhook URLs (the
-    /// shared client's resolver covers host names, this covers IP literals).
+    /// An access token; the token client applies the address rules to the token endpoint.
     async fn token(
         &self,
         tokens: &TokenProvider,
         settings: &OidcSettings,
     ) -> Result<Secret, String> {
-        let endpoint = url::Url::parse(&settings.token_endpoint)
-            .map_err(|_| "invalid_token_endpoint".to_string())?;
-        resolver::check_literal(&endpoint, &self.policy)
-            .map_err(|detail| format!("blocked_address: token endpoint {detail}"))?;
         tokens.token(settings).await.map_err(|error| error.reason())
     }
 

@@ -108,6 +108,10 @@ mod tests {
             "https://[::1]/",
             "https://[::ffff:127.0.0.1]/",
             "https://169.254.169.254/",
+            "https://[2002:7f00:1::]/",
+            "https://[2001:0:808:808::80ff:fffe]/",
+            "https://[64:ff9b::a9fe:a9fe]/",
+            "https://[::ffff:0:7f00:1]/",
         ] {
             let parsed = url::Url::parse(url).unwrap();
             assert!(check_literal(&parsed, &policy).is_err(), "{url}");

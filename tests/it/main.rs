@@ -9,6 +9,7 @@
 //! - [`store`]: secrets at rest and the start-up key check.
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
+//! - [`addresses`]: IPv6 spellings of non-public IPv4 addresses, at the API and at delivery.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
 //!   OAuth server (panva's `oidc-provider`, run by node).
@@ -18,6 +19,7 @@ mod helpers;
 mod oidc_provider;
 mod receiver;
 
+mod addresses;
 mod api;
 mod cli;
 mod crash;
