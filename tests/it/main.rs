@@ -10,6 +10,7 @@
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 //! - [`addresses`]: IPv6 spellings of non-public IPv4 addresses, at the API and at delivery.
+//! - [`deadline`]: one deadline per delivery attempt, token requests included.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
 //!   OAuth server (panva's `oidc-provider`, run by node).
@@ -24,6 +25,7 @@ mod api;
 mod cli;
 mod crash;
 mod dead_letters;
+mod deadline;
 mod oidc;
 mod oidc_delivery;
 mod oidc_errors;
