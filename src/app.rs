@@ -178,7 +178,12 @@ async fn start_http(
     tracing::info!(address = %bound, ?role, "HTTP server listening");
     Ok((
         bound,
-        tokio::spawn(api::serve_router(listener, router, cancel)),
+        tokio::spawn(api::serve_router(
+            listener,
+            router,
+            api::ConnectionLimits::from_config(&config.api),
+            cancel,
+        )),
     ))
 }
 

@@ -55,6 +55,8 @@ pub struct DatabaseConfig {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    pub header_read_timeout: HumanDuration,
+    pub max_connections: usize,
     pub tokens: Vec<ApiToken>,
 }
 
@@ -293,6 +295,12 @@ impl Config {
         if self.api.max_body_bytes == 0 {
             return Err(("api.max_body_bytes", "must be at least 1".into()));
         }
+        if self.api.header_read_timeout.0.is_zero() {
+            return Err(("api.header_read_timeout", "must be more than 0".into()));
+        }
+        if self.api.max_connections == 0 {
+            return Err(("api.max_connections", "must be at least 1".into()));
+        }
         if self.delivery.timeout.0.is_zero() {
             return Err(("delivery.timeout", "must be more than 0".into()));
         }
@@ -410,6 +418,8 @@ mod tests {
         assert_eq!(config.delivery.retry_schedule.len(), 10);
         assert_eq!(config.delivery.timeout.0, Duration::from_secs(30));
         assert_eq!(config.delivery.attempt_deadline(), Duration::from_secs(45));
+        assert_eq!(config.api.header_read_timeout.0, Duration::from_secs(10));
+        assert_eq!(config.api.max_connections, 1024);
         assert_eq!(config.signature.header, "X-Middesk-Signature-256");
         assert_eq!(config.registry.refresh.0, Duration::from_secs(5));
         assert!(!config.delivery.allow_http);
@@ -448,6 +458,18 @@ mod tests {
         // Unset, it follows the timeout.
         let config = Config::from_toml("[delivery]\ntimeout = \"60s\"\n").unwrap();
         assert_eq!(config.delivery.attempt_deadline(), Duration::from_secs(75));
+    }
+
+    #[test]
+    fn api_connection_limits_must_be_positive() {
+        let err = Config::from_toml("[api]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.max_connections"), "{err}");
+        let err = Config::from_toml("[api]\nheader_read_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.header_read_timeout"), "{err}");
     }
 
     #[test]

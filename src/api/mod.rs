@@ -9,6 +9,7 @@
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`webhooks`]: the handlers.
 //! - [`ops`]: health, readiness, metrics, JWKS, and the JSON 404/405 fallbacks.
+//! - [`server`]: the accept loop: connection cap, header-read timeout, graceful shutdown.
 //!
 //! Two routers share one [`ApiState`]: [`router`] (roles `all` and `api`) serves everything;
 //! [`ops_router`] (role `worker`) serves only `/healthz`, `/readyz` and `/metrics`, so a process
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod ops;
+pub mod server;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::ApiTokens;
 pub use error::ApiError;
+pub use server::ConnectionLimits;
 
 use crate::{
     config::Config, health::Readiness, registry::Registry, safety::AddressPolicy,
@@ -129,6 +132,7 @@ fn operational() -> Router<ApiState> {
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: ConnectionLimits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     // A request that takes longer than this (a slow client, a stuck database) answers 408
@@ -137,16 +141,15 @@ pub async fn serve_router(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         std::time::Duration::from_secs(30),
     ));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    server::serve(listener, router, limits, cancel).await
 }
 
 /// Serves the full API ([`router`]) on `listener` until `cancel` fires.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    limits: ConnectionLimits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(state), cancel).await
+    serve_router(listener, router(state), limits, cancel).await
 }

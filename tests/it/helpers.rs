@@ -137,6 +137,8 @@ pub struct Settings {
     pub needs_broker: bool,
     /// Serve only what a worker-only process serves (`api::ops_router`).
     pub worker_only: bool,
+    /// `api.header_read_timeout` and `api.max_connections`.
+    pub limits: api::ConnectionLimits,
 }
 
 impl Default for Settings {
@@ -146,6 +148,7 @@ impl Default for Settings {
             max_body_bytes: 65536,
             needs_broker: false,
             worker_only: false,
+            limits: api::ConnectionLimits::default(),
         }
     }
 }
@@ -262,11 +265,12 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> TestApp {
         .expect("a port");
     let base = format!("http://{}", listener.local_addr().expect("an address"));
     let cancel = CancellationToken::new();
+    let limits = settings.limits;
     if settings.worker_only {
         let router = api::ops_router(state);
-        tokio::spawn(api::serve_router(listener, router, cancel.clone()));
+        tokio::spawn(api::serve_router(listener, router, limits, cancel.clone()));
     } else {
-        tokio::spawn(api::serve(listener, state, cancel.clone()));
+        tokio::spawn(api::serve(listener, state, limits, cancel.clone()));
     }
     TestApp {
         base,
