@@ -19,11 +19,12 @@ use webhook_worker::{
     telemetry::Metrics,
 };
 
-/// The server's `test` database, where the per-test databases are created from.
-/// `WEBHOOK_WORKER_TEST_POSTGRES` overrides it.
-fn postgres_admin_url() -> String {
+/// The server's `test` database, where the per-test databases are created from, over TLS: every
+/// PostgreSQL test runs encrypted (the server has `ssl = on`). `WEBHOOK_WORKER_TEST_POSTGRES`
+/// overrides it.
+pub fn postgres_admin_url() -> String {
     std::env::var("WEBHOOK_WORKER_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=require".to_string())
 }
 
 /// Defines, for each `async fn name(backend: Backend)` listed, a module `name` with the tests

@@ -11,6 +11,7 @@
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 //! - [`addresses`]: IPv6 spellings of non-public IPv4 addresses, at the API and at delivery.
 //! - [`deadline`]: one deadline per delivery attempt, token requests included.
+//! - [`postgres_tls`]: the store over TLS (`sslmode=require`, `verify-full`).
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
 //!   OAuth server (panva's `oidc-provider`, run by node).
@@ -30,4 +31,5 @@ mod oidc;
 mod oidc_delivery;
 mod oidc_errors;
 mod pipeline;
+mod postgres_tls;
 mod store;
