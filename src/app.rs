@@ -73,7 +73,8 @@ impl Application {
                 &config.oidc,
                 config.delivery.max_response_bytes,
                 metrics.clone(),
-            );
+            )
+            .with_address_policy(deliverer.policy().clone());
             let deliverer = deliverer.with_tokens(tokens);
             let log = crate::delivery_log::DeliveryLog::start(
                 store.clone(),
@@ -181,7 +182,12 @@ async fn start_http(
     tracing::info!(address = %bound, ?role, "HTTP server listening");
     Ok((
         bound,
-        tokio::spawn(api::serve_router(listener, router, cancel)),
+        tokio::spawn(api::serve_router(
+            listener,
+            router,
+            api::ConnectionLimits::from_config(&config.api),
+            cancel,
+        )),
     ))
 }
 

@@ -59,6 +59,8 @@ pub struct DatabaseConfig {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    pub header_read_timeout: HumanDuration,
+    pub max_connections: usize,
     pub tokens: Vec<ApiToken>,
     /// Where customers reach the API (`https://hooks.example.com`), for absolute `jwks_uri`s;
     /// empty: the JWKS URL is given as a path.
@@ -77,6 +79,9 @@ pub struct ApiToken {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     pub timeout: HumanDuration,
+    /// Unset: `timeout` plus [`ATTEMPT_DEADLINE_SLACK`]; see [`DeliveryConfig::attempt_deadline`].
+    #[serde(default)]
+    pub attempt_deadline: Option<HumanDuration>,
     pub retry_schedule: Vec<HumanDuration>,
     pub allow_http: bool,
     #[serde(deserialize_with = "describe::cidrs")]
@@ -86,6 +91,20 @@ pub struct DeliveryConfig {
     pub max_in_flight_per_webhook: usize,
     pub park_after: HumanDuration,
     pub default_account: String,
+}
+
+/// How much longer than one request a whole attempt may take when `delivery.attempt_deadline`
+/// is not set: room for a token request and the retry after a 401 that do not hang.
+pub const ATTEMPT_DEADLINE_SLACK: Duration = Duration::from_secs(15);
+
+impl DeliveryConfig {
+    /// The deadline of a whole attempt: `attempt_deadline`, or `timeout` plus 15 s.
+    pub fn attempt_deadline(&self) -> Duration {
+        self.attempt_deadline
+            .map_or(self.timeout.0 + ATTEMPT_DEADLINE_SLACK, |deadline| {
+                deadline.0
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -316,8 +335,27 @@ impl Config {
         if self.api.max_body_bytes == 0 {
             return Err(("api.max_body_bytes", "must be at least 1".into()));
         }
+        if self.api.header_read_timeout.0.is_zero() {
+            return Err(("api.header_read_timeout", "must be more than 0".into()));
+        }
+        if self.api.max_connections == 0 {
+            return Err(("api.max_connections", "must be at least 1".into()));
+        }
         if self.delivery.timeout.0.is_zero() {
             return Err(("delivery.timeout", "must be more than 0".into()));
+        }
+        if self
+            .delivery
+            .attempt_deadline
+            .is_some_and(|deadline| deadline.0 < self.delivery.timeout.0)
+        {
+            return Err((
+                "delivery.attempt_deadline",
+                format!(
+                    "must be at least delivery.timeout ({})",
+                    humantime::format_duration(self.delivery.timeout.0)
+                ),
+            ));
         }
         if self.delivery.max_in_flight == 0 {
             return Err(("delivery.max_in_flight", "must be at least 1".into()));
@@ -405,6 +443,9 @@ mod tests {
         assert_eq!(config.api.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.delivery.retry_schedule.len(), 10);
         assert_eq!(config.delivery.timeout.0, Duration::from_secs(30));
+        assert_eq!(config.delivery.attempt_deadline(), Duration::from_secs(45));
+        assert_eq!(config.api.header_read_timeout.0, Duration::from_secs(10));
+        assert_eq!(config.api.max_connections, 1024);
         assert_eq!(config.signature.header, "X-Middesk-Signature-256");
         assert_eq!(config.registry.refresh.0, Duration::from_secs(5));
         assert!(!config.delivery.allow_http);
@@ -425,6 +466,36 @@ mod tests {
             .to_string();
         assert!(err.contains("delivery.timeout"), "{err}");
         assert!(err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn an_attempt_deadline_below_the_request_timeout_is_refused() {
+        let err = Config::from_toml("[delivery]\ntimeout = \"10s\"\nattempt_deadline = \"5s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delivery.attempt_deadline"), "{err}");
+        assert!(err.contains("10s"), "{err}");
+        let config =
+            Config::from_toml("[delivery]\ntimeout = \"10s\"\nattempt_deadline = \"10s\"\n");
+        assert_eq!(
+            config.unwrap().delivery.attempt_deadline(),
+            Duration::from_secs(10)
+        );
+        // Unset, it follows the timeout.
+        let config = Config::from_toml("[delivery]\ntimeout = \"60s\"\n").unwrap();
+        assert_eq!(config.delivery.attempt_deadline(), Duration::from_secs(75));
+    }
+
+    #[test]
+    fn api_connection_limits_must_be_positive() {
+        let err = Config::from_toml("[api]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.max_connections"), "{err}");
+        let err = Config::from_toml("[api]\nheader_read_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.header_read_timeout"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`deliveries`]: the delivery log per webhook and per event, and redrive.
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
 //! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
+//! - [`server`]: the accept loop: connection cap, header-read timeout, graceful shutdown.
 //!
 //! Two routers share one [`ApiState`]: [`router`] (roles `all` and `api`) serves everything;
 //! [`ops_router`] (role `worker`) serves only `/healthz`, `/readyz` and `/metrics`, so a process
@@ -22,6 +23,7 @@ pub mod deliveries;
 pub mod error;
 pub mod keys;
 pub mod ops;
+pub mod server;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::ApiTokens;
 pub use error::ApiError;
+pub use server::ConnectionLimits;
 
 use crate::{
     config::Config, health::Readiness, oidc::AccountKeys, registry::Registry,
@@ -149,6 +152,7 @@ fn operational() -> Router<ApiState> {
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: ConnectionLimits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     // A request that takes longer than this (a slow client, a stuck database) answers 408
@@ -157,16 +161,15 @@ pub async fn serve_router(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         std::time::Duration::from_secs(30),
     ));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    server::serve(listener, router, limits, cancel).await
 }
 
 /// Serves the full API ([`router`]) on `listener` until `cancel` fires.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    limits: ConnectionLimits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(state), cancel).await
+    serve_router(listener, router(state), limits, cancel).await
 }

@@ -64,6 +64,8 @@ pub struct Deliverer {
     policy: AddressPolicy,
     signature_header: HeaderName,
     max_response_bytes: usize,
+    /// Bounds the whole attempt, token requests and the retry after a 401 included.
+    attempt_deadline: Duration,
     tokens: Option<TokenProvider>,
     metrics: Metrics,
 }
@@ -77,6 +79,7 @@ impl Deliverer {
             policy,
             signature_header: HeaderName::try_from(config.signature.header.as_str())?,
             max_response_bytes: config.delivery.max_response_bytes,
+            attempt_deadline: config.delivery.attempt_deadline(),
             tokens: None,
             metrics,
         })
@@ -94,9 +97,23 @@ impl Deliverer {
         &self.client
     }
 
+    /// The address rules of [`Deliverer::client`], for the token client's IP-literal check.
+    pub fn policy(&self) -> &AddressPolicy {
+        &self.policy
+    }
+
+    /// One attempt, ended at `delivery.attempt_deadline` however many requests it made. Ending
+    /// drops every request in flight, DNS lookups included (the resolver is async).
     pub async fn deliver(&self, webhook: &Webhook, attempt: &Attempt<'_>) -> AttemptResult {
         let started = Instant::now();
-        let result = self.deliver_with_token_refresh(webhook, attempt).await;
+        let result = tokio::time::timeout(
+            self.attempt_deadline,
+            self.deliver_with_token_refresh(webhook, attempt),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            AttemptResult::Failed(Failure::new("timeout: the attempt deadline passed"))
+        });
         self.metrics
             .delivery_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -164,17 +181,12 @@ impl Deliverer {
         (result, token)
     }
 
-    /// An access token; the token endpoint obeys the same address rules as webhook URLs (the
-    /// shared client's resolver covers host names, this covers IP literals).
+    /// An access token; the token client applies the address rules to the token endpoint.
     async fn token(
         &self,
         tokens: &TokenProvider,
         settings: &OidcSettings,
     ) -> Result<Secret, String> {
-        let endpoint = url::Url::parse(&settings.token_endpoint)
-            .map_err(|_| "invalid_token_endpoint".to_string())?;
-        resolver::check_literal(&endpoint, &self.policy)
-            .map_err(|detail| format!("blocked_address: token endpoint {detail}"))?;
         tokens.token(settings).await.map_err(|error| error.reason())
     }
 
@@ -269,6 +281,6 @@ fn http_client(timeout: Duration, policy: AddressPolicy) -> anyhow::Result<Clien
         .redirect(redirect::Policy::none())
         .no_proxy()
         .pool_idle_timeout(Duration::from_secs(60))
-        .dns_resolver(std::sync::Arc::new(resolver::SafeResolver::new(policy)))
+        .dns_resolver(std::sync::Arc::new(resolver::SafeResolver::new(policy)?))
         .build()?)
 }

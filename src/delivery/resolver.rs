@@ -3,21 +3,51 @@
 //! is what defeats DNS rebinding: the address checked is the address connected to.
 //!
 //! IP-literal URLs never reach a resolver; [`check_literal`] covers them before sending.
+//!
+//! Lookups are asynchronous (hickory, reading `/etc/resolv.conf` and `/etc/hosts`), not
+//! `getaddrinfo` on a blocking thread: when an attempt's deadline drops the request, its lookup
+//! stops too, instead of holding one of tokio's blocking threads until the system resolver
+//! gives up.
 
-use std::{error::Error as StdError, fmt, net::SocketAddr};
+use std::{error::Error as StdError, fmt, net::SocketAddr, sync::Arc};
 
+use hickory_resolver::{
+    config::{LookupIpStrategy, ResolveHosts},
+    TokioResolver,
+};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::safety::AddressPolicy;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SafeResolver {
     policy: AddressPolicy,
+    dns: Arc<TokioResolver>,
+}
+
+impl fmt::Debug for SafeResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SafeResolver")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SafeResolver {
-    pub fn new(policy: AddressPolicy) -> Self {
-        Self { policy }
+    /// A resolver with the system's configuration (`/etc/resolv.conf`, `/etc/hosts`).
+    pub fn new(policy: AddressPolicy) -> anyhow::Result<Self> {
+        let mut builder = TokioResolver::builder_tokio().map_err(|e| {
+            anyhow::anyhow!("cannot read the system's DNS configuration (/etc/resolv.conf): {e}")
+        })?;
+        let options = builder.options_mut();
+        // `localhost` and names pinned in /etc/hosts resolve as they do for every other program.
+        options.use_hosts_file = ResolveHosts::Always;
+        // Every address of the name, as getaddrinfo gives them; the policy then filters them.
+        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        Ok(Self {
+            policy,
+            dns: Arc::new(builder.build()),
+        })
     }
 }
 
@@ -38,10 +68,15 @@ impl StdError for BlockedAddress {}
 impl Resolve for SafeResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
+        let dns = self.dns.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let allowed: Vec<SocketAddr> = resolved.filter(|a| policy.permits(a.ip())).collect();
+            let resolved = dns.lookup_ip(host.as_str()).await?;
+            let allowed: Vec<SocketAddr> = resolved
+                .iter()
+                .filter(|ip| policy.permits(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
             if allowed.is_empty() {
                 return Err(Box::new(BlockedAddress { host }) as Box<dyn StdError + Send + Sync>);
             }
@@ -84,7 +119,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_resolving_to_loopback_is_refused() {
-        let resolver = SafeResolver::new(AddressPolicy::default());
+        let resolver = SafeResolver::new(AddressPolicy::default()).unwrap();
         let name: Name = "localhost".parse().unwrap();
         let error = resolver.resolve(name).await.err().expect("refused");
         assert!(is_blocked(error.as_ref()), "{error}");
@@ -92,7 +127,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_allowed_network_resolves() {
-        let resolver = SafeResolver::new(AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]));
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        let resolver = SafeResolver::new(policy).unwrap();
         let name: Name = "localhost".parse().unwrap();
         let addrs: Vec<_> = resolver.resolve(name).await.unwrap().collect();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
@@ -108,6 +144,10 @@ mod tests {
             "https://[::1]/",
             "https://[::ffff:127.0.0.1]/",
             "https://169.254.169.254/",
+            "https://[2002:7f00:1::]/",
+            "https://[2001:0:808:808::80ff:fffe]/",
+            "https://[64:ff9b::a9fe:a9fe]/",
+            "https://[::ffff:0:7f00:1]/",
         ] {
             let parsed = url::Url::parse(url).unwrap();
             assert!(check_literal(&parsed, &policy).is_err(), "{url}");

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::{account_keys::AccountKeys, token::TokenClient, TokenError};
 use crate::{
     config::OidcConfig,
+    safety::AddressPolicy,
     secret::Secret,
     telemetry::{Metrics, OutcomeLabels},
     webhook::{OidcAuthMethod, OidcSettings},
@@ -110,6 +111,13 @@ impl TokenProvider {
             margin: config.token_expiry_margin.0,
             metrics,
         }
+    }
+
+    /// The address rules for token endpoints written as IP literals (default: the strict ones);
+    /// pass the delivery client's, so that `delivery.allow_networks` applies to both.
+    pub fn with_address_policy(mut self, policy: AddressPolicy) -> Self {
+        self.client = self.client.with_address_policy(policy);
+        self
     }
 
     /// An access token for `settings`: cached, or fetched (once for all concurrent callers).

@@ -3,8 +3,11 @@
 //! of its answer.
 //!
 //! The HTTP client comes from the caller: it is the delivery client, which enforces the network
-//! safety rules (no private addresses, checked on the connected address), the timeout and no
-//! redirects. This module adds the response size limit.
+//! safety rules on every name it resolves (no private addresses, checked on the connected
+//! address), the timeout and no redirects. This module adds the response size limit, and the
+//! same rules for a token endpoint written as an IP literal (which no resolver sees): the
+//! client holds an [`AddressPolicy`], the strict default unless told otherwise, so no caller
+//! can skip the check.
 //!
 //! Every [`TokenError`] is safe to log and to record: no message carries the client secret, the
 //! assertion, the token, the response body or the token endpoint URL (its query could hold
@@ -17,6 +20,8 @@ use serde_json::Value;
 
 use super::{account_keys::AccountKeys, assertion};
 use crate::{
+    delivery::resolver,
+    safety::AddressPolicy,
     secret::Secret,
     webhook::{OidcAuthMethod, OidcSettings},
 };
@@ -54,6 +59,9 @@ pub enum TokenError {
     Assertion(String),
     #[error("incomplete OIDC settings: {0}")]
     Settings(&'static str),
+    /// The token endpoint is, or resolves only to, an address the address rules refuse.
+    #[error("token endpoint refused by the address rules: {0}")]
+    Blocked(String),
 }
 
 impl TokenError {
@@ -69,6 +77,7 @@ impl TokenError {
             TokenError::NoSigningKey(_) => "no_signing_key".into(),
             TokenError::Assertion(_) => "client_assertion_failed".into(),
             TokenError::Settings(_) => "oidc_settings_incomplete".into(),
+            TokenError::Blocked(_) => "blocked_address".into(),
         }
     }
 
@@ -80,9 +89,10 @@ impl TokenError {
             TokenError::Timeout => "timeout",
             TokenError::Transport(_) => "transport_error",
             TokenError::InvalidResponse(_) => "invalid_response",
-            TokenError::NoSigningKey(_) | TokenError::Assertion(_) | TokenError::Settings(_) => {
-                "not_sent"
-            }
+            TokenError::NoSigningKey(_)
+            | TokenError::Assertion(_)
+            | TokenError::Settings(_)
+            | TokenError::Blocked(_) => "not_sent",
         }
     }
 }
@@ -102,6 +112,8 @@ pub struct TokenClient {
     keys: AccountKeys,
     assertion_lifetime: Duration,
     max_response_bytes: usize,
+    /// Judges token endpoints written as IP literals; names are judged by the client's resolver.
+    policy: AddressPolicy,
 }
 
 impl TokenClient {
@@ -116,7 +128,15 @@ impl TokenClient {
             keys,
             assertion_lifetime,
             max_response_bytes,
+            policy: AddressPolicy::default(),
         }
+    }
+
+    /// Address rules other than the strict default (`delivery.allow_networks`); they should be
+    /// the rules of the HTTP client's resolver.
+    pub fn with_address_policy(mut self, policy: AddressPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn keys(&self) -> &AccountKeys {
@@ -127,6 +147,7 @@ impl TokenClient {
     pub async fn request(&self, settings: &OidcSettings) -> Result<IssuedToken, TokenError> {
         let endpoint = reqwest::Url::parse(&settings.token_endpoint)
             .map_err(|_| TokenError::Settings("the token endpoint is not a valid URL"))?;
+        resolver::check_literal(&endpoint, &self.policy).map_err(TokenError::Blocked)?;
         // The credential sent, so an error description that echoes it can be scrubbed.
         let credential = self.credential(settings).await?;
         let mut form: Vec<(&str, &str)> = vec![
@@ -189,6 +210,9 @@ impl TokenClient {
 fn transport_error(error: reqwest::Error) -> TokenError {
     if error.is_timeout() {
         return TokenError::Timeout;
+    }
+    if resolver::is_blocked(&error) {
+        return TokenError::Blocked("the host resolves only to non-public addresses".into());
     }
     let error = error.without_url();
     let mut message = error.to_string();

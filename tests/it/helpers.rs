@@ -19,11 +19,12 @@ use webhook_worker::{
     telemetry::Metrics,
 };
 
-/// The server's `test` database, where the per-test databases are created from.
-/// `WEBHOOK_WORKER_TEST_POSTGRES` overrides it.
-fn postgres_admin_url() -> String {
+/// The server's `test` database, where the per-test databases are created from, over TLS: every
+/// PostgreSQL test runs encrypted (the server has `ssl = on`). `WEBHOOK_WORKER_TEST_POSTGRES`
+/// overrides it.
+pub fn postgres_admin_url() -> String {
     std::env::var("WEBHOOK_WORKER_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=require".to_string())
 }
 
 /// Defines, for each `async fn name(backend: Backend)` listed, a module `name` with the tests
@@ -142,6 +143,8 @@ pub struct Settings {
     pub public_base_url: &'static str,
     /// More TOML sections (not `[database]` or `[api]`), e.g. `[oidc]` settings.
     pub extra_toml: &'static str,
+    /// `api.header_read_timeout` and `api.max_connections`.
+    pub limits: api::ConnectionLimits,
 }
 
 impl Default for Settings {
@@ -154,6 +157,7 @@ impl Default for Settings {
             max_webhooks_per_account: 100,
             public_base_url: "",
             extra_toml: "",
+            limits: api::ConnectionLimits::default(),
         }
     }
 }
@@ -275,11 +279,12 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> TestApp {
         .expect("a port");
     let base = format!("http://{}", listener.local_addr().expect("an address"));
     let cancel = CancellationToken::new();
+    let limits = settings.limits;
     if settings.worker_only {
         let router = api::ops_router(state);
-        tokio::spawn(api::serve_router(listener, router, cancel.clone()));
+        tokio::spawn(api::serve_router(listener, router, limits, cancel.clone()));
     } else {
-        tokio::spawn(api::serve(listener, state, cancel.clone()));
+        tokio::spawn(api::serve(listener, state, limits, cancel.clone()));
     }
     TestApp {
         base,

@@ -9,6 +9,9 @@
 //! - [`store`]: secrets at rest and the start-up key check.
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
+//! - [`addresses`]: IPv6 spellings of non-public IPv4 addresses, at the API and at delivery.
+//! - [`deadline`]: one deadline per delivery attempt, token requests included.
+//! - [`postgres_tls`]: the store over TLS (`sslmode=require`, `verify-full`).
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
 //! - [`delivery_log`]: the attempt log and redrive through the API.
 //! - [`devtools`]: `listen` and `publish`, the development tools, as built binaries.
@@ -20,10 +23,12 @@ mod helpers;
 mod oidc_provider;
 mod receiver;
 
+mod addresses;
 mod api;
 mod cli;
 mod crash;
 mod dead_letters;
+mod deadline;
 mod delivery_log;
 mod devtools;
 mod oidc;
@@ -31,4 +36,5 @@ mod oidc_delivery;
 mod oidc_errors;
 mod oidc_tenants;
 mod pipeline;
+mod postgres_tls;
 mod store;

@@ -22,7 +22,9 @@ use webhook_worker::{
     webhook::{OidcAuthMethod, OidcSettings},
 };
 
-use crate::oidc_provider::{test_http_client, OidcProvider, RESOURCE, SCOPE, SHORT_LIVED_RESOURCE};
+use crate::oidc_provider::{
+    loopback_allowed, test_http_client, OidcProvider, RESOURCE, SCOPE, SHORT_LIVED_RESOURCE,
+};
 
 pub const POST_CLIENT: &str = "client-secret-post";
 pub const POST_SECRET: &str = "post-client-secret-5f2c9a1e7b3d4c6a";
@@ -126,7 +128,8 @@ pub fn token_provider(keys: &Arc<SigningKeys>, margin: Duration) -> (TokenProvid
         &oidc_config(margin),
         65536,
         metrics.clone(),
-    );
+    )
+    .with_address_policy(loopback_allowed());
     (tokens, metrics)
 }
 
@@ -302,7 +305,8 @@ async fn the_provider_accepts_every_assertion_so_no_jti_is_reused() {
         account_keys(keys),
         Duration::from_secs(60),
         65536,
-    );
+    )
+    .with_address_policy(loopback_allowed());
     let settings = settings(&provider, OidcAuthMethod::PrivateKeyJwt);
     for _ in 0..20 {
         client

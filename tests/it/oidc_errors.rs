@@ -12,7 +12,7 @@ use webhook_worker::{
 
 use crate::{
     oidc::{keys, settings, start_provider, token_provider, JWT_CLIENT, POST_CLIENT, POST_SECRET},
-    oidc_provider::test_http_client,
+    oidc_provider::{loopback_allowed, test_http_client},
 };
 
 /// The error is `Rejected` with `invalid_client`, and says nothing secret.
@@ -70,7 +70,8 @@ async fn a_response_over_the_size_limit_is_refused() {
         crate::oidc::account_keys(&keys().a_then_c),
         Duration::from_secs(60),
         16,
-    );
+    )
+    .with_address_policy(loopback_allowed());
     let error = client
         .request(&settings(&provider, OidcAuthMethod::ClientSecret))
         .await

@@ -2,6 +2,7 @@
 
 mod auth;
 mod bodies;
+mod connections;
 mod crud;
 mod keys;
 mod ops;

@@ -1,0 +1,124 @@
+//! The API's HTTP/1.1 server: the accept loop, the connection cap and the header-read timeout.
+//!
+//! axum's `serve` runs hyper without a timer, so hyper cannot time out a client that sends its
+//! headers one byte at a time, and accepts every connection it is offered. Here each connection
+//! is served by hyper's HTTP/1 connection with a tokio timer, so its headers must arrive within
+//! `api.header_read_timeout` (also how long a keep-alive connection may sit idle), and a
+//! semaphore permit is taken *before* accepting: beyond `api.max_connections` new connections
+//! wait in the kernel's listen backlog instead of costing a task and buffers each.
+//!
+//! On cancellation the loop stops accepting, every connection finishes the request it is
+//! serving (idle ones close at once), and [`serve`] returns when the last one has closed.
+
+use std::{io, sync::Arc, time::Duration};
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::config::ApiConfig;
+
+/// How many connections the server holds, and how long a client may take over its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    pub fn from_config(api: &ApiConfig) -> Self {
+        ConnectionLimits {
+            header_read_timeout: api.header_read_timeout.0,
+            max_connections: api.max_connections,
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    /// The defaults of `config/default.toml`.
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `cancel` fires, then waits for open connections to finish
+/// their requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    cancel: CancellationToken,
+) -> io::Result<()> {
+    // One permit per open connection; a permit lives as long as its connection's task.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    loop {
+        let permit = tokio::select! {
+            () = cancel.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // closed: never, the semaphore is ours
+            },
+        };
+        let stream = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    pause_after_accept_error(error).await;
+                    continue;
+                }
+            },
+        };
+        // Answers are small: send them at once rather than wait to fill a segment.
+        let _ = stream.set_nodelay(true);
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = cancel.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                // Header timeouts, resets, malformed requests: the client's business.
+                tracing::debug!(%error, "API connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// A connection that failed between the kernel and us is the client's problem; anything else
+/// (out of file descriptors) is ours, and retrying at once would spin.
+async fn pause_after_accept_error(error: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if !matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        tracing::warn!(%error, "cannot accept API connections; retrying in 1 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
