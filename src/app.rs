@@ -16,6 +16,7 @@ use crate::{
     health::Readiness,
     oidc::{SigningKeys, TokenProvider},
     pipeline::Pipeline,
+    queue::DeclareError,
     registry::Registry,
     store::Store,
     telemetry::Metrics,
@@ -31,6 +32,9 @@ pub struct Application {
     api_addr: SocketAddr,
     /// The HTTP server; watched so that a server that stops on its own stops the process.
     http: JoinHandle<std::io::Result<()>>,
+    /// The consumer (roles `all` and `worker`); watched too: it ends on its own only when the
+    /// broker refuses the topology, which restarting would not fix.
+    worker: Option<JoinHandle<Result<(), DeclareError>>>,
     /// Fired once to stop every part; each part drains its own work before its task ends.
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -60,6 +64,7 @@ impl Application {
         );
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let mut worker_task = None;
         tasks.spawn(
             registry
                 .clone()
@@ -76,14 +81,18 @@ impl Application {
                 metrics.clone(),
             );
             let deliverer = deliverer.with_tokens(tokens);
-            let pipeline = Arc::new(Pipeline::new(
-                &config,
-                registry.clone(),
-                deliverer,
-                metrics.clone(),
-            ));
+            let pipeline = Arc::new(
+                Pipeline::new(&config, registry.clone(), deliverer, metrics.clone())
+                    .with_shutdown(cancel.clone()),
+            );
             let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
-            tasks.spawn(worker.run(cancel.clone()));
+            worker_task = Some(tokio::spawn(worker.run(cancel.clone())));
+            if config.shutdown.grace.0 <= config.delivery.timeout.0 {
+                tracing::warn!(
+                    "shutdown.grace is not longer than delivery.timeout: a delivery under way at \
+                     SIGTERM may be cut off and made again"
+                );
+            }
         }
         tasks.close();
         let state = ApiState::new(
@@ -104,6 +113,7 @@ impl Application {
             store,
             api_addr,
             http,
+            worker: worker_task,
             cancel,
             tasks,
         })
@@ -134,6 +144,11 @@ impl Application {
             tracing::warn!("HTTP requests still in flight after shutdown.grace; dropping them");
             self.http.abort();
         }
+        if let Some(worker) = self.worker.take() {
+            if let Ok(Err(error)) = worker.await {
+                tracing::error!(%error, "the worker had stopped");
+            }
+        }
         self.tasks.wait().await;
         self.store.close().await;
     }
@@ -145,10 +160,27 @@ impl Application {
             result = &mut self.http => {
                 result.context("the HTTP server task failed")?.context("the HTTP server failed")
             }
+            result = worker_stopped(&mut self.worker) => result,
         };
         tracing::info!("shutting down");
         self.stop().await;
         result
+    }
+}
+
+/// Resolves when the worker stopped on its own (never, for role `api`).
+async fn worker_stopped(
+    worker: &mut Option<JoinHandle<Result<(), DeclareError>>>,
+) -> anyhow::Result<()> {
+    let Some(handle) = worker.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = handle.await;
+    *worker = None;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(panic) => Err(anyhow::anyhow!("the worker task failed: {panic}")),
     }
 }
 

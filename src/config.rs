@@ -40,6 +40,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     pub max_message_bytes: usize,
     pub reconnect_max_backoff: HumanDuration,
+    pub delivery_limit: u32,
+    pub confirm_timeout: HumanDuration,
+    pub settle_timeout: HumanDuration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +229,18 @@ impl Config {
         }
         if self.amqp.max_message_bytes == 0 {
             return Err(("amqp.max_message_bytes", "must be at least 1".into()));
+        }
+        if self.amqp.delivery_limit == 0 {
+            return Err(("amqp.delivery_limit", "must be at least 1".into()));
+        }
+        if self.amqp.confirm_timeout.0.is_zero() {
+            return Err(("amqp.confirm_timeout", "must be more than 0".into()));
+        }
+        if self.amqp.settle_timeout.0 < self.amqp.confirm_timeout.0 {
+            return Err((
+                "amqp.settle_timeout",
+                "must be at least amqp.confirm_timeout".into(),
+            ));
         }
         let db = self.database.url.expose();
         if !(db.starts_with("sqlite:")

@@ -3,7 +3,9 @@
 //!
 //! Messages are taken with `basic.get` and left unacknowledged; closing the channel at the end
 //! puts back everything that was not replayed, so listing changes nothing and a replay that
-//! fails half-way loses nothing.
+//! fails half-way loses nothing. RabbitMQ counts each such return as a delivery; the dead-letter
+//! queue is declared with a delivery limit no listing reaches (see `queue::topology`), so
+//! RabbitMQ 4.x's default limit of 20 never drops a dead letter.
 
 use lapin::{
     options::{BasicAckOptions, BasicGetOptions},
@@ -36,8 +38,14 @@ pub struct DeadLetterInfo {
 impl DeadLetterInfo {
     fn of(message_id: Option<String>, headers: Option<&FieldTable>) -> Self {
         Self {
-            reason: header_text(headers, job::DEAD_REASON),
-            detail: header_text(headers, job::DEAD_DETAIL),
+            // The worker's own reason, or the broker's for what it dead-lettered itself
+            // (`delivery_limit` past amqp.delivery_limit, `rejected` after settle_timeout).
+            reason: header_text(headers, job::DEAD_REASON)
+                .or_else(|| header_text(headers, "x-first-death-reason")),
+            detail: header_text(headers, job::DEAD_DETAIL).or_else(|| {
+                header_text(headers, "x-first-death-queue")
+                    .map(|queue| format!("dead-lettered by the broker from {queue}"))
+            }),
             event_id: message_id,
             event_type: header_text(headers, job::EVENT_TYPE),
             webhook_id: header_text(headers, job::WEBHOOK_ID),

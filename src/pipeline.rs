@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::future::join_all;
 use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -25,12 +26,21 @@ use crate::{
     webhook::Webhook,
 };
 
+mod settle;
+
 /// What to do with the message once its outcomes are durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     Ack,
-    /// Something could not be made durable: put the message back to be handled again.
+    /// Nothing was attempted yet and something needed for it is missing (the database cannot be
+    /// read): put the message back to be handled again. The queue's delivery limit bounds this.
     Requeue,
+    /// Attempts were made but their outcomes could not be made durable in time: the broker
+    /// dead-letters the message (never requeued: that would repeat every attempt).
+    Reject,
+    /// Shutting down before the outcomes were durable: leave the message unacked; closing the
+    /// connection hands it back to the broker.
+    Leave,
 }
 
 /// What must happen next for one (event, webhook) pair.
@@ -48,6 +58,10 @@ pub struct Pipeline {
     schedule: RetrySchedule,
     default_account: String,
     max_message_bytes: usize,
+    /// How long [`Pipeline::settle`] keeps re-publishing failed outcomes (`amqp.settle_timeout`).
+    settle_timeout: Duration,
+    /// Fires on shutdown: [`Pipeline::settle`] stops re-publishing then.
+    shutdown: CancellationToken,
     metrics: Metrics,
 }
 
@@ -70,8 +84,16 @@ impl Pipeline {
             schedule: RetrySchedule::from_config(&config.delivery),
             default_account: config.delivery.default_account.clone(),
             max_message_bytes: config.amqp.max_message_bytes,
+            settle_timeout: config.amqp.settle_timeout.0,
+            shutdown: CancellationToken::new(),
             metrics,
         }
+    }
+
+    /// Stop re-publishing failed outcomes once `shutdown` fires.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     pub fn names(&self) -> &Names {
@@ -157,6 +179,7 @@ impl Pipeline {
             Ok(webhook) => webhook,
             Err(error) => {
                 warn!(%error, webhook_id = %job.webhook_id, "cannot read the webhook; the retry goes back to the queue");
+                self.metrics.settle("requeued");
                 return Disposition::Requeue;
             }
         };
@@ -279,37 +302,6 @@ impl Pipeline {
                     })
                 }
             },
-        }
-    }
-
-    /// Publishes every retry job and dead letter with a confirm. Ack only if all were taken.
-    async fn settle(
-        &self,
-        publisher: &Publisher,
-        raw: &[u8],
-        message_id: &str,
-        nexts: Vec<Next>,
-    ) -> Disposition {
-        let messages: Vec<(String, FieldTable)> = nexts
-            .into_iter()
-            .filter_map(|next| match next {
-                Next::Done => None,
-                Next::Retry { delay, job } => Some((self.names.retry(delay), job.headers())),
-                Next::Dead(dead) => Some((self.names.dead.clone(), dead.headers())),
-            })
-            .collect();
-        let publishes = messages.into_iter().map(|(queue, headers)| async move {
-            publisher
-                .publish("", &queue, raw, headers, message_id)
-                .await
-        });
-        let results = join_all(publishes).await;
-        match results.into_iter().find_map(Result::err) {
-            None => Disposition::Ack,
-            Some(error) => {
-                warn!(%error, "could not make an outcome durable; the message goes back to the queue");
-                Disposition::Requeue
-            }
         }
     }
 }

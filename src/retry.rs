@@ -53,6 +53,14 @@ impl RetrySchedule {
     }
 }
 
+/// `delay` less a random part of up to a half: spreads out the retries of many tasks (or the
+/// reconnects of many replicas) that failed at the same moment, so they do not come back in step.
+pub fn jittered(delay: Duration) -> Duration {
+    use rand::Rng;
+    let half = delay / 2;
+    half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+}
+
 /// A compact, queue-name-safe spelling of a delay: `500ms`, `5s`, `2m`, `36h`.
 pub fn label(delay: Duration) -> String {
     let ms = delay.as_millis();

@@ -34,6 +34,14 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A stored webhook row that could not be decoded. The error names the column, never a value.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook {id}: {error}")]
+pub struct BadRow {
+    pub id: String,
+    pub error: StoreError,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -214,6 +222,24 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// Every webhook of every account, each row decoded on its own: a row that cannot be decoded
+    /// (a value an older version cannot parse, a secret under another key) comes back as
+    /// [`BadRow`] and the others still load.
+    pub async fn all_decodable(&self) -> Result<Vec<Result<Webhook, BadRow>>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                self.decode(row).map_err(|error| BadRow {
+                    id: row.try_get("id").unwrap_or_default(),
+                    error,
+                })
+            })
+            .collect())
     }
 
     /// Whether the database answers; for `/readyz`.

@@ -10,6 +10,9 @@
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
+//! - [`settling`]: bounded redelivery, partial publish failures, re-declared queues.
+//! - [`registry`]: undecodable rows, a stale registry, two replicas on PostgreSQL.
+//! - [`topology`]: starting against queues declared with older arguments.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
 //!   OAuth server (panva's `oidc-provider`, run by node).
 
@@ -26,4 +29,7 @@ mod oidc;
 mod oidc_delivery;
 mod oidc_errors;
 mod pipeline;
+mod registry;
+mod settling;
 mod store;
+mod topology;
