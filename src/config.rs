@@ -80,6 +80,8 @@ pub struct DeliveryConfig {
     pub max_in_flight_per_webhook: usize,
     pub park_after: HumanDuration,
     pub default_account: String,
+    pub fan_out_threshold: usize,
+    pub max_in_flight_per_event: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,6 +307,12 @@ impl Config {
         }
         if self.delivery.max_response_bytes == 0 {
             return Err(("delivery.max_response_bytes", "must be at least 1".into()));
+        }
+        if self.delivery.max_in_flight_per_event == 0 {
+            return Err((
+                "delivery.max_in_flight_per_event",
+                "must be at least 1".into(),
+            ));
         }
         if self.delivery.default_account.is_empty() {
             return Err(("delivery.default_account", "must not be empty".into()));

@@ -5,7 +5,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::future::join_all;
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -26,6 +25,7 @@ use crate::{
     webhook::Webhook,
 };
 
+mod fan_out;
 mod settle;
 
 /// What to do with the message once its outcomes are durable.
@@ -46,7 +46,12 @@ pub enum Disposition {
 /// What must happen next for one (event, webhook) pair.
 enum Next {
     Done,
-    Retry { delay: Duration, job: Job },
+    /// A first attempt to make from the deliveries queue (an event split by fan-out).
+    Job(Job),
+    Retry {
+        delay: Duration,
+        job: Job,
+    },
     Dead(DeadLetter),
 }
 
@@ -60,6 +65,10 @@ pub struct Pipeline {
     max_message_bytes: usize,
     /// How long [`Pipeline::settle`] keeps re-publishing failed outcomes (`amqp.settle_timeout`).
     settle_timeout: Duration,
+    /// Above this many matched webhooks an event is split into one job each.
+    fan_out_threshold: usize,
+    /// First attempts one event makes at once (below the fan-out threshold).
+    max_in_flight_per_event: usize,
     /// Fires on shutdown: [`Pipeline::settle`] stops re-publishing then.
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -85,6 +94,8 @@ impl Pipeline {
             default_account: config.delivery.default_account.clone(),
             max_message_bytes: config.amqp.max_message_bytes,
             settle_timeout: config.amqp.settle_timeout.0,
+            fan_out_threshold: config.delivery.fan_out_threshold,
+            max_in_flight_per_event: config.delivery.max_in_flight_per_event,
             shutdown: CancellationToken::new(),
             metrics,
         }
@@ -143,13 +154,16 @@ impl Pipeline {
             debug!(event_id = %event.id, account, "no webhook subscribed");
             return Disposition::Ack;
         }
+        if self.fans_out(webhooks.len()) {
+            return self.fan_out(publisher, raw, &event.id, &webhooks).await;
+        }
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
         let attempts = webhooks.iter().map(|webhook| {
             let body = bodies.get(&event, webhook.include.as_deref());
             self.attempt(webhook, &event, body, correlation_id.as_deref(), 1)
         });
-        let nexts = join_all(attempts.collect::<Vec<_>>()).await;
+        let nexts = self.bounded(attempts.collect()).await;
         self.settle(publisher, raw, &event.id, nexts).await
     }
 

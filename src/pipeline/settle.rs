@@ -35,6 +35,7 @@ impl Pipeline {
             .into_iter()
             .filter_map(|next| match next {
                 Next::Done => None,
+                Next::Job(job) => Some((self.names.deliveries.clone(), job.headers())),
                 Next::Retry { delay, job } => Some((self.names.retry(delay), job.headers())),
                 Next::Dead(dead) => Some((self.names.dead.clone(), dead.headers())),
             })

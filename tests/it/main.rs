@@ -13,6 +13,7 @@
 //! - [`settling`]: bounded redelivery, partial publish failures, re-declared queues.
 //! - [`registry`]: undecodable rows, a stale registry, two replicas on PostgreSQL.
 //! - [`topology`]: starting against queues declared with older arguments.
+//! - [`fan_out`]: one event for 1,000 webhooks beside another account's events.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
 //!   OAuth server (panva's `oidc-provider`, run by node).
 
@@ -25,6 +26,7 @@ mod api;
 mod cli;
 mod crash;
 mod dead_letters;
+mod fan_out;
 mod oidc;
 mod oidc_delivery;
 mod oidc_errors;
