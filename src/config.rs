@@ -425,6 +425,27 @@ mod tests {
     }
 
     #[test]
+    fn broker_robustness_keys_are_validated_by_name() {
+        for (toml, key) in [
+            ("[amqp]\ndelivery_limit = 0\n", "amqp.delivery_limit"),
+            ("[amqp]\nconfirm_timeout = \"0s\"\n", "amqp.confirm_timeout"),
+            (
+                "[amqp]\nconfirm_timeout = \"10s\"\nsettle_timeout = \"5s\"\n",
+                "amqp.settle_timeout",
+            ),
+            (
+                "[delivery]\nmax_in_flight_per_event = 0\n",
+                "delivery.max_in_flight_per_event",
+            ),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let config = Config::from_toml("").unwrap();
+        assert!(config.shutdown.grace.0 > config.delivery.timeout.0);
+    }
+
+    #[test]
     fn a_token_listed_for_two_accounts_is_refused() {
         let hash = "a".repeat(64);
         let toml = format!(

@@ -118,4 +118,14 @@ mod tests {
         assert_eq!(schedule.park_delay(), Duration::from_secs(1));
         assert_eq!(schedule.distinct_delays(), vec![Duration::from_secs(1)]);
     }
+
+    #[test]
+    fn jitter_spreads_a_delay_over_its_upper_half() {
+        let delay = Duration::from_secs(8);
+        let waits: std::collections::HashSet<Duration> = (0..50).map(|_| jittered(delay)).collect();
+        assert!(waits
+            .iter()
+            .all(|w| *w >= Duration::from_secs(4) && *w <= delay));
+        assert!(waits.len() > 1, "replicas would reconnect in lockstep");
+    }
 }
