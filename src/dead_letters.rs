@@ -125,9 +125,22 @@ pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLette
     Ok(letters)
 }
 
-/// Replays up to `limit` deliveries that died with `retries_exhausted` (only those of
-/// `webhook`, when given): each is published to the deliveries queue as attempt 1 of a fresh
-/// schedule, with a confirm, and only then removed from the dead letters.
+/// Deliveries whose retries ran out, and delivery jobs the broker itself dead-lettered (past
+/// `amqp.delivery_limit`, or rejected after `amqp.settle_timeout`): both name their webhook.
+fn replayable_reason(headers: Option<&FieldTable>) -> bool {
+    match header_text(headers, job::DEAD_REASON) {
+        Some(reason) => reason == "retries_exhausted",
+        None => matches!(
+            header_text(headers, "x-first-death-reason").as_deref(),
+            Some("delivery_limit" | "rejected")
+        ),
+    }
+}
+
+/// Replays up to `limit` deliveries that died with `retries_exhausted`, or as jobs the broker
+/// dead-lettered (only those of `webhook`, when given): each is published to the deliveries
+/// queue as attempt 1 of a fresh schedule, with a confirm, and only then removed from the dead
+/// letters.
 pub async fn replay(
     config: &Config,
     limit: usize,
@@ -143,8 +156,7 @@ pub async fn replay(
         let headers = message.properties.headers().as_ref();
         let target = header_text(headers, job::WEBHOOK_ID).and_then(|id| id.parse::<Uuid>().ok());
         let account = header_text(headers, job::ACCOUNT_ID);
-        let replayable = header_text(headers, job::DEAD_REASON).as_deref()
-            == Some("retries_exhausted")
+        let replayable = replayable_reason(headers)
             && target.is_some()
             && webhook.is_none_or(|wanted| target == Some(wanted));
         let (Some(webhook_id), Some(account_id), true) = (target, account, replayable) else {

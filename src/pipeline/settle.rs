@@ -5,7 +5,8 @@
 //! them all again (duplicates for every webhook that was delivered, and a second retry chain for
 //! every one that failed). Instead the outcomes stay in memory and only those whose publish
 //! failed are published again, with backoff, while the message is held unacked. If they still
-//! fail after `amqp.settle_timeout`, the message is rejected: the broker dead-letters it into the
+//! fail after `amqp.settle_timeout` (not counting time the broker blocked publishing: a resource
+//! alarm is waited out), the message is rejected: the broker dead-letters it into the
 //! dead letters (reason `rejected`), where it can be seen; it never loops. On shutdown it stops
 //! trying and leaves the message to go back to the queue with the connection.
 
@@ -40,7 +41,7 @@ impl Pipeline {
                 Next::Dead(dead) => Some((self.names.dead.clone(), dead.headers())),
             })
             .collect();
-        let deadline = Instant::now() + self.settle_timeout;
+        let mut deadline = Instant::now() + self.settle_timeout;
         let mut backoff = FIRST_BACKOFF;
         loop {
             let publishes = pending.iter().map(|(queue, headers)| {
@@ -61,6 +62,11 @@ impl Pipeline {
                 return Disposition::Ack;
             };
             let wait = jittered(backoff);
+            if publisher.is_blocked() {
+                // A resource alarm holds every publish; time spent blocked does not count, so the
+                // message waits for the alarm to clear instead of going to the dead letters.
+                deadline = Instant::now() + self.settle_timeout;
+            }
             if Instant::now() + wait >= deadline {
                 error!(message_id, failed = pending.len(), error = %last_error,
                     "outcomes still not durable after amqp.settle_timeout; rejecting the message into the dead letters");

@@ -75,6 +75,10 @@ async fn a_retry_the_database_cannot_serve_is_redelivered_at_most_the_limit_then
         .unwrap()
         .await
         .unwrap();
+    worker.wait_for_ready(&worker.names.dead, 1, WAIT).await;
+    let listed = dead_letters::list(&worker.config, 10).await.unwrap();
+    assert_eq!(listed[0].reason.as_deref(), Some("delivery_limit"));
+    assert_eq!(listed[0].webhook_id, Some(job.webhook_id.to_string()));
     let dead = worker.dead_letters(1, WAIT).await;
     let (headers, dead_body) = &dead[0];
     assert_eq!(dead_body, &body);
