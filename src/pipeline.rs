@@ -44,15 +44,12 @@ pub enum Disposition {
 }
 
 /// What must happen next for one (event, webhook) pair.
+/// (`Job`: a first attempt to make from the deliveries queue, for an event split by fan-out.)
 enum Next {
     Done,
-    /// A first attempt to make from the deliveries queue (an event split by fan-out).
-    Job(Job),
-    Retry {
-        delay: Duration,
-        job: Job,
-    },
+    Retry { delay: Duration, job: Job },
     Dead(DeadLetter),
+    Job(Job),
 }
 
 pub struct Pipeline {

@@ -182,20 +182,10 @@ impl Worker {
         let lost = loop {
             let (source, next) = tokio::select! {
                 _ = cancel.cancelled() => break None,
-                _ = check.tick() => {
-                    // Without its confirm channel the worker can settle nothing, so a closed
-                    // publisher ends the session like a lost connection.
-                    if !publisher.is_open() {
-                        break Some(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed));
-                    }
-                    let blocked =
-                        publisher.is_blocked() || connections.consuming.status().blocked();
-                    if blocked != self.readiness.broker_blocked() {
-                        warn!(blocked, "the broker changed the blocked state of a connection");
-                    }
-                    self.set_state(true, blocked);
-                    continue;
-                }
+                _ = check.tick() => match self.check(&connections, &publisher) {
+                    Ok(()) => continue,
+                    Err(error) => break Some(error),
+                },
                 next = incoming.next() => (Source::Incoming, next),
                 next = deliveries.next() => (Source::Deliveries, next),
             };
@@ -206,11 +196,7 @@ impl Worker {
                     tracker.spawn(handle(pipeline, publisher, source, delivery));
                 }
                 Some(Err(error)) => break Some(error),
-                None => {
-                    break Some(lapin::Error::InvalidChannelState(
-                        lapin::ChannelState::Closed,
-                    ))
-                }
+                None => break Some(closed()),
             }
         };
         if let Some(error) = lost {
@@ -225,6 +211,24 @@ impl Worker {
         ];
         self.drain(&consumers, &tracker).await;
         connections.close(CLOSE_RESERVE, "shutting down").await;
+        Ok(())
+    }
+
+    /// Follows the connections' state: a blocked one shows in readiness and metrics; a closed
+    /// confirm channel ends the session like a lost connection, since without it the worker can
+    /// settle nothing.
+    fn check(&self, connections: &Connections, publisher: &Publisher) -> lapin::Result<()> {
+        if !publisher.is_open() {
+            return Err(closed());
+        }
+        let blocked = publisher.is_blocked() || connections.consuming.status().blocked();
+        if blocked != self.readiness.broker_blocked() {
+            warn!(
+                blocked,
+                "the broker changed the blocked state of a connection"
+            );
+        }
+        self.set_state(true, blocked);
         Ok(())
     }
 
@@ -258,6 +262,10 @@ impl Worker {
             info!("shutdown: every in-flight message was settled");
         }
     }
+}
+
+fn closed() -> lapin::Error {
+    lapin::Error::InvalidChannelState(lapin::ChannelState::Closed)
 }
 
 /// lapin on the application's tokio runtime instead of an executor and reactor of its own:
