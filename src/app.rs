@@ -87,10 +87,11 @@ impl Application {
             );
             let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
             worker_task = Some(tokio::spawn(worker.run(cancel.clone())));
-            if config.shutdown.grace.0 <= config.delivery.timeout.0 {
+            // The longest attempt: a token request and the delivery, each up to the timeout.
+            if config.shutdown.grace.0 <= config.delivery.timeout.0 * 2 {
                 tracing::warn!(
-                    "shutdown.grace is not longer than delivery.timeout: a delivery under way at \
-                     SIGTERM may be cut off and made again"
+                    "shutdown.grace is not longer than twice delivery.timeout: an attempt under \
+                     way at SIGTERM may be cut off and made again"
                 );
             }
         }

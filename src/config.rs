@@ -442,7 +442,7 @@ mod tests {
             assert!(err.contains(key), "{err}");
         }
         let config = Config::from_toml("").unwrap();
-        assert!(config.shutdown.grace.0 > config.delivery.timeout.0);
+        assert!(config.shutdown.grace.0 > config.delivery.timeout.0 * 2);
     }
 
     #[test]
