@@ -70,6 +70,7 @@ impl Application {
                 .clone()
                 .refresh_until_cancelled(config.registry.refresh.0, cancel.clone()),
         );
+        tasks.spawn(registry.clone().listen_until_cancelled(cancel.clone()));
         if role != Role::Api {
             let deliverer = Deliverer::new(&config, metrics.clone())?;
             // The same client as deliveries: token endpoints are customer-controlled too.

@@ -8,7 +8,8 @@
 //! load, so one bad row never freezes the registry. A local change made while a reload read the
 //! database is laid over what the reload read, so no reload is thrown away (on a busy replica
 //! that would starve it of other replicas' changes) and no local change is overwritten by an
-//! older read. The snapshot's age is known: `/readyz` reports not ready when it is older than
+//! older read. On PostgreSQL, changes also arrive from other replicas at once ([`listen`]). The
+//! snapshot's age is known: `/readyz` reports not ready when it is older than
 //! [`STALE_AFTER_REFRESHES`] refresh periods.
 
 use std::{
@@ -23,6 +24,8 @@ use std::{
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+mod listen;
 
 use crate::{
     store::{Store, StoreError},
@@ -186,16 +189,21 @@ impl Registry {
         limit == 0 || self.snapshot_age().as_millis() <= limit as u128
     }
 
-    /// Applies a change made through this process at once (created or updated webhook).
+    /// Applies a change made through this process at once (created or updated webhook), and
+    /// announces it to the other replicas.
     pub fn upsert(&self, webhook: Webhook) {
-        self.change(webhook.id, Some(Arc::new(webhook)));
+        let id = webhook.id;
+        self.apply(id, Some(Arc::new(webhook)));
+        self.announce(id);
     }
 
     pub fn remove(&self, id: Uuid) {
-        self.change(id, None);
+        self.apply(id, None);
+        self.announce(id);
     }
 
-    fn change(&self, id: Uuid, webhook: Option<Arc<Webhook>>) {
+    /// Puts `webhook` (or its absence) in the snapshot, and keeps it over a reload's older read.
+    fn apply(&self, id: Uuid, webhook: Option<Arc<Webhook>>) {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let number = self.local_changes.fetch_add(1, Ordering::AcqRel) + 1;
         self.recent

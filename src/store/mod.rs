@@ -46,7 +46,12 @@ pub struct BadRow {
 pub struct Store {
     pool: AnyPool,
     cipher: Option<Cipher>,
+    /// PostgreSQL only: where a listener connects for change notifications.
+    postgres_url: Option<Secret>,
 }
+
+/// The PostgreSQL notification channel on which a replica announces a changed webhook's id.
+pub const CHANGES_CHANNEL: &str = "webhook_worker_changes";
 
 const COLUMNS: &str = "id, account_id, url, secret_enc, enabled_events, include, disabled_at, \
     created_at, updated_at, oidc_auth_method, oidc_client_id, oidc_client_secret_enc, \
@@ -73,9 +78,13 @@ impl Store {
                 .await?;
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let postgres_url = url
+            .starts_with("postgres")
+            .then(|| Secret::new(url.as_str()));
         let store = Store {
             pool,
             cipher: key.map(Cipher::new),
+            postgres_url,
         };
         store.check_key().await?;
         Ok(store)
@@ -240,6 +249,33 @@ impl Store {
                 })
             })
             .collect())
+    }
+
+    /// A webhook by id alone, whatever its account: for applying another replica's change.
+    pub async fn get_by_id(&self, id: Uuid) -> Result<Option<Webhook>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    /// The database URL to LISTEN on, when the database is PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&Secret> {
+        self.postgres_url.as_ref()
+    }
+
+    /// PostgreSQL: tells every listening replica that webhook `id` changed. Elsewhere, nothing.
+    pub async fn announce_change(&self, id: Uuid) -> Result<(), StoreError> {
+        if self.postgres_url.is_none() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Whether the database answers; for `/readyz`.

@@ -153,3 +153,55 @@ async fn two_replicas_on_postgres_see_each_others_changes_within_two_refreshes_u
         registry.store().close().await;
     }
 }
+
+/// Waits until `seen` holds for `registry`; panics after `limit`.
+async fn wait_until(registry: &Registry, limit: Duration, seen: impl Fn(&Registry) -> bool) {
+    let start = tokio::time::Instant::now();
+    while !seen(registry) {
+        assert!(
+            start.elapsed() <= limit,
+            "the change did not arrive within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn on_postgres_another_replicas_change_arrives_at_once_through_notify() {
+    // Full reloads a minute apart: only a notification can bring a change within seconds.
+    const REFRESH: Duration = Duration::from_secs(60);
+    const AT_ONCE: Duration = Duration::from_secs(3);
+    let db = TestDb::new(Backend::Postgres).await;
+    let key = crate::crash::decode(&random_key());
+    let cancel = CancellationToken::new();
+    let a = replica(db.url(), key, REFRESH, &cancel).await;
+    let b = replica(db.url(), key, REFRESH, &cancel).await;
+    for registry in [&a, &b] {
+        tokio::spawn(registry.clone().listen_until_cancelled(cancel.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut webhook = validated(
+        "acct",
+        json!({"url": "http://127.0.0.1:9/a", "enabled_events": ["*"]}),
+    );
+    a.store().insert(&webhook).await.unwrap();
+    a.upsert(webhook.clone());
+    wait_until(&b, AT_ONCE, |r| r.get(webhook.id).is_some()).await;
+
+    webhook.url = "http://127.0.0.1:9/b".into();
+    b.store().update(&webhook).await.unwrap();
+    b.upsert(webhook.clone());
+    wait_until(&a, AT_ONCE, |r| {
+        r.get(webhook.id).is_some_and(|w| w.url.ends_with("/b"))
+    })
+    .await;
+
+    a.store().delete("acct", webhook.id).await.unwrap();
+    a.remove(webhook.id);
+    wait_until(&b, AT_ONCE, |r| r.get(webhook.id).is_none()).await;
+    cancel.cancel();
+    for registry in [a, b] {
+        registry.store().close().await;
+    }
+}
