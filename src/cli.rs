@@ -68,6 +68,9 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Re-declare queues an older version declared with other arguments, keeping every
+    /// message. Stop every worker first; producers may keep publishing.
+    MigrateQueues,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +196,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     ))?;
                     println!("{}", serde_json::to_string(&summary)?);
                 }
+            }
+        }
+        Command::MigrateQueues => {
+            let config = load(&cli)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let migrated = runtime.block_on(crate::queue::migrate::run(&config))?;
+            if migrated.is_empty() {
+                println!("every queue already has the arguments this version declares");
+            }
+            for queue in migrated {
+                println!("{}", serde_json::to_string(&queue)?);
             }
         }
         Command::Run { role } => {

@@ -15,9 +15,11 @@
 //! - queue `webhooks.dead` (quorum): dead letters, with the reason in headers (ours, or the
 //!   broker's `x-first-death-reason`); never consumed by the worker.
 //!
-//! [`topology`] declares all of it.
+//! [`topology`] declares all of it; [`migrate`] moves queues an older version declared with other
+//! arguments.
 
 pub mod job;
+pub mod migrate;
 pub mod publisher;
 pub mod topology;
 

@@ -79,8 +79,8 @@ pub enum DeclareError {
     /// The queue exists with other arguments: an older version declared it. Not retryable.
     #[error(
         "queue {queue:?} exists with other arguments than this version declares \
-         (argument {argument:?}; the broker said: {detail}); drain and delete the queue, or move \
-         its messages, then start again (README, \"Upgrading the queues\")"
+         (argument {argument:?}; the broker said: {detail}); stop every worker and run \
+         `webhook-worker migrate-queues` (README, \"Upgrading the queues\")"
     )]
     Mismatch {
         queue: String,
@@ -145,8 +145,8 @@ fn durable() -> QueueDeclareOptions {
     }
 }
 
-/// The arguments of each queue, by name.
-fn queue_arguments(topology: &Topology) -> Vec<(String, FieldTable)> {
+/// The arguments of each queue, by name, in the order of [`Topology::queues`].
+pub(super) fn queue_arguments(topology: &Topology) -> Vec<(String, FieldTable)> {
     let names = &topology.names;
     let mut queues = Vec::new();
     for consumed in [&names.incoming, &names.deliveries] {
