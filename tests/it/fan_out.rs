@@ -112,3 +112,83 @@ async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_fligh
     assert_eq!(worker.metric("settles_total{outcome=\"fanned_out\"}"), 0);
     worker.stop().await;
 }
+
+/// The worker as its own process (the binary), for a figure of its memory alone: peak resident
+/// memory (VmHWM) before and after one event fans out to 1,000 webhooks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_printed() {
+    use std::process::Stdio;
+
+    use webhook_worker::store::Store;
+
+    use crate::harness::{random_key, unique_prefix, validated, AMQP_URL};
+
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/fan.db", dir.path().display());
+    let key = random_key();
+    let prefix = unique_prefix();
+    let many = TestReceiver::start().await;
+    let store = Store::connect(&database_url, 1, Some(crate::crash::decode(&key)))
+        .await
+        .unwrap();
+    for _ in 0..WEBHOOKS {
+        let hook = json!({"url": many.url(), "enabled_events": ["*"]});
+        store.insert(&validated("big", hook)).await.unwrap();
+    }
+    store.close().await;
+    let broker = TestWorker::publisher_for(&prefix).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["run", "--role", "worker"])
+        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
+        .env("WEBHOOK_WORKER__AMQP__PREFIX", &prefix)
+        .env("WEBHOOK_WORKER__DATABASE__URL", &database_url)
+        .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", &key)
+        .env("WEBHOOK_WORKER__DELIVERY__ALLOW_HTTP", "true")
+        .env(
+            "WEBHOOK_WORKER__DELIVERY__ALLOW_NETWORKS",
+            "[\"127.0.0.0/8\"]",
+        )
+        .env("WEBHOOK_WORKER__DELIVERY__RETRY_SCHEDULE", "[\"500ms\"]")
+        .env("WEBHOOK_WORKER__API__LISTEN", "127.0.0.1:0")
+        .env("WEBHOOK_WORKER__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker binary");
+    let pid = child.id().expect("running");
+    let peak = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kib| kib / 1024)
+    };
+    // Ready: it consumes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while broker.queue_counts(&broker.names.incoming).await.1 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = peak();
+    let (id, body) = event("business.updated");
+    let published = tokio::time::Instant::now();
+    broker.publish(Some("big"), "business.updated", &body).await;
+    let got = many.wait_for(WEBHOOKS, Duration::from_secs(120)).await;
+    let took = published.elapsed();
+    assert!(got
+        .iter()
+        .all(|r| r.header("x-webhook-event-id").as_deref() == Some(id.as_str())));
+    eprintln!(
+        "worker process: peak memory {before:?} MiB before the event, {:?} MiB after it reached \
+         {WEBHOOKS} webhooks ({took:?})",
+        peak()
+    );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    broker.delete_topology().await;
+}
