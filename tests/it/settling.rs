@@ -210,3 +210,58 @@ async fn outcomes_still_unpublishable_after_the_settle_timeout_go_to_the_dead_le
     assert_eq!(got[0].json()["id"], id.as_str());
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_a_crash_looping_worker_keeps_taking_ends_in_the_dead_letters() {
+    // No worker: the test plays one that takes the event and dies before acking, again and again.
+    let config = crate::harness::test_config(
+        &crate::harness::unique_prefix(),
+        "sqlite::memory:",
+        "[amqp]\ndelivery_limit = 2",
+    );
+    let broker =
+        crate::harness::Broker::connect(webhook_worker::queue::Topology::from_config(&config))
+            .await;
+    let (_, body) = event("business.updated");
+    broker
+        .publish(Some("acct"), "business.updated", &body)
+        .await;
+    let mut taken = 0;
+    for _ in 0..100 {
+        if broker.queue_counts(&broker.names.dead).await.0 == 1 {
+            break;
+        }
+        let connection = lapin::Connection::connect(
+            crate::harness::AMQP_URL,
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let message = channel
+            .basic_get(
+                &broker.names.incoming,
+                lapin::options::BasicGetOptions::default(),
+            )
+            .await
+            .unwrap();
+        // The "crash": the connection goes away with the message unacked.
+        let _ = connection.close(320, "crashed").await;
+        if message.is_some() {
+            taken += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(
+        taken <= 3,
+        "taken {taken} times: once plus at most 2 redeliveries"
+    );
+    let dead = broker.dead_letters(1, WAIT).await;
+    assert_eq!(dead[0].1, body);
+    assert_eq!(
+        text(&dead[0].0, "x-first-death-reason").as_deref(),
+        Some("delivery_limit")
+    );
+    broker.delete_topology().await;
+}
