@@ -16,6 +16,7 @@ use crate::{
     health::Readiness,
     oidc::{AccountKeys, TokenProvider},
     pipeline::Pipeline,
+    queue::DeclareError,
     registry::Registry,
     store::Store,
     telemetry::Metrics,
@@ -31,6 +32,9 @@ pub struct Application {
     api_addr: SocketAddr,
     /// The HTTP server; watched so that a server that stops on its own stops the process.
     http: JoinHandle<std::io::Result<()>>,
+    /// The consumer (roles `all` and `worker`); watched too: it ends on its own only when the
+    /// broker refuses the topology, which restarting would not fix.
+    worker: Option<JoinHandle<Result<(), DeclareError>>>,
     /// Fired once to stop every part; each part drains its own work before its task ends.
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -59,11 +63,13 @@ impl Application {
             .context("cannot load oidc.signing_keys")?;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let mut worker_task = None;
         tasks.spawn(
             registry
                 .clone()
                 .refresh_until_cancelled(config.registry.refresh.0, cancel.clone()),
         );
+        tasks.spawn(registry.clone().listen_until_cancelled(cancel.clone()));
         if role != Role::Api {
             let deliverer = Deliverer::new(&config, metrics.clone())?;
             // The same client as deliveries: token endpoints are customer-controlled too.
@@ -85,10 +91,18 @@ impl Application {
             );
             let pipeline = Arc::new(
                 Pipeline::new(&config, registry.clone(), deliverer, metrics.clone())
-                    .with_delivery_log(log),
+                    .with_delivery_log(log)
+                    .with_shutdown(cancel.clone()),
             );
             let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
-            tasks.spawn(worker.run(cancel.clone()));
+            worker_task = Some(tokio::spawn(worker.run(cancel.clone())));
+            // The longest attempt: a token request and the delivery, each up to the timeout.
+            if config.shutdown.grace.0 <= config.delivery.timeout.0 * 2 {
+                tracing::warn!(
+                    "shutdown.grace is not longer than twice delivery.timeout: an attempt under \
+                     way at SIGTERM may be cut off and made again"
+                );
+            }
         }
         tasks.close();
         let state = ApiState::new(
@@ -109,6 +123,7 @@ impl Application {
             store,
             api_addr,
             http,
+            worker: worker_task,
             cancel,
             tasks,
         })
@@ -139,6 +154,11 @@ impl Application {
             tracing::warn!("HTTP requests still in flight after shutdown.grace; dropping them");
             self.http.abort();
         }
+        if let Some(worker) = self.worker.take() {
+            if let Ok(Err(error)) = worker.await {
+                tracing::error!(%error, "the worker had stopped");
+            }
+        }
         self.tasks.wait().await;
         self.store.close().await;
     }
@@ -150,10 +170,27 @@ impl Application {
             result = &mut self.http => {
                 result.context("the HTTP server task failed")?.context("the HTTP server failed")
             }
+            result = worker_stopped(&mut self.worker) => result,
         };
         tracing::info!("shutting down");
         self.stop().await;
         result
+    }
+}
+
+/// Resolves when the worker stopped on its own (never, for role `api`).
+async fn worker_stopped(
+    worker: &mut Option<JoinHandle<Result<(), DeclareError>>>,
+) -> anyhow::Result<()> {
+    let Some(handle) = worker.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = handle.await;
+    *worker = None;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(panic) => Err(anyhow::anyhow!("the worker task failed: {panic}")),
     }
 }
 

@@ -123,6 +123,9 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Re-declare queues an older version declared with other arguments, keeping every
+    /// message. Stop every worker first; producers may keep publishing.
+    MigrateQueues,
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,6 +337,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 .block_on(crate::healthcheck::probe(&url))
                 .map_err(anyhow::Error::msg)?;
             println!("{}", body.trim());
+        }
+        Command::MigrateQueues => {
+            let config = load(&cli)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let migrated = runtime.block_on(crate::queue::migrate::run(&config))?;
+            if migrated.is_empty() {
+                println!("every queue already has the arguments this version declares");
+            }
+            for queue in migrated {
+                println!("{}", serde_json::to_string(&queue)?);
+            }
         }
         Command::Run { role } => {
             let config = load(&cli)?;

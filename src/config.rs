@@ -44,6 +44,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     pub max_message_bytes: usize,
     pub reconnect_max_backoff: HumanDuration,
+    pub delivery_limit: u32,
+    pub confirm_timeout: HumanDuration,
+    pub settle_timeout: HumanDuration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +94,8 @@ pub struct DeliveryConfig {
     pub max_in_flight_per_webhook: usize,
     pub park_after: HumanDuration,
     pub default_account: String,
+    pub fan_out_threshold: usize,
+    pub max_in_flight_per_event: usize,
 }
 
 /// How much longer than one request a whole attempt may take when `delivery.attempt_deadline`
@@ -272,6 +277,18 @@ impl Config {
         if self.amqp.max_message_bytes == 0 {
             return Err(("amqp.max_message_bytes", "must be at least 1".into()));
         }
+        if self.amqp.delivery_limit == 0 {
+            return Err(("amqp.delivery_limit", "must be at least 1".into()));
+        }
+        if self.amqp.confirm_timeout.0.is_zero() {
+            return Err(("amqp.confirm_timeout", "must be more than 0".into()));
+        }
+        if self.amqp.settle_timeout.0 < self.amqp.confirm_timeout.0 {
+            return Err((
+                "amqp.settle_timeout",
+                "must be at least amqp.confirm_timeout".into(),
+            ));
+        }
         let db = self.database.url.expose();
         if !(db.starts_with("sqlite:")
             || db.starts_with("postgres://")
@@ -368,6 +385,12 @@ impl Config {
         }
         if self.delivery.max_response_bytes == 0 {
             return Err(("delivery.max_response_bytes", "must be at least 1".into()));
+        }
+        if self.delivery.max_in_flight_per_event == 0 {
+            return Err((
+                "delivery.max_in_flight_per_event",
+                "must be at least 1".into(),
+            ));
         }
         if self.delivery.default_account.is_empty() {
             return Err(("delivery.default_account", "must not be empty".into()));
@@ -496,6 +519,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("api.header_read_timeout"), "{err}");
+    }
+
+    #[test]
+    fn broker_robustness_keys_are_validated_by_name() {
+        for (toml, key) in [
+            ("[amqp]\ndelivery_limit = 0\n", "amqp.delivery_limit"),
+            ("[amqp]\nconfirm_timeout = \"0s\"\n", "amqp.confirm_timeout"),
+            (
+                "[amqp]\nconfirm_timeout = \"10s\"\nsettle_timeout = \"5s\"\n",
+                "amqp.settle_timeout",
+            ),
+            (
+                "[delivery]\nmax_in_flight_per_event = 0\n",
+                "delivery.max_in_flight_per_event",
+            ),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let config = Config::from_toml("").unwrap();
+        assert!(config.shutdown.grace.0 > config.delivery.timeout.0 * 2);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! Messages are taken with `basic.get` and left unacknowledged; closing the channel at the end
 //! puts back everything that was not replayed, so listing changes nothing and a replay that
-//! fails half-way loses nothing.
+//! fails half-way loses nothing. RabbitMQ counts each such return as a delivery; the dead-letter
+//! queue is declared with a delivery limit no listing reaches (see `queue::topology`), so
+//! RabbitMQ 4.x's default limit of 20 never drops a dead letter.
 
 use lapin::{
     options::{BasicAckOptions, BasicGetOptions},
@@ -39,8 +41,14 @@ pub struct DeadLetterInfo {
 impl DeadLetterInfo {
     fn of(message_id: Option<String>, headers: Option<&FieldTable>) -> Self {
         Self {
-            reason: header_text(headers, job::DEAD_REASON),
-            detail: header_text(headers, job::DEAD_DETAIL),
+            // The worker's own reason, or the broker's for what it dead-lettered itself
+            // (`delivery_limit` past amqp.delivery_limit, `rejected` after settle_timeout).
+            reason: header_text(headers, job::DEAD_REASON)
+                .or_else(|| header_text(headers, "x-first-death-reason")),
+            detail: header_text(headers, job::DEAD_DETAIL).or_else(|| {
+                header_text(headers, "x-first-death-queue")
+                    .map(|queue| format!("dead-lettered by the broker from {queue}"))
+            }),
             // A poison message has no event id (its message id only names what it is).
             event_id: message_id.filter(|id| !POISON_MESSAGE_IDS.contains(&id.as_str())),
             event_type: header_text(headers, job::EVENT_TYPE),
@@ -121,9 +129,22 @@ pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLette
     Ok(letters)
 }
 
-/// Replays up to `limit` deliveries that died with `retries_exhausted` (only those of
-/// `webhook`, when given): each is published to the deliveries queue as attempt 1 of a fresh
-/// schedule, with a confirm, and only then removed from the dead letters.
+/// Deliveries whose retries ran out, and delivery jobs the broker itself dead-lettered (past
+/// `amqp.delivery_limit`, or rejected after `amqp.settle_timeout`): both name their webhook.
+fn replayable_reason(headers: Option<&FieldTable>) -> bool {
+    match header_text(headers, job::DEAD_REASON) {
+        Some(reason) => reason == "retries_exhausted",
+        None => matches!(
+            header_text(headers, "x-first-death-reason").as_deref(),
+            Some("delivery_limit" | "rejected")
+        ),
+    }
+}
+
+/// Replays up to `limit` deliveries that died with `retries_exhausted`, or as jobs the broker
+/// dead-lettered (only those of `webhook`, when given): each is published to the deliveries
+/// queue as attempt 1 of a fresh schedule, with a confirm, and only then removed from the dead
+/// letters.
 pub async fn replay(
     config: &Config,
     limit: usize,
@@ -139,8 +160,7 @@ pub async fn replay(
         let headers = message.properties.headers().as_ref();
         let target = header_text(headers, job::WEBHOOK_ID).and_then(|id| id.parse::<Uuid>().ok());
         let account = header_text(headers, job::ACCOUNT_ID);
-        let replayable = header_text(headers, job::DEAD_REASON).as_deref()
-            == Some("retries_exhausted")
+        let replayable = replayable_reason(headers)
             && target.is_some()
             && webhook.is_none_or(|wanted| target == Some(wanted));
         let (Some(webhook_id), Some(account_id), true) = (target, account, replayable) else {

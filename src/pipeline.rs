@@ -5,8 +5,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::future::join_all;
 use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -26,19 +26,31 @@ use crate::{
     webhook::Webhook,
 };
 
+mod fan_out;
+mod settle;
+
 /// What to do with the message once its outcomes are durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     Ack,
-    /// Something could not be made durable: put the message back to be handled again.
+    /// Nothing was attempted yet and something needed for it is missing (the database cannot be
+    /// read): put the message back to be handled again. The queue's delivery limit bounds this.
     Requeue,
+    /// Attempts were made but their outcomes could not be made durable in time: the broker
+    /// dead-letters the message (never requeued: that would repeat every attempt).
+    Reject,
+    /// Shutting down before the outcomes were durable: leave the message unacked; closing the
+    /// connection hands it back to the broker.
+    Leave,
 }
 
 /// What must happen next for one (event, webhook) pair.
+/// (`Job`: a first attempt to make from the deliveries queue, for an event split by fan-out.)
 enum Next {
     Done,
     Retry { delay: Duration, job: Job },
     Dead(DeadLetter),
+    Job(Job),
 }
 
 pub struct Pipeline {
@@ -49,6 +61,14 @@ pub struct Pipeline {
     schedule: RetrySchedule,
     default_account: String,
     max_message_bytes: usize,
+    /// How long [`Pipeline::settle`] keeps re-publishing failed outcomes (`amqp.settle_timeout`).
+    settle_timeout: Duration,
+    /// Above this many matched webhooks an event is split into one job each.
+    fan_out_threshold: usize,
+    /// First attempts one event makes at once (below the fan-out threshold).
+    max_in_flight_per_event: usize,
+    /// Fires on shutdown: [`Pipeline::settle`] stops re-publishing then.
+    shutdown: CancellationToken,
     metrics: Metrics,
     log: DeliveryLog,
 }
@@ -73,6 +93,10 @@ impl Pipeline {
             default_account: config.delivery.default_account.clone(),
             max_message_bytes: config.amqp.max_message_bytes,
             log: DeliveryLog::off(metrics.clone()),
+            settle_timeout: config.amqp.settle_timeout.0,
+            fan_out_threshold: config.delivery.fan_out_threshold,
+            max_in_flight_per_event: config.delivery.max_in_flight_per_event,
+            shutdown: CancellationToken::new(),
             metrics,
         }
     }
@@ -103,6 +127,12 @@ impl Pipeline {
             error: failure.map(|f| f.reason.as_str()),
             duration,
         });
+    }
+
+    /// Stop re-publishing failed outcomes once `shutdown` fires.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     pub fn names(&self) -> &Names {
@@ -152,13 +182,16 @@ impl Pipeline {
             debug!(event_id = %event.id, account, "no webhook subscribed");
             return Disposition::Ack;
         }
+        if self.fans_out(webhooks.len()) {
+            return self.fan_out(publisher, raw, &event.id, &webhooks).await;
+        }
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
         let attempts = webhooks.iter().map(|webhook| {
             let body = bodies.get(&event, webhook.include.as_deref());
             self.attempt(webhook, &event, body, correlation_id.as_deref(), 1)
         });
-        let nexts = join_all(attempts.collect::<Vec<_>>()).await;
+        let nexts = self.bounded(attempts.collect()).await;
         self.settle(publisher, raw, &event.id, nexts).await
     }
 
@@ -188,6 +221,7 @@ impl Pipeline {
             Ok(webhook) => webhook,
             Err(error) => {
                 warn!(%error, webhook_id = %job.webhook_id, "cannot read the webhook; the retry goes back to the queue");
+                self.metrics.settle("requeued");
                 return Disposition::Requeue;
             }
         };
@@ -347,37 +381,6 @@ impl Pipeline {
                     })
                 }
             },
-        }
-    }
-
-    /// Publishes every retry job and dead letter with a confirm. Ack only if all were taken.
-    async fn settle(
-        &self,
-        publisher: &Publisher,
-        raw: &[u8],
-        message_id: &str,
-        nexts: Vec<Next>,
-    ) -> Disposition {
-        let messages: Vec<(String, FieldTable)> = nexts
-            .into_iter()
-            .filter_map(|next| match next {
-                Next::Done => None,
-                Next::Retry { delay, job } => Some((self.names.retry(delay), job.headers())),
-                Next::Dead(dead) => Some((self.names.dead.clone(), dead.headers())),
-            })
-            .collect();
-        let publishes = messages.into_iter().map(|(queue, headers)| async move {
-            publisher
-                .publish("", &queue, raw, headers, message_id)
-                .await
-        });
-        let results = join_all(publishes).await;
-        match results.into_iter().find_map(Result::err) {
-            None => Disposition::Ack,
-            Some(error) => {
-                warn!(%error, "could not make an outcome durable; the message goes back to the queue");
-                Disposition::Requeue
-            }
         }
     }
 }

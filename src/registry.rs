@@ -3,11 +3,19 @@
 //! A snapshot is rebuilt from the store every `registry.refresh` (changes made by other
 //! replicas), and changes made through this process's API are applied to it at once. Readers
 //! take an `Arc` of the current snapshot, so a reload never blocks a delivery.
+//!
+//! A row that cannot be decoded is skipped and counted (`registry_rows_skipped`); the others
+//! load, so one bad row never freezes the registry. A local change made while a reload read the
+//! database is laid over what the reload read, so no reload is thrown away (on a busy replica
+//! that would starve it of other replicas' changes) and no local change is overwritten by an
+//! older read. On PostgreSQL, changes also arrive from other replicas at once ([`listen`]). The
+//! snapshot's age is known: `/readyz` reports not ready when it is older than
+//! [`STALE_AFTER_REFRESHES`] refresh periods.
 
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
         Arc, Mutex, RwLock,
     },
     time::Duration,
@@ -16,6 +24,8 @@ use std::{
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+mod listen;
 
 use crate::{
     store::{Store, StoreError},
@@ -49,11 +59,24 @@ pub struct Registry {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Serializes writers, so a local change and a reload never overwrite each other.
     writer: Mutex<()>,
-    /// Counts local changes, so a reload that read the database before one can tell its
-    /// result is already stale and must not replace the newer snapshot.
+    /// Counts local changes, so a reload can tell which of them it may have missed.
     local_changes: AtomicU64,
+    /// The local changes not yet known to be in a reload's read, by their count: laid over the
+    /// next reload's result. Emptied by each reload.
+    recent: Mutex<Vec<LocalChange>>,
+    /// When the snapshot was last loaded whole from the database (Unix milliseconds).
+    loaded_at: AtomicI64,
+    /// Older than this (milliseconds), the snapshot is stale; 0 until the refresh loop runs.
+    stale_after_ms: AtomicI64,
     metrics: Metrics,
 }
+
+/// A change made through this process: its number, the webhook's id, and the webhook as it is
+/// now (`None`: deleted).
+type LocalChange = (u64, Uuid, Option<Arc<Webhook>>);
+
+/// How many refresh periods a snapshot may miss before it counts as stale.
+pub const STALE_AFTER_REFRESHES: u32 = 3;
 
 impl Registry {
     /// Loads every webhook from the store.
@@ -63,6 +86,9 @@ impl Registry {
             snapshot: RwLock::new(Arc::default()),
             writer: Mutex::new(()),
             local_changes: AtomicU64::new(0),
+            recent: Mutex::new(Vec::new()),
+            loaded_at: AtomicI64::new(0),
+            stale_after_ms: AtomicI64::new(0),
             metrics,
         });
         registry.reload().await?;
@@ -111,31 +137,79 @@ impl Registry {
         self.current().by_id.get(&id).cloned()
     }
 
+    /// Reads every webhook from the store and makes that the snapshot, with the local changes
+    /// made meanwhile laid over it. Rows that cannot be decoded are skipped and counted.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let changes_before = self.local_changes.load(Ordering::Acquire);
-        let webhooks = self.store.all().await?;
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if self.local_changes.load(Ordering::Acquire) != changes_before {
-            // A local change landed while we read: this result may predate it. The next reload
-            // sees both.
-            return Ok(());
+        let rows = self.store.all_decodable().await?;
+        let mut by_id = HashMap::with_capacity(rows.len());
+        let mut bad = Vec::new();
+        for row in rows {
+            match row {
+                Ok(webhook) => {
+                    by_id.insert(webhook.id, Arc::new(webhook));
+                }
+                Err(row) => bad.push(row),
+            }
         }
-        self.replace(Snapshot::build(webhooks.into_iter().map(Arc::new)));
+        if let Some(first) = bad.first() {
+            tracing::warn!(skipped = bad.len(), first = %first, "webhook rows that cannot be decoded were skipped");
+        }
+        self.metrics.registry_rows_skipped.set(bad.len() as i64);
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        // Changes counted before the read began were in the database before it: the read has
+        // them. Later ones may be missing from it, and are at least as new as what it read.
+        recent.retain(|(n, _, _)| *n > changes_before);
+        for (_, id, webhook) in recent.iter() {
+            match webhook {
+                Some(webhook) => by_id.insert(*id, webhook.clone()),
+                None => by_id.remove(id),
+            };
+        }
+        recent.clear();
+        self.replace(Snapshot::build(by_id.into_values()));
+        let now = Utc::now();
+        self.loaded_at
+            .store(now.timestamp_millis(), Ordering::Release);
+        self.metrics.registry_loaded_at.set(now.timestamp());
         Ok(())
     }
 
-    /// Applies a change made through this process at once (created or updated webhook).
+    /// How long ago the snapshot was last loaded whole from the database.
+    pub fn snapshot_age(&self) -> Duration {
+        let age = Utc::now().timestamp_millis() - self.loaded_at.load(Ordering::Acquire);
+        Duration::from_millis(u64::try_from(age).unwrap_or(0))
+    }
+
+    /// False once the snapshot missed [`STALE_AFTER_REFRESHES`] refreshes (always true when no
+    /// refresh loop runs).
+    pub fn is_fresh(&self) -> bool {
+        let limit = self.stale_after_ms.load(Ordering::Acquire);
+        limit == 0 || self.snapshot_age().as_millis() <= limit as u128
+    }
+
+    /// Applies a change made through this process at once (created or updated webhook), and
+    /// announces it to the other replicas.
     pub fn upsert(&self, webhook: Webhook) {
-        self.change(webhook.id, Some(Arc::new(webhook)));
+        let id = webhook.id;
+        self.apply(id, Some(Arc::new(webhook)));
+        self.announce(id);
     }
 
     pub fn remove(&self, id: Uuid) {
-        self.change(id, None);
+        self.apply(id, None);
+        self.announce(id);
     }
 
-    fn change(&self, id: Uuid, webhook: Option<Arc<Webhook>>) {
+    /// Puts `webhook` (or its absence) in the snapshot, and keeps it over a reload's older read.
+    fn apply(&self, id: Uuid, webhook: Option<Arc<Webhook>>) {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.local_changes.fetch_add(1, Ordering::AcqRel);
+        let number = self.local_changes.fetch_add(1, Ordering::AcqRel) + 1;
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((number, id, webhook.clone()));
         let current = self.current();
         let others = current.by_id.values().filter(|w| w.id != id).cloned();
         self.replace(Snapshot::build(others.chain(webhook)));
@@ -147,6 +221,11 @@ impl Registry {
         every: Duration,
         cancel: CancellationToken,
     ) {
+        let stale_after = every.saturating_mul(STALE_AFTER_REFRESHES);
+        self.stale_after_ms.store(
+            i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX),
+            Ordering::Release,
+        );
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

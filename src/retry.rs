@@ -53,6 +53,14 @@ impl RetrySchedule {
     }
 }
 
+/// `delay` less a random part of up to a half: spreads out the retries of many tasks (or the
+/// reconnects of many replicas) that failed at the same moment, so they do not come back in step.
+pub fn jittered(delay: Duration) -> Duration {
+    use rand::Rng;
+    let half = delay / 2;
+    half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+}
+
 /// A compact, queue-name-safe spelling of a delay: `500ms`, `5s`, `2m`, `36h`.
 pub fn label(delay: Duration) -> String {
     let ms = delay.as_millis();
@@ -109,5 +117,15 @@ mod tests {
         let schedule = secs(&[]);
         assert_eq!(schedule.park_delay(), Duration::from_secs(1));
         assert_eq!(schedule.distinct_delays(), vec![Duration::from_secs(1)]);
+    }
+
+    #[test]
+    fn jitter_spreads_a_delay_over_its_upper_half() {
+        let delay = Duration::from_secs(8);
+        let waits: std::collections::HashSet<Duration> = (0..50).map(|_| jittered(delay)).collect();
+        assert!(waits
+            .iter()
+            .all(|w| *w >= Duration::from_secs(4) && *w <= delay));
+        assert!(waits.len() > 1, "replicas would reconnect in lockstep");
     }
 }

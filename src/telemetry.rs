@@ -15,7 +15,15 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber. Call once, at start.
 pub fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    if !config.level.contains("lapin") {
+        // lapin logs every channel the broker closes at ERROR, including those the worker expects
+        // and reports itself with context (a queue declared with other arguments, a publish to
+        // a deleted queue); a second, context-free line would only mislead.
+        if let Ok(quiet) = "lapin::channel=off".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder
@@ -52,9 +60,17 @@ pub struct Metrics {
     pub token_requests: Family<OutcomeLabels, Counter>,
     pub in_flight: Gauge,
     pub registry_webhooks: Gauge,
+    /// Rows the last registry load could not decode (skipped; the others load).
+    pub registry_rows_skipped: Gauge,
+    /// Unix time of the last successful registry load: its age is `time() - this`.
+    pub registry_loaded_at: Gauge,
     pub amqp_connected: Gauge,
     pub delivery_log_rows: Counter<u64, AtomicU64>,
     pub delivery_log_dropped: Counter<u64, AtomicU64>,
+    /// 1 while the broker blocks the publishing connection (memory or disk alarm).
+    pub amqp_blocked: Gauge,
+    /// What happened to messages that could not be acked straight away.
+    pub settles: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -77,9 +93,13 @@ impl Metrics {
             token_requests: Family::default(),
             in_flight: Gauge::default(),
             registry_webhooks: Gauge::default(),
+            registry_rows_skipped: Gauge::default(),
+            registry_loaded_at: Gauge::default(),
             amqp_connected: Gauge::default(),
             delivery_log_rows: Counter::default(),
             delivery_log_dropped: Counter::default(),
+            amqp_blocked: Gauge::default(),
+            settles: Family::default(),
         };
         registry.register(
             "delivery_log_rows",
@@ -127,9 +147,30 @@ impl Metrics {
             metrics.registry_webhooks.clone(),
         );
         registry.register(
+            "registry_rows_skipped",
+            "Webhook rows the last registry load could not decode and skipped",
+            metrics.registry_rows_skipped.clone(),
+        );
+        registry.register(
+            "registry_loaded_at_seconds",
+            "Unix time of the last successful registry load",
+            metrics.registry_loaded_at.clone(),
+        );
+        registry.register(
             "amqp_connected",
             "1 while connected to RabbitMQ",
             metrics.amqp_connected.clone(),
+        );
+        registry.register(
+            "amqp_blocked",
+            "1 while RabbitMQ blocks the publishing connection (resource alarm)",
+            metrics.amqp_blocked.clone(),
+        );
+        registry.register(
+            "settles",
+            "Messages not acked at once: requeued (nothing attempted yet), republished (failed \
+             outcomes published again), rejected (dead-lettered after amqp.settle_timeout)",
+            metrics.settles.clone(),
         );
         Metrics {
             registry: Arc::new(registry),
@@ -141,6 +182,10 @@ impl Metrics {
         self.deliveries
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    pub fn settle(&self, outcome: &'static str) {
+        self.settles.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// The Prometheus text exposition.

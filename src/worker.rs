@@ -1,12 +1,19 @@
-//! The consuming side: holds a broker connection, declares the topology, consumes
+//! The consuming side: holds the broker connections, declares the topology, consumes
 //! `<prefix>.incoming` and `<prefix>.deliveries`, hands each message to the [`Pipeline`] in a task
-//! of its own, and acks or requeues it by the pipeline's answer.
+//! of its own, and settles it by the pipeline's answer.
+//!
+//! Two connections, as RabbitMQ recommends: one consumes and acks, the other publishes retry jobs
+//! and dead letters. Under a memory or disk alarm the broker blocks connections that publish; on
+//! a shared connection that would stop the acks too. The blocked state shows in `/readyz` and in
+//! the `amqp_blocked` metric.
 //!
 //! In-flight work is bounded by the prefetch of each consumer (the broker stops sending once that
-//! many messages are unacknowledged). When the connection is lost the worker reports not ready,
-//! reconnects with capped exponential backoff, and resumes; messages it had not acked are
-//! redelivered by the broker. On shutdown it stops consuming, waits for in-flight messages up to
-//! the grace period, and closes the connection, which returns anything unacked to the queue.
+//! many messages are unacknowledged). When a connection is lost the worker reports not ready,
+//! reconnects with capped, jittered exponential backoff (reset only after a session that lasted),
+//! and resumes; messages it had not acked are redelivered by the broker. On shutdown it stops
+//! consuming, waits for in-flight messages up to the grace period, and closes the connections,
+//! which returns anything unacked to the queue. Every step of that is bounded in time, and so is
+//! a connect to an unreachable broker: SIGTERM interrupts it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +26,7 @@ use lapin::{
     types::FieldTable,
     Channel, Connection, ConnectionProperties, Consumer,
 };
+use tokio::time::Instant;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
@@ -26,11 +34,21 @@ use crate::{
     config::Config,
     health::Readiness,
     pipeline::{Disposition, Pipeline},
-    queue::{self, Publisher},
+    queue::{self, DeclareError, Publisher, Topology},
+    retry::jittered,
     telemetry::Metrics,
 };
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// A session that lasted this long was a working one: the next reconnect starts from
+/// [`FIRST_BACKOFF`] again. A broker that accepts connections and drops them at once keeps the
+/// backoff growing instead.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
+/// At most this much of the grace period is kept for cancelling consumers and closing the
+/// connections (a blocked broker does not read what we send, so a close can hang).
+const CLOSE_RESERVE: Duration = Duration::from_secs(2);
+/// How often the connections' state (closed, blocked) is looked at.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, Debug)]
 enum Source {
@@ -38,9 +56,34 @@ enum Source {
     Deliveries,
 }
 
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Lost(#[from] lapin::Error),
+    #[error(transparent)]
+    Declare(#[from] DeclareError),
+}
+
+/// The two connections of one session.
+struct Connections {
+    consuming: Connection,
+    publishing: Connection,
+}
+
+impl Connections {
+    /// Closes both, each within `limit`.
+    async fn close(self, limit: Duration, why: &str) {
+        let close = |connection: Connection| async move {
+            let _ = tokio::time::timeout(limit, connection.close(200, why)).await;
+        };
+        tokio::join!(close(self.consuming), close(self.publishing));
+    }
+}
+
 pub struct Worker {
     config: Arc<Config>,
     pipeline: Arc<Pipeline>,
+    topology: Topology,
     readiness: Readiness,
     metrics: Metrics,
 }
@@ -53,6 +96,7 @@ impl Worker {
         metrics: Metrics,
     ) -> Self {
         Self {
+            topology: Topology::from_config(&config),
             config,
             pipeline,
             readiness,
@@ -61,62 +105,87 @@ impl Worker {
     }
 
     /// Runs until `cancel` fires and in-flight work is drained (or the grace period ends).
-    pub async fn run(self, cancel: CancellationToken) {
+    /// Returns an error only for what reconnecting cannot fix: queues declared with other
+    /// arguments.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), DeclareError> {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let result = self.session(&cancel, &mut backoff).await;
-            self.readiness.set_broker_ready(false);
-            self.metrics.amqp_connected.set(0);
-            match result {
-                Ok(()) => return,
-                Err(error) => {
-                    warn!(%error, retry_in = ?backoff, "broker connection lost; reconnecting");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(self.config.amqp.reconnect_max_backoff.0);
-                }
+            let started = Instant::now();
+            let result = self.session(&cancel).await;
+            self.set_state(false, false);
+            let error = match result {
+                Ok(()) => return Ok(()),
+                Err(SessionError::Declare(error)) if error.is_fatal() => return Err(error),
+                Err(error) => error,
+            };
+            if started.elapsed() >= STABLE_SESSION {
+                backoff = FIRST_BACKOFF;
             }
+            let wait = jittered(backoff);
+            warn!(%error, retry_in = ?wait, "broker connection lost; reconnecting");
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            backoff = (backoff * 2).min(self.config.amqp.reconnect_max_backoff.0);
         }
     }
 
-    /// One connection's life. `Ok` means shut down on request; `Err` means the broker went away.
-    async fn session(
-        &self,
-        cancel: &CancellationToken,
-        backoff: &mut Duration,
-    ) -> lapin::Result<()> {
-        let connection =
-            Connection::connect(self.config.amqp.url.expose(), connection_properties()).await?;
-        let setup = connection.create_channel().await?;
-        queue::declare(&setup, self.pipeline.names(), self.pipeline.schedule()).await?;
+    fn set_state(&self, connected: bool, blocked: bool) {
+        self.readiness.set_broker_ready(connected);
+        self.readiness.set_broker_blocked(blocked);
+        self.metrics.amqp_connected.set(i64::from(connected));
+        self.metrics.amqp_blocked.set(i64::from(blocked));
+    }
+
+    /// Both connections, or `None` when `cancel` fired first.
+    async fn connect(&self, cancel: &CancellationToken) -> lapin::Result<Option<Connections>> {
+        let url = self.config.amqp.url.expose();
+        let both = async {
+            let consuming = Connection::connect(url, connection_properties()).await?;
+            let publishing = Connection::connect(url, connection_properties()).await?;
+            Ok(Connections {
+                consuming,
+                publishing,
+            })
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => Ok(None),
+            connections = both => connections.map(Some),
+        }
+    }
+
+    /// One session's life. `Ok` means shut down on request; `Err` means the broker went away
+    /// (or refused the topology).
+    async fn session(&self, cancel: &CancellationToken) -> Result<(), SessionError> {
+        let Some(connections) = self.connect(cancel).await? else {
+            return Ok(());
+        };
+        let setup = connections.publishing.create_channel().await?;
+        queue::declare(&setup, &self.topology).await?;
         let _ = setup.close(200, "topology declared").await;
-        let publisher = Publisher::open(&connection).await?;
+        let publisher = Publisher::open(&connections.publishing)
+            .await?
+            .with_confirm_timeout(self.config.amqp.confirm_timeout.0)
+            .with_topology(self.topology.clone());
         let prefetch = self.config.amqp.prefetch;
-        let names = self.pipeline.names().clone();
+        let names = &self.topology.names;
         let (incoming_channel, mut incoming) =
-            consume(&connection, &names.incoming, prefetch).await?;
+            consume(&connections.consuming, &names.incoming, prefetch).await?;
         let (deliveries_channel, mut deliveries) =
-            consume(&connection, &names.deliveries, prefetch).await?;
-        self.readiness.set_broker_ready(true);
-        self.metrics.amqp_connected.set(1);
-        *backoff = FIRST_BACKOFF;
+            consume(&connections.consuming, &names.deliveries, prefetch).await?;
+        self.set_state(true, false);
         info!(incoming = %names.incoming, deliveries = %names.deliveries, "consuming");
 
         let tracker = TaskTracker::new();
-        // Without its confirm channel the worker can settle nothing (every outcome would be
-        // requeued), so a closed publisher ends the session like a lost connection.
-        let mut publisher_check = tokio::time::interval(Duration::from_secs(1));
+        let mut check = tokio::time::interval(CHECK_EVERY);
         let lost = loop {
             let (source, next) = tokio::select! {
                 _ = cancel.cancelled() => break None,
-                _ = publisher_check.tick() => {
-                    if publisher.is_open() {
-                        continue;
-                    }
-                    break Some(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed));
-                }
+                _ = check.tick() => match self.check(&connections, &publisher) {
+                    Ok(()) => continue,
+                    Err(error) => break Some(error),
+                },
                 next = incoming.next() => (Source::Incoming, next),
                 next = deliveries.next() => (Source::Deliveries, next),
             };
@@ -127,41 +196,76 @@ impl Worker {
                     tracker.spawn(handle(pipeline, publisher, source, delivery));
                 }
                 Some(Err(error)) => break Some(error),
-                None => {
-                    break Some(lapin::Error::InvalidChannelState(
-                        lapin::ChannelState::Closed,
-                    ))
-                }
+                None => break Some(closed()),
             }
         };
         if let Some(error) = lost {
             // Tasks still running will fail to ack; the broker redelivers what they held.
             tracker.close();
-            return Err(error);
+            connections.close(CLOSE_RESERVE, "connection lost").await;
+            return Err(error.into());
         }
-
-        info!("shutdown: no longer consuming; finishing in-flight messages");
-        // Stop the broker sending more; what it already sent stays ours to settle.
-        for (channel, consumer) in [
-            (&incoming_channel, &incoming),
-            (&deliveries_channel, &deliveries),
-        ] {
-            let _ = channel
-                .basic_cancel(consumer.tag().as_str(), BasicCancelOptions::default())
-                .await;
-        }
-        tracker.close();
-        let grace = self.config.shutdown.grace.0;
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            warn!(
-                left = tracker.len(),
-                ?grace,
-                "grace period over; unfinished messages go back to the queue"
-            );
-        }
-        let _ = connection.close(200, "shutting down").await;
+        let consumers = [
+            (&incoming_channel, incoming.tag()),
+            (&deliveries_channel, deliveries.tag()),
+        ];
+        self.drain(&consumers, &tracker).await;
+        connections.close(CLOSE_RESERVE, "shutting down").await;
         Ok(())
     }
+
+    /// Follows the connections' state: a blocked one shows in readiness and metrics; a closed
+    /// confirm channel ends the session like a lost connection, since without it the worker can
+    /// settle nothing.
+    fn check(&self, connections: &Connections, publisher: &Publisher) -> lapin::Result<()> {
+        if !publisher.is_open() {
+            return Err(closed());
+        }
+        let blocked = publisher.is_blocked() || connections.consuming.status().blocked();
+        if blocked != self.readiness.broker_blocked() {
+            warn!(
+                blocked,
+                "the broker changed the blocked state of a connection"
+            );
+        }
+        self.set_state(true, blocked);
+        Ok(())
+    }
+
+    /// Stops the consumers and waits for in-flight messages, all within `shutdown.grace` less
+    /// what closing the connections may take.
+    async fn drain(
+        &self,
+        consumers: &[(&Channel, lapin::types::ShortString)],
+        tracker: &TaskTracker,
+    ) {
+        let grace = self.config.shutdown.grace.0;
+        let deadline = Instant::now() + grace.saturating_sub(CLOSE_RESERVE.min(grace / 4));
+        info!("shutdown: no longer consuming; finishing in-flight messages");
+        // Stop the broker sending more; what it already sent stays ours to settle.
+        for (channel, tag) in consumers {
+            let cancel = channel.basic_cancel(tag.as_str(), BasicCancelOptions::default());
+            let _ = tokio::time::timeout_at(deadline, cancel).await;
+        }
+        tracker.close();
+        if tokio::time::timeout_at(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                returned = tracker.len(),
+                ?grace,
+                "grace period over: {} unfinished messages go back to the queue",
+                tracker.len()
+            );
+        } else {
+            info!("shutdown: every in-flight message was settled");
+        }
+    }
+}
+
+fn closed() -> lapin::Error {
+    lapin::Error::InvalidChannelState(lapin::ChannelState::Closed)
 }
 
 /// lapin on the application's tokio runtime instead of an executor and reactor of its own:
@@ -212,19 +316,21 @@ async fn handle(pipeline: Arc<Pipeline>, publisher: Publisher, source: Source, d
                 .await
         }
     };
+    let nack = |requeue| BasicNackOptions {
+        requeue,
+        multiple: false,
+    };
     let result = match disposition {
         Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
         Disposition::Requeue => {
             // Give the broker a moment before the message comes round again.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
+            delivery.acker.nack(nack(true)).await
         }
+        // The queue's dead-letter route takes it, with reason "rejected".
+        Disposition::Reject => delivery.acker.nack(nack(false)).await,
+        // Shutting down with outcomes not durable: closing the connection hands it back.
+        Disposition::Leave => return,
     };
     if let Err(error) = result {
         warn!(%error, "could not settle a message; the broker will redeliver it");

@@ -2,8 +2,9 @@
 //! for unknown routes and methods.
 //!
 //! `/healthz` says the process serves HTTP. `/readyz` says it can do its job: the database
-//! answers (within [`PING_TIMEOUT`], so a stuck pool cannot hang the probe) and, for roles that
-//! consume, the broker connection is up.
+//! answers (within [`PING_TIMEOUT`], so a stuck pool cannot hang the probe), the webhook
+//! registry is not stale and, for roles that consume, the broker connection is up and not
+//! blocked.
 
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         .await
         .unwrap_or(false);
     let broker = state.readiness.broker_ok();
-    let status = if database && broker {
+    let registry = state.registry.is_fresh();
+    let status = if database && broker && registry {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -38,8 +40,14 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
         "checks": {
             "database": word(database),
-            "broker": if state.readiness.needs_broker() { word(broker) } else { "not_used" },
+            "broker": match (state.readiness.needs_broker(), state.readiness.broker_blocked()) {
+                (false, _) => "not_used",
+                (true, true) => "blocked",
+                (true, false) => word(broker),
+            },
+            "registry": word(registry),
         },
+        "registry_age_seconds": state.registry.snapshot_age().as_secs(),
     });
     (status, Json(body)).into_response()
 }

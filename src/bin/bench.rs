@@ -24,7 +24,6 @@ use webhook_worker::{
     cli::Role,
     config::Config,
     queue,
-    retry::RetrySchedule,
     safety::AddressPolicy,
     signing::sign,
     webhook::{Draft, UrlRules, WebhookPatch},
@@ -116,14 +115,14 @@ async fn main() -> anyhow::Result<()> {
         key = base64_key(),
     ))?;
     webhook_worker::telemetry::init_logging(&config.log);
-    let schedule = RetrySchedule::from_config(&config.delivery);
     let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let names = queue::Names::new(&prefix);
-    queue::declare(&channel, &names, &schedule).await?;
+    let topology = queue::Topology::from_config(&config);
+    let names = topology.names.clone();
+    queue::declare(&channel, &topology).await?;
     let start_worker = || async {
         let app = Application::start(config.clone(), Role::Worker).await?;
         for _ in 0..args.webhooks {
@@ -242,7 +241,7 @@ async fn main() -> anyhow::Result<()> {
         latencies.last().copied().unwrap_or_default()
     );
     app.stop().await;
-    queue::delete(&channel, &names, &schedule).await?;
+    queue::delete(&channel, &topology).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

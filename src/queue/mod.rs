@@ -5,31 +5,32 @@
 //! - exchange `webhooks.events` (topic, durable): producers publish events here, routing key =
 //!   event type.
 //! - queue `webhooks.incoming` (quorum), bound with `#`: every event, consumed directly: the first
-//!   attempt is made straight from here, so most events are never copied.
+//!   attempt is made straight from here, so most events are never copied. A message delivered
+//!   more than `amqp.delivery_limit` times is dead-lettered by the broker into `webhooks.dead`.
 //! - queues `webhooks.retry.<delay>` (quorum, one per distinct delay of the schedule, no
 //!   consumers): a message waits out the queue's TTL, then RabbitMQ dead-letters it (at least
 //!   once) into
-//! - queue `webhooks.deliveries` (quorum): retries and parked deliveries, consumed like events.
-//! - queue `webhooks.dead` (quorum): dead letters, with the reason in headers; never consumed by
-//!   the worker.
+//! - queue `webhooks.deliveries` (quorum): retries and parked deliveries, consumed like events,
+//!   with the same delivery limit.
+//! - queue `webhooks.dead` (quorum): dead letters, with the reason in headers (ours, or the
+//!   broker's `x-first-death-reason`); never consumed by the worker.
+//!
+//! [`topology`] declares all of it; [`migrate`] moves queues an older version declared with other
+//! arguments.
 
 pub mod job;
+pub mod migrate;
 pub mod publisher;
+pub mod topology;
 
 use std::time::Duration;
 
-use lapin::{
-    options::{
-        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-        QueueDeleteOptions,
-    },
-    types::{AMQPValue, FieldTable, ShortString},
-    Channel, ExchangeKind,
-};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 
-use crate::retry::{label, RetrySchedule};
+use crate::retry::label;
 
 pub use publisher::{PublishError, Publisher};
+pub use topology::{declare, delete, DeclareError, Topology};
 
 /// Every exchange and queue name, derived from `amqp.prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,108 +56,6 @@ impl Names {
     pub fn retry(&self, delay: Duration) -> String {
         format!("{}.retry.{}", self.prefix, label(delay))
     }
-}
-
-fn quorum() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    args
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    }
-}
-
-/// Declares everything, idempotently. Safe to run by every replica at every start.
-pub async fn declare(
-    channel: &Channel,
-    names: &Names,
-    schedule: &RetrySchedule,
-) -> lapin::Result<()> {
-    channel
-        .exchange_declare(
-            &names.events_exchange,
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    for queue in [&names.incoming, &names.deliveries, &names.dead] {
-        channel.queue_declare(queue, durable(), quorum()).await?;
-    }
-    channel
-        .queue_bind(
-            &names.incoming,
-            &names.events_exchange,
-            "#",
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    for delay in schedule.distinct_delays() {
-        // Quorum, with at-least-once dead-lettering: the move from a delay queue into the
-        // deliveries queue is then confirmed inside the broker, so an expiring job cannot be
-        // lost on its way (classic queues dead-letter at most once).
-        let mut args = quorum();
-        args.insert(
-            "x-dead-letter-strategy".into(),
-            AMQPValue::LongString("at-least-once".into()),
-        );
-        args.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString("reject-publish".into()),
-        );
-        let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(names.deliveries.as_str().into()),
-        );
-        channel
-            .queue_declare(&names.retry(delay), durable(), args)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Deletes everything [`declare`] made. For tests and for tearing down a prefix.
-pub async fn delete(
-    channel: &Channel,
-    names: &Names,
-    schedule: &RetrySchedule,
-) -> lapin::Result<()> {
-    let mut queues = vec![
-        names.incoming.clone(),
-        names.deliveries.clone(),
-        names.dead.clone(),
-    ];
-    queues.extend(
-        schedule
-            .distinct_delays()
-            .into_iter()
-            .map(|d| names.retry(d)),
-    );
-    for queue in queues {
-        channel
-            .queue_delete(&queue, QueueDeleteOptions::default())
-            .await?;
-    }
-    channel
-        .exchange_delete(&names.events_exchange, ExchangeDeleteOptions::default())
-        .await
 }
 
 /// A header as text, whichever string type the producer used.

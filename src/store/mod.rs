@@ -36,11 +36,24 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A stored webhook row that could not be decoded. The error names the column, never a value.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook {id}: {error}")]
+pub struct BadRow {
+    pub id: String,
+    pub error: StoreError,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     cipher: Option<Cipher>,
+    /// PostgreSQL only: where a listener connects for change notifications.
+    postgres_url: Option<Secret>,
 }
+
+/// The PostgreSQL notification channel on which a replica announces a changed webhook's id.
+pub const CHANGES_CHANNEL: &str = "webhook_worker_changes";
 
 const COLUMNS: &str = "id, account_id, url, secret_enc, enabled_events, include, disabled_at, \
     created_at, updated_at, oidc_auth_method, oidc_client_id, oidc_client_secret_enc, \
@@ -67,9 +80,13 @@ impl Store {
                 .await?;
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let postgres_url = url
+            .starts_with("postgres")
+            .then(|| Secret::new(url.as_str()));
         let store = Store {
             pool,
             cipher: key.map(Cipher::new),
+            postgres_url,
         };
         store.check_key().await?;
         store.upgrade_legacy_secrets().await?;
@@ -302,6 +319,51 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// Every webhook of every account, each row decoded on its own: a row that cannot be decoded
+    /// (a value an older version cannot parse, a secret under another key) comes back as
+    /// [`BadRow`] and the others still load.
+    pub async fn all_decodable(&self) -> Result<Vec<Result<Webhook, BadRow>>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                self.decode(row).map_err(|error| BadRow {
+                    id: row.try_get("id").unwrap_or_default(),
+                    error,
+                })
+            })
+            .collect())
+    }
+
+    /// A webhook by id alone, whatever its account: for applying another replica's change.
+    pub async fn get_by_id(&self, id: Uuid) -> Result<Option<Webhook>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    /// The database URL to LISTEN on, when the database is PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&Secret> {
+        self.postgres_url.as_ref()
+    }
+
+    /// PostgreSQL: tells every listening replica that webhook `id` changed. Elsewhere, nothing.
+    pub async fn announce_change(&self, id: Uuid) -> Result<(), StoreError> {
+        if self.postgres_url.is_none() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Whether the database answers; for `/readyz`.

@@ -1,6 +1,7 @@
-//! Restarting RabbitMQ under a running worker. This stops a shared service, so it is its own
-//! test binary, run alone after every other test (see scripts/test.sh), and it always starts
-//! the broker again, even when it fails.
+//! Restarting RabbitMQ under a running worker, and raising a memory alarm under one ([`alarm`]).
+//! These change a shared service's state, so they are their own test binary, run alone after
+//! every other test (see scripts/test.sh), and they always restore the broker, even when they
+//! fail.
 
 // Shared with the main integration tests; this binary uses only part of them.
 #[allow(dead_code)]
@@ -9,6 +10,8 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../it/receiver.rs"]
 mod receiver;
+
+mod alarm;
 
 use std::{collections::HashSet, process::Command, time::Duration};
 

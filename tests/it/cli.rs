@@ -179,9 +179,13 @@ async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
     // The worker declared its topology: remove it, with the default schedule it used.
     let mut running = running;
     assert!(terminate(&mut running).success());
-    let config = webhook_worker::config::Config::from_toml("").unwrap();
-    let schedule = webhook_worker::retry::RetrySchedule::from_config(&config.delivery);
-    crate::harness::Broker::connect(&running.prefix, schedule)
+    let config = webhook_worker::config::Config::from_toml(&format!(
+        "[amqp]\nprefix = {:?}",
+        running.prefix
+    ))
+    .unwrap();
+    let topology = webhook_worker::queue::Topology::from_config(&config);
+    crate::harness::Broker::connect(topology)
         .await
         .delete_topology()
         .await;

@@ -124,3 +124,45 @@ async fn the_worker_binary_exits_cleanly_on_sigterm() {
     assert!(status.success(), "{status}");
     broker.delete_topology().await;
 }
+
+#[tokio::test]
+async fn sigterm_interrupts_a_connect_to_a_broker_that_never_answers() {
+    // Accepts TCP connections and never speaks AMQP: a connect that would hang.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("amqp://guest:guest@{}/%2f", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["run", "--role", "worker"])
+        .env("WEBHOOK_WORKER__AMQP__URL", &url)
+        .env(
+            "WEBHOOK_WORKER__DATABASE__URL",
+            format!("sqlite://{}/hang.db", dir.path().display()),
+        )
+        .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", random_key())
+        .env("WEBHOOK_WORKER__API__LISTEN", "127.0.0.1:0")
+        .env("WEBHOOK_WORKER__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker binary");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits although the connect never finished")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    held.abort();
+}

@@ -16,8 +16,7 @@ use webhook_worker::{
     app::Application,
     cli::Role,
     config::Config,
-    queue::{self, Names},
-    retry::RetrySchedule,
+    queue::{self, Names, Topology},
     safety::AddressPolicy,
     webhook::{Draft, UrlRules, Webhook, WebhookPatch},
 };
@@ -90,12 +89,12 @@ fn merge_toml(base: &str, overrides: &str) -> String {
 pub struct Broker {
     pub names: Names,
     pub channel: Channel,
-    schedule: RetrySchedule,
+    pub topology: Topology,
     _connection: Connection,
 }
 
 impl Broker {
-    pub async fn connect(prefix: &str, schedule: RetrySchedule) -> Self {
+    pub async fn connect(topology: Topology) -> Self {
         let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
             .await
             .expect("RabbitMQ at 127.0.0.1:5672");
@@ -104,12 +103,11 @@ impl Broker {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        let names = Names::new(prefix);
-        queue::declare(&channel, &names, &schedule).await.unwrap();
+        queue::declare(&channel, &topology).await.unwrap();
         Self {
-            names,
+            names: topology.names.clone(),
             channel,
-            schedule,
+            topology,
             _connection: connection,
         }
     }
@@ -199,17 +197,13 @@ impl Broker {
     /// Deletes what the test declared, over a new connection if the broker restarted meanwhile.
     pub async fn delete_topology(&self) {
         if self.channel.status().connected() {
-            queue::delete(&self.channel, &self.names, &self.schedule)
-                .await
-                .unwrap();
+            queue::delete(&self.channel, &self.topology).await.unwrap();
         } else {
             let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
                 .await
                 .unwrap();
             let channel = connection.create_channel().await.unwrap();
-            queue::delete(&channel, &self.names, &self.schedule)
-                .await
-                .unwrap();
+            queue::delete(&channel, &self.topology).await.unwrap();
         }
     }
 }
@@ -241,7 +235,7 @@ impl TestWorker {
         let prefix = unique_prefix();
         let database_url = format!("sqlite://{}/test.db", dir.path().display());
         let config = test_config(&prefix, &database_url, overrides);
-        let broker = Broker::connect(&prefix, RetrySchedule::from_config(&config.delivery)).await;
+        let broker = Broker::connect(Topology::from_config(&config)).await;
         let app = Application::start(config.clone(), role)
             .await
             .expect("the worker starts");
@@ -257,7 +251,12 @@ impl TestWorker {
 
     /// A broker connection for a worker that runs as a separate process.
     pub async fn publisher_for(prefix: &str) -> Broker {
-        Broker::connect(prefix, RetrySchedule::new(vec![Duration::from_millis(500)])).await
+        let config = test_config(
+            prefix,
+            "sqlite::memory:",
+            "[delivery]\nretry_schedule = [\"500ms\"]",
+        );
+        Broker::connect(Topology::from_config(&config)).await
     }
 
     pub fn app(&self) -> &Application {

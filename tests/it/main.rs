@@ -17,6 +17,10 @@
 //! - [`devtools`]: `listen` and `publish`, the development tools, as built binaries.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`], [`oidc_tenants`]: token acquisition against
 //!   a real OAuth server (panva's `oidc-provider`, run by node), and the tenant boundary.
+//! - [`settling`]: bounded redelivery, partial publish failures, re-declared queues.
+//! - [`registry`]: undecodable rows, a stale registry, two replicas on PostgreSQL.
+//! - [`topology`]: starting against queues declared with older arguments.
+//! - [`fan_out`]: one event for 1,000 webhooks beside another account's events.
 
 mod harness;
 mod helpers;
@@ -31,10 +35,14 @@ mod dead_letters;
 mod deadline;
 mod delivery_log;
 mod devtools;
+mod fan_out;
 mod oidc;
 mod oidc_delivery;
 mod oidc_errors;
 mod oidc_tenants;
 mod pipeline;
 mod postgres_tls;
+mod registry;
+mod settling;
 mod store;
+mod topology;

@@ -37,7 +37,7 @@ async fn readyz_answers_503_naming_the_part_that_is_not_ready(backend: Backend) 
     assert_eq!(reply.json["status"], "not_ready");
     assert_eq!(
         reply.json["checks"],
-        json!({"database": "ok", "broker": "not_ready"})
+        json!({"database": "ok", "broker": "not_ready", "registry": "ok"})
     );
 
     app.readiness.set_broker_ready(true);
@@ -48,8 +48,17 @@ async fn readyz_answers_503_naming_the_part_that_is_not_ready(backend: Backend) 
     assert_eq!(reply.json["status"], "ready");
     assert_eq!(
         reply.json["checks"],
-        json!({"database": "ok", "broker": "ok"})
+        json!({"database": "ok", "broker": "ok", "registry": "ok"})
     );
+
+    // A resource alarm: the broker blocks publishing.
+    app.readiness.set_broker_blocked(true);
+    let reply = app
+        .call(Method::GET, "/readyz", None, None)
+        .await
+        .expect(503);
+    assert_eq!(reply.json["checks"]["broker"], "blocked");
+    app.readiness.set_broker_blocked(false);
 
     // The database goes away.
     app.registry.store().close().await;
@@ -59,7 +68,7 @@ async fn readyz_answers_503_naming_the_part_that_is_not_ready(backend: Backend) 
         .expect(503);
     assert_eq!(
         reply.json["checks"],
-        json!({"database": "not_ready", "broker": "ok"})
+        json!({"database": "not_ready", "broker": "ok", "registry": "ok"})
     );
     // Liveness does not depend on it.
     app.call(Method::GET, "/healthz", None, None)
@@ -75,7 +84,7 @@ async fn readyz_of_an_api_only_process_does_not_claim_a_broker(backend: Backend)
         .expect(200);
     assert_eq!(
         reply.json["checks"],
-        json!({"database": "ok", "broker": "not_used"})
+        json!({"database": "ok", "broker": "not_used", "registry": "ok"})
     );
 }
 

@@ -1,0 +1,195 @@
+//! A memory alarm under a running worker: RabbitMQ blocks the connections that publish. The
+//! worker's readiness turns 503 while blocked, SIGTERM still ends it within the grace period,
+//! and once the alarm clears every event published before it is delivered or dead-lettered.
+
+use std::{collections::HashSet, process::Command, process::Stdio, time::Duration};
+
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use serde_json::json;
+use tokio::process::Child;
+use webhook_worker::store::Store;
+
+use crate::{
+    harness::{event, random_key, unique_prefix, validated, TestWorker, AMQP_URL},
+    receiver::TestReceiver,
+};
+
+const GRACE: Duration = Duration::from_secs(6);
+
+/// Raises a memory alarm; restores the watermark that was set before when dropped, whatever
+/// happened.
+struct MemoryAlarmGuard {
+    previous: Vec<String>,
+}
+
+impl MemoryAlarmGuard {
+    fn raise() -> Self {
+        let output = Command::new("rabbitmqctl")
+            .args(["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."])
+            .output()
+            .expect("rabbitmqctl");
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        // "0.4", or "{absolute,1073741824}".
+        let previous = match text.strip_prefix("{absolute,") {
+            Some(rest) => vec!["absolute".into(), rest.trim_end_matches('}').to_string()],
+            None if text.parse::<f64>().is_ok() => vec![text],
+            None => panic!("cannot read the memory watermark: {text:?}"),
+        };
+        let guard = MemoryAlarmGuard { previous };
+        let status = Command::new("rabbitmqctl")
+            .args(["set_vm_memory_high_watermark", "0.0001"])
+            .status()
+            .expect("rabbitmqctl");
+        assert!(status.success(), "could not lower the watermark");
+        guard
+    }
+}
+
+impl Drop for MemoryAlarmGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .arg("set_vm_memory_high_watermark")
+            .args(&self.previous)
+            .status();
+    }
+}
+
+fn spawn_worker(prefix: &str, database_url: &str, key: &str, port: u16) -> Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["run", "--role", "worker"])
+        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
+        .env("WEBHOOK_WORKER__AMQP__PREFIX", prefix)
+        .env("WEBHOOK_WORKER__AMQP__CONFIRM_TIMEOUT", "1s")
+        .env("WEBHOOK_WORKER__DATABASE__URL", database_url)
+        .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", key)
+        .env("WEBHOOK_WORKER__DELIVERY__ALLOW_HTTP", "true")
+        .env(
+            "WEBHOOK_WORKER__DELIVERY__ALLOW_NETWORKS",
+            "[\"127.0.0.0/8\"]",
+        )
+        .env("WEBHOOK_WORKER__DELIVERY__RETRY_SCHEDULE", "[\"500ms\"]")
+        .env("WEBHOOK_WORKER__DELIVERY__TIMEOUT", "3s")
+        .env("WEBHOOK_WORKER__SHUTDOWN__GRACE", "6s")
+        .env("WEBHOOK_WORKER__API__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WEBHOOK_WORKER__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker binary")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn readyz(port: u16) -> Option<u16> {
+    let answer = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await;
+    answer.ok().map(|a| a.status().as_u16())
+}
+
+async fn wait_for_readyz(port: u16, status: u16, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while readyz(port).await != Some(status) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost() {
+    const EVENTS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/alarm.db", dir.path().display());
+    let key = random_key();
+    let prefix = unique_prefix();
+    // Every first attempt fails, so each event needs a retry job published: what the alarm blocks.
+    let receiver = TestReceiver::start().await;
+    receiver.always(503);
+    let store = Store::connect(&database_url, 1, Some(decode(&key)))
+        .await
+        .unwrap();
+    let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
+    store.insert(&validated("acct", hook)).await.unwrap();
+    store.close().await;
+    let broker = TestWorker::publisher_for(&prefix).await;
+    let mut ids = HashSet::new();
+    for _ in 0..EVENTS {
+        let (id, body) = event("business.updated");
+        broker
+            .publish(Some("acct"), "business.updated", &body)
+            .await;
+        ids.insert(id);
+    }
+
+    let port = free_port();
+    {
+        let _alarm = MemoryAlarmGuard::raise();
+        let mut first = spawn_worker(&prefix, &database_url, &key, port);
+        receiver.wait_for(1, Duration::from_secs(30)).await;
+        wait_for_readyz(port, 503, Duration::from_secs(30)).await;
+        let pid = first.id().expect("running").to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let asked = tokio::time::Instant::now();
+        let status = tokio::time::timeout(GRACE * 2, first.wait())
+            .await
+            .expect("SIGTERM ends a blocked worker")
+            .unwrap();
+        let took = asked.elapsed();
+        eprintln!("a blocked worker exited {took:?} after SIGTERM (grace {GRACE:?})");
+        assert!(took <= GRACE + Duration::from_secs(1), "took {took:?}");
+        assert!(status.success(), "{status}");
+    } // the guard restores the watermark: the alarm clears
+
+    let before = receiver.count();
+    receiver.always(200);
+    let mut second = spawn_worker(&prefix, &database_url, &key, port);
+    wait_for_readyz(port, 200, Duration::from_secs(30)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut dead = HashSet::new();
+    loop {
+        while let Some(message) = broker
+            .channel
+            .basic_get(&broker.names.dead, BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            message.ack(BasicAckOptions::default()).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&message.data).unwrap();
+            dead.insert(body["id"].as_str().unwrap_or_default().to_string());
+        }
+        let delivered: HashSet<String> = receiver.received()[before..]
+            .iter()
+            .filter_map(|r| r.header("x-webhook-event-id"))
+            .collect();
+        let settled: HashSet<String> = delivered.union(&dead).cloned().collect();
+        if settled.is_superset(&ids) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {EVENTS} events delivered or dead-lettered",
+            settled.intersection(&ids).count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.start_kill().unwrap();
+    second.wait().await.unwrap();
+    broker.delete_topology().await;
+}
+
+fn decode(key: &str) -> [u8; 32] {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
