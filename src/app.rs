@@ -47,14 +47,7 @@ impl Application {
         let metrics = Metrics::new();
         // The consumer (roles `all` and `worker`) marks the broker ready once it is connected.
         let readiness = Readiness::new(role != Role::Api);
-        let key = config.encryption_key().map_err(anyhow::Error::msg)?;
-        let store = Store::connect(
-            config.database.url.expose(),
-            config.database.max_connections,
-            key,
-        )
-        .await
-        .context("cannot open the database (database.url)")?;
+        let store = Store::from_config(&config).await?;
         let registry = Registry::load(store.clone(), metrics.clone())
             .await
             .context("cannot load the webhooks")?;

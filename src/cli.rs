@@ -215,14 +215,7 @@ fn keygen(out: Option<&Path>, bits: usize, cert: bool) -> anyhow::Result<()> {
 
 /// The accounts' keys in the configured database.
 async fn account_keys(config: &Config) -> anyhow::Result<AccountKeys> {
-    let key = config.encryption_key().map_err(anyhow::Error::msg)?;
-    let store = Store::connect(
-        config.database.url.expose(),
-        config.database.max_connections,
-        key,
-    )
-    .await
-    .context("cannot open the database (database.url)")?;
+    let store = Store::from_config(config).await?;
     Ok(AccountKeys::new(Some(store), &config.oidc)?)
 }
 

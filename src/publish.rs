@@ -10,9 +10,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use lapin::{
-    options::ExchangeDeclareOptions,
     types::{AMQPValue, FieldTable},
-    Connection, ExchangeKind,
+    Connection,
 };
 
 use crate::{
@@ -85,16 +84,7 @@ pub async fn publish(
     let publisher = Publisher::open(&connection).await?;
     // The worker declares the same exchange; declaring it here too lets a producer start first.
     let channel = connection.create_channel().await?;
-    channel
-        .exchange_declare(
-            &names.events_exchange,
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    crate::queue::topology::declare_exchange(&channel, &names)
         .await
         .context("cannot declare the events exchange")?;
     let mut headers = FieldTable::default();

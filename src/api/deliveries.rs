@@ -71,6 +71,17 @@ async fn page_of(
     }))
 }
 
+/// The account's webhook exists (another account's answers 404, like a missing one).
+async fn require_webhook(state: &ApiState, account: &str, id: uuid::Uuid) -> Result<(), ApiError> {
+    state
+        .registry
+        .store()
+        .get(account, id)
+        .await?
+        .map(|_| ())
+        .ok_or(ApiError::WebhookNotFound)
+}
+
 pub async fn for_webhook(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -80,12 +91,7 @@ pub async fn for_webhook(
     let query = query.unwrap_or_default();
     let page = Page::parse(&query)?;
     let (outcome, status) = status_filter(&query)?;
-    state
-        .registry
-        .store()
-        .get(&account, id)
-        .await?
-        .ok_or(ApiError::WebhookNotFound)?;
+    require_webhook(&state, &account, id).await?;
     let filter = AttemptFilter::Webhook {
         webhook_id: id,
         outcome,
@@ -117,12 +123,7 @@ pub async fn redrive(
     Extension(Account(account)): Extension<Account>,
     WebhookId(id): WebhookId,
 ) -> Result<Json<RedriveAnswer>, ApiError> {
-    state
-        .registry
-        .store()
-        .get(&account, id)
-        .await?
-        .ok_or(ApiError::WebhookNotFound)?;
+    require_webhook(&state, &account, id).await?;
     let summary = crate::dead_letters::replay(&state.config, REDRIVE_LIMIT, Some(id))
         .await
         .map_err(|error| {

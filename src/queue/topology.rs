@@ -175,9 +175,8 @@ pub(super) fn queue_arguments(topology: &Topology) -> Vec<(String, FieldTable)> 
     queues
 }
 
-/// Declares everything, idempotently. Safe to run by every replica at every start.
-pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), DeclareError> {
-    let names = &topology.names;
+/// Declares the events exchange (durable, topic), idempotently: what producers publish to.
+pub async fn declare_exchange(channel: &Channel, names: &Names) -> lapin::Result<()> {
     channel
         .exchange_declare(
             &names.events_exchange,
@@ -188,7 +187,13 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), Decla
             },
             FieldTable::default(),
         )
-        .await?;
+        .await
+}
+
+/// Declares everything, idempotently. Safe to run by every replica at every start.
+pub async fn declare(channel: &Channel, topology: &Topology) -> Result<(), DeclareError> {
+    let names = &topology.names;
+    declare_exchange(channel, names).await?;
     for (queue, args) in queue_arguments(topology) {
         channel
             .queue_declare(&queue, durable(), args)

@@ -60,6 +60,20 @@ const COLUMNS: &str = "id, account_id, url, secret_enc, enabled_events, include,
     oidc_token_endpoint, oidc_resource_uri, oidc_scope, oidc_access_token_ttl_seconds";
 
 impl Store {
+    /// [`Store::connect`] with `database.url`, `database.max_connections` and
+    /// `database.encryption_key`.
+    pub async fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let key = config.encryption_key().map_err(anyhow::Error::msg)?;
+        Store::connect(
+            config.database.url.expose(),
+            config.database.max_connections,
+            key,
+        )
+        .await
+        .context("cannot open the database (database.url)")
+    }
+
     /// Connects, runs migrations, and checks that the key can read the stored secrets.
     pub async fn connect(
         url: &str,
