@@ -87,6 +87,12 @@ impl Application {
                     .with_delivery_log(log)
                     .with_shutdown(cancel.clone()),
             );
+            tasks.spawn(crate::queue::depths::run(
+                config.amqp.url.expose().to_string(),
+                crate::queue::topology::Topology::from_config(&config),
+                metrics.clone(),
+                cancel.clone(),
+            ));
             let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
             worker_task = Some(tokio::spawn(worker.run(cancel.clone())));
             // The longest attempt: a token request and the delivery, each up to the timeout.

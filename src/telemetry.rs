@@ -71,6 +71,17 @@ pub struct Metrics {
     pub amqp_blocked: Gauge,
     /// What happened to messages that could not be acked straight away.
     pub settles: Family<OutcomeLabels, Counter>,
+    /// Token cache lookups: hit or miss.
+    pub token_cache: Family<OutcomeLabels, Counter>,
+    pub token_request_seconds: Histogram,
+    /// Ready messages per queue of the worker's topology, read from the broker every few seconds.
+    pub queue_messages: Family<QueueLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// A queue of the topology: incoming, deliveries, dead, or a delay queue (a fixed set).
+    pub queue: String,
 }
 
 impl Default for Metrics {
@@ -100,7 +111,27 @@ impl Metrics {
             delivery_log_dropped: Counter::default(),
             amqp_blocked: Gauge::default(),
             settles: Family::default(),
+            token_cache: Family::default(),
+            token_request_seconds: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            queue_messages: Family::default(),
         };
+        registry.register(
+            "token_cache",
+            "Access-token cache lookups, by outcome (hit, miss)",
+            metrics.token_cache.clone(),
+        );
+        registry.register(
+            "token_request_duration_seconds",
+            "Duration of requests to token endpoints",
+            metrics.token_request_seconds.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages ready in each queue of the topology, read from the broker every 5 s",
+            metrics.queue_messages.clone(),
+        );
         registry.register(
             "delivery_log_rows",
             "Delivery attempts written to the delivery log",

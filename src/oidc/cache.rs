@@ -129,11 +129,24 @@ impl TokenProvider {
                 return Err(error);
             }
         };
+        if let Some(cached) = self.cache.get(&key).await {
+            self.lookup("hit");
+            return Ok(cached.token);
+        }
+        // A miss; concurrent misses for one key still share one request.
+        self.lookup("miss");
         self.cache
             .try_get_with(key, self.fetch(settings))
             .await
             .map(|cached| cached.token)
             .map_err(|error| (*error).clone())
+    }
+
+    fn lookup(&self, outcome: &'static str) {
+        self.metrics
+            .token_cache
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Drops the cached token for `settings`, so the next [`Self::token`] fetches a new one.
@@ -160,7 +173,11 @@ impl TokenProvider {
     }
 
     async fn fetch(&self, settings: &OidcSettings) -> Result<CachedToken, TokenError> {
+        let started = Instant::now();
         let result = self.client.request(settings).await;
+        self.metrics
+            .token_request_seconds
+            .observe(started.elapsed().as_secs_f64());
         match &result {
             Ok(issued) => {
                 self.count("issued");

@@ -18,6 +18,7 @@
 //! [`topology`] declares all of it; [`migrate`] moves queues an older version declared with other
 //! arguments.
 
+pub mod depths;
 pub mod job;
 pub mod migrate;
 pub mod publisher;
