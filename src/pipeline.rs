@@ -11,7 +11,12 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::Config,
-    delivery::{limits::Limits, Attempt, AttemptResult, Deliverer},
+    delivery::{
+        failing::{DisableReason, Failing},
+        health::{Admission, Health, ParkReason},
+        outcome::{Outcome, Signal},
+        Attempt, AttemptResult, Deliverer, Failure,
+    },
     event::{Bodies, Body, Event},
     queue::{
         header_text,
@@ -19,7 +24,7 @@ use crate::{
         Names, Publisher,
     },
     registry::Registry,
-    retry::RetrySchedule,
+    retry::{Parking, RetrySchedule, Tries},
     store::StoreError,
     telemetry::Metrics,
     webhook::Webhook,
@@ -43,7 +48,8 @@ enum Next {
 pub struct Pipeline {
     registry: Arc<Registry>,
     deliverer: Deliverer,
-    limits: Limits,
+    health: Health,
+    failing: Failing,
     names: Names,
     schedule: RetrySchedule,
     default_account: String,
@@ -59,13 +65,14 @@ impl Pipeline {
         metrics: Metrics,
     ) -> Self {
         Self {
+            failing: Failing::new(
+                registry.clone(),
+                config.delivery.disable_after.0,
+                metrics.clone(),
+            ),
             registry,
             deliverer,
-            limits: Limits::new(
-                config.delivery.max_in_flight,
-                config.delivery.max_in_flight_per_webhook,
-                config.delivery.park_after.0,
-            ),
+            health: Health::new(&config.delivery, metrics.clone()),
             names: Names::new(&config.amqp.prefix),
             schedule: RetrySchedule::from_config(&config.delivery),
             default_account: config.delivery.default_account.clone(),
@@ -188,7 +195,7 @@ impl Pipeline {
                 &event,
                 body,
                 correlation_id.as_deref(),
-                job.attempt,
+                job.tries(),
             )
             .await;
         self.settle(publisher, raw, &event.id, vec![next]).await
@@ -212,33 +219,21 @@ impl Pipeline {
         }))
     }
 
+    /// One delivery: wait for the endpoint's turn (or park), send, and decide what follows.
     async fn attempt(
         &self,
         webhook: &Webhook,
         event: &Event,
         body: Body,
         correlation_id: Option<&str>,
-        number: u32,
+        tries: impl Into<Tries>,
     ) -> Next {
-        let job = |attempt, last_error| Job {
-            webhook_id: webhook.id,
-            account_id: webhook.account_id.clone(),
-            attempt,
-            last_error: Some(last_error),
+        let tries = tries.into();
+        let permit = match self.health.admit(webhook.id).await {
+            Admission::Send(permit) => permit,
+            Admission::Park(reason) => return self.park(webhook, event, &tries, reason),
         };
-        let Some(_permit) = self.limits.acquire(webhook.id).await else {
-            // The webhook kept its whole share in flight: park this delivery without using an
-            // attempt, rather than hold this message's ack hostage to a slow endpoint.
-            self.metrics.delivery("parked");
-            let delay = self.schedule.park_delay();
-            return Next::Retry {
-                delay,
-                job: job(
-                    number,
-                    "parked: the webhook is at its concurrency limit".into(),
-                ),
-            };
-        };
+        let number = tries.attempt;
         let attempt = Attempt {
             event,
             body,
@@ -248,37 +243,132 @@ impl Pipeline {
         self.metrics.in_flight.inc();
         let result = self.deliverer.deliver(webhook, &attempt).await;
         self.metrics.in_flight.dec();
-        match result {
+        permit.finish(Signal::of(&result));
+        let outcome = Outcome::of(&result);
+        let failure = match result {
             AttemptResult::Delivered { status } => {
                 debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = number, status, "delivered");
                 self.metrics.delivery("delivered");
-                Next::Done
+                self.failing.succeeded(webhook).await;
+                return Next::Done;
             }
-            AttemptResult::Failed(failure) => match self.schedule.delay_after(number) {
-                Some(delay) => {
-                    info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                        reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
-                    self.metrics.delivery("retry_scheduled");
-                    Next::Retry {
-                        delay,
-                        job: job(number + 1, failure.reason),
-                    }
+            AttemptResult::Failed(failure) => failure,
+        };
+        let last_status = failure.status;
+        let dead = move |reason: &str, detail: String| DeadLetter {
+            reason: reason.into(),
+            detail,
+            webhook_id: Some(webhook.id),
+            account_id: Some(webhook.account_id.clone()),
+            event_type: Some(event.event_type.clone()),
+            attempts: Some(number),
+            last_status,
+        };
+        let not_before = match outcome {
+            Outcome::Delivered => return Next::Done,
+            Outcome::Gone => {
+                self.failing.disable(webhook, DisableReason::Gone).await;
+                warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                    "the endpoint answered 410 Gone; webhook disabled, delivery dead-lettered");
+                self.metrics.delivery("dead_lettered");
+                return Next::Dead(dead("endpoint_gone", failure.reason.clone()));
+            }
+            Outcome::Retry { not_before } => not_before,
+        };
+        if self.failing.failed(webhook).await {
+            info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                reason = %failure.reason, "delivery failed and the webhook is now disabled; no retry");
+            self.metrics.delivery("dropped");
+            return Next::Done;
+        }
+        self.retry(webhook, event, number, not_before, failure, dead)
+    }
+
+    /// The next attempt after a failed one, on the schedule (no sooner than the endpoint asked),
+    /// or the dead letters once the schedule is over.
+    fn retry(
+        &self,
+        webhook: &Webhook,
+        event: &Event,
+        number: u32,
+        not_before: Option<Duration>,
+        failure: Failure,
+        dead: impl Fn(&str, String) -> DeadLetter,
+    ) -> Next {
+        let delay = match not_before {
+            Some(at_least) => self.schedule.delay_after_at_least(number, at_least),
+            None => self.schedule.delay_after(number),
+        };
+        match delay {
+            Some(delay) => {
+                info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                    reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
+                self.metrics.delivery("retry_scheduled");
+                Next::Retry {
+                    delay,
+                    job: Job {
+                        webhook_id: webhook.id,
+                        account_id: webhook.account_id.clone(),
+                        attempt: number + 1,
+                        last_error: Some(failure.reason),
+                        parks: 0,
+                        parked_since: None,
+                    },
                 }
-                None => {
-                    warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                        reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
-                    self.metrics.delivery("dead_lettered");
-                    Next::Dead(DeadLetter {
-                        reason: "retries_exhausted".into(),
-                        detail: failure.reason,
-                        webhook_id: Some(webhook.id),
-                        account_id: Some(webhook.account_id.clone()),
-                        event_type: Some(event.event_type.clone()),
-                        attempts: Some(number),
-                        last_status: failure.status,
+            }
+            None => {
+                warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                    reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
+                self.metrics.delivery("dead_lettered");
+                Next::Dead(dead("retries_exhausted", failure.reason))
+            }
+        }
+    }
+
+    /// The endpoint makes no progress: no request, the delivery waits in a delay queue. Parks
+    /// back off and in time count as attempts (see [`RetrySchedule::park`]).
+    fn park(&self, webhook: &Webhook, event: &Event, tries: &Tries, reason: ParkReason) -> Next {
+        let detail = match reason {
+            ParkReason::CircuitOpen => "parked: the webhook's circuit is open",
+            ParkReason::Stalled => "parked: the endpoint answers nothing in flight",
+        };
+        match self.schedule.park(tries, chrono::Utc::now()) {
+            Parking::Park { delay, tries } => {
+                debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = tries.attempt,
+                    parks = tries.parks, reason = reason.code(), retry_in = ?delay, "delivery parked");
+                self.metrics.delivery("parked");
+                self.metrics
+                    .parks
+                    .get_or_create(&crate::telemetry::ReasonLabels {
+                        reason: reason.code(),
                     })
+                    .inc();
+                Next::Retry {
+                    delay,
+                    job: Job {
+                        webhook_id: webhook.id,
+                        account_id: webhook.account_id.clone(),
+                        attempt: tries.attempt,
+                        last_error: Some(detail.into()),
+                        parks: tries.parks,
+                        parked_since: tries.parked_since,
+                    },
                 }
-            },
+            }
+            Parking::Exhausted { attempts } => {
+                warn!(event_id = %event.id, webhook_id = %webhook.id, attempts,
+                    reason = reason.code(), "delivery parked through its whole schedule; dead-lettering");
+                self.metrics.delivery("dead_lettered");
+                Next::Dead(DeadLetter {
+                    reason: "retries_exhausted".into(),
+                    detail: detail.into(),
+                    webhook_id: Some(webhook.id),
+                    account_id: Some(webhook.account_id.clone()),
+                    event_type: Some(event.event_type.clone()),
+                    attempts: Some(attempts),
+                    last_status: None,
+                })
+            }
         }
     }
 

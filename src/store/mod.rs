@@ -4,6 +4,7 @@
 //! module sees ciphertext, and nothing below it sees plain text.
 
 mod cipher;
+mod failing;
 
 use std::str::FromStr;
 
@@ -152,6 +153,10 @@ impl Store {
         .bind(row.oidc_access_token_ttl_seconds)
         .execute(&self.pool)
         .await?;
+        if webhook.disabled_at.is_none() {
+            // Enabled (or re-enabled): its failures so far no longer count toward disabling it.
+            self.clear_failing(webhook.id).await?;
+        }
         Ok(result.rows_affected() > 0)
     }
 
@@ -166,6 +171,9 @@ impl Store {
         .bind(account_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
+        if row.is_some() {
+            self.clear_failing(id).await?;
+        }
         row.map(|row| self.decode(&row)).transpose()
     }
 
