@@ -10,6 +10,8 @@
 //! - [`cli`]: the built binary.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.
+//! - [`health`]: endpoint health: adaptive concurrency, parking, the circuit breaker, and what
+//!   each answer (429, 503 + Retry-After, 410) means; auto-disable.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`]: token acquisition against a real
 //!   OAuth server (panva's `oidc-provider`, run by node).
 
@@ -22,6 +24,7 @@ mod api;
 mod cli;
 mod crash;
 mod dead_letters;
+mod health;
 mod oidc;
 mod oidc_delivery;
 mod oidc_errors;
