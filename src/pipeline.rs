@@ -15,7 +15,7 @@ use crate::{
         failing::{DisableReason, Failing},
         health::{Admission, Health, ParkReason},
         outcome::{Outcome, Signal},
-        Attempt, AttemptResult, Deliverer, Failure,
+        Attempt, AttemptResult, Deliverer,
     },
     event::{Bodies, Body, Event},
     queue::{
@@ -233,17 +233,27 @@ impl Pipeline {
             Admission::Send(permit) => permit,
             Admission::Park(reason) => return self.park(webhook, event, &tries, reason),
         };
-        let number = tries.attempt;
         let attempt = Attempt {
             event,
             body,
             correlation_id,
-            number,
+            number: tries.attempt,
         };
         self.metrics.in_flight.inc();
         let result = self.deliverer.deliver(webhook, &attempt).await;
         self.metrics.in_flight.dec();
         permit.finish(Signal::of(&result));
+        self.decide(webhook, event, tries.attempt, result).await
+    }
+
+    /// What follows attempt `number`, by what its answer means (see [`Outcome`]).
+    async fn decide(
+        &self,
+        webhook: &Webhook,
+        event: &Event,
+        number: u32,
+        result: AttemptResult,
+    ) -> Next {
         let outcome = Outcome::of(&result);
         let failure = match result {
             AttemptResult::Delivered { status } => {
@@ -254,15 +264,16 @@ impl Pipeline {
             }
             AttemptResult::Failed(failure) => failure,
         };
-        let last_status = failure.status;
-        let dead = move |reason: &str, detail: String| DeadLetter {
-            reason: reason.into(),
-            detail,
-            webhook_id: Some(webhook.id),
-            account_id: Some(webhook.account_id.clone()),
-            event_type: Some(event.event_type.clone()),
-            attempts: Some(number),
-            last_status,
+        let dead = |reason: &str| {
+            self.metrics.delivery("dead_lettered");
+            Next::Dead(dead_letter(
+                webhook,
+                event,
+                reason,
+                &failure.reason,
+                number,
+                failure.status,
+            ))
         };
         let not_before = match outcome {
             Outcome::Delivered => return Next::Done,
@@ -270,8 +281,7 @@ impl Pipeline {
                 self.failing.disable(webhook, DisableReason::Gone).await;
                 warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
                     "the endpoint answered 410 Gone; webhook disabled, delivery dead-lettered");
-                self.metrics.delivery("dead_lettered");
-                return Next::Dead(dead("endpoint_gone", failure.reason.clone()));
+                return dead("endpoint_gone");
             }
             Outcome::Retry { not_before } => not_before,
         };
@@ -281,47 +291,28 @@ impl Pipeline {
             self.metrics.delivery("dropped");
             return Next::Done;
         }
-        self.retry(webhook, event, number, not_before, failure, dead)
-    }
-
-    /// The next attempt after a failed one, on the schedule (no sooner than the endpoint asked),
-    /// or the dead letters once the schedule is over.
-    fn retry(
-        &self,
-        webhook: &Webhook,
-        event: &Event,
-        number: u32,
-        not_before: Option<Duration>,
-        failure: Failure,
-        dead: impl Fn(&str, String) -> DeadLetter,
-    ) -> Next {
+        // No sooner than the endpoint asked (Retry-After), never sooner than the schedule.
         let delay = match not_before {
             Some(at_least) => self.schedule.delay_after_at_least(number, at_least),
             None => self.schedule.delay_after(number),
         };
-        match delay {
-            Some(delay) => {
-                info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                    reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
-                self.metrics.delivery("retry_scheduled");
-                Next::Retry {
-                    delay,
-                    job: Job {
-                        webhook_id: webhook.id,
-                        account_id: webhook.account_id.clone(),
-                        attempt: number + 1,
-                        last_error: Some(failure.reason),
-                        parks: 0,
-                        parked_since: None,
-                    },
-                }
-            }
-            None => {
-                warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                    reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
-                self.metrics.delivery("dead_lettered");
-                Next::Dead(dead("retries_exhausted", failure.reason))
-            }
+        let Some(delay) = delay else {
+            warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
+            return dead("retries_exhausted");
+        };
+        info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+            reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
+        self.metrics.delivery("retry_scheduled");
+        let tries = Tries::from(number + 1);
+        Next::Retry {
+            delay,
+            job: Job::new(
+                webhook.id,
+                &webhook.account_id,
+                &tries,
+                failure.reason.clone(),
+            ),
         }
     }
 
@@ -337,37 +328,22 @@ impl Pipeline {
                 debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = tries.attempt,
                     parks = tries.parks, reason = reason.code(), retry_in = ?delay, "delivery parked");
                 self.metrics.delivery("parked");
-                self.metrics
-                    .parks
-                    .get_or_create(&crate::telemetry::ReasonLabels {
-                        reason: reason.code(),
-                    })
-                    .inc();
+                let labels = crate::telemetry::ReasonLabels {
+                    reason: reason.code(),
+                };
+                self.metrics.parks.get_or_create(&labels).inc();
                 Next::Retry {
                     delay,
-                    job: Job {
-                        webhook_id: webhook.id,
-                        account_id: webhook.account_id.clone(),
-                        attempt: tries.attempt,
-                        last_error: Some(detail.into()),
-                        parks: tries.parks,
-                        parked_since: tries.parked_since,
-                    },
+                    job: Job::new(webhook.id, &webhook.account_id, &tries, detail.into()),
                 }
             }
             Parking::Exhausted { attempts } => {
                 warn!(event_id = %event.id, webhook_id = %webhook.id, attempts,
                     reason = reason.code(), "delivery parked through its whole schedule; dead-lettering");
                 self.metrics.delivery("dead_lettered");
-                Next::Dead(DeadLetter {
-                    reason: "retries_exhausted".into(),
-                    detail: detail.into(),
-                    webhook_id: Some(webhook.id),
-                    account_id: Some(webhook.account_id.clone()),
-                    event_type: Some(event.event_type.clone()),
-                    attempts: Some(attempts),
-                    last_status: None,
-                })
+                let letter =
+                    dead_letter(webhook, event, "retries_exhausted", detail, attempts, None);
+                Next::Dead(letter)
             }
         }
     }
@@ -401,5 +377,24 @@ impl Pipeline {
                 Disposition::Requeue
             }
         }
+    }
+}
+
+fn dead_letter(
+    webhook: &Webhook,
+    event: &Event,
+    reason: &str,
+    detail: &str,
+    attempts: u32,
+    last_status: Option<u16>,
+) -> DeadLetter {
+    DeadLetter {
+        reason: reason.into(),
+        detail: detail.into(),
+        webhook_id: Some(webhook.id),
+        account_id: Some(webhook.account_id.clone()),
+        event_type: Some(event.event_type.clone()),
+        attempts: Some(attempts),
+        last_status,
     }
 }

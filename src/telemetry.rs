@@ -29,7 +29,7 @@ pub fn init_logging(config: &LogConfig) {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// delivered, retry_scheduled, dead_lettered, dropped, deferred
+    /// delivered, retry_scheduled, dead_lettered, dropped, parked
     pub outcome: &'static str,
 }
 

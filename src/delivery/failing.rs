@@ -122,6 +122,8 @@ impl Failing {
 
     /// Records the failing state (keeping an earlier start) and returns its start.
     async fn mark(&self, webhook: &Webhook, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Remembered before the write, so concurrent failures do not all write it too.
+        self.known.insert(webhook.id, Known::FailingSince(now));
         let store = self.registry.store();
         match store
             .mark_failing(&webhook.account_id, webhook.id, now)
@@ -132,6 +134,7 @@ impl Failing {
                 Some(since)
             }
             Err(error) => {
+                self.known.invalidate(&webhook.id);
                 warn!(%error, webhook_id = %webhook.id, "cannot record that a webhook fails");
                 None
             }

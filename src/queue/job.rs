@@ -41,6 +41,23 @@ fn text(value: &str) -> AMQPValue {
 }
 
 impl Job {
+    /// The delivery of the same event to `webhook_id`, as `tries` says.
+    pub fn new(
+        webhook_id: Uuid,
+        account_id: &str,
+        tries: &crate::retry::Tries,
+        last_error: String,
+    ) -> Self {
+        Job {
+            webhook_id,
+            account_id: account_id.to_string(),
+            attempt: tries.attempt,
+            last_error: Some(last_error),
+            parks: tries.parks,
+            parked_since: tries.parked_since,
+        }
+    }
+
     pub fn headers(&self) -> FieldTable {
         let mut headers = FieldTable::default();
         headers.insert(WEBHOOK_ID.into(), text(&self.webhook_id.to_string()));
