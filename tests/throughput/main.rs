@@ -118,13 +118,18 @@ async fn a_hanging_endpoint_beside_a_healthy_one_costs_it_at_most_20_percent() {
     .await;
     let fast = PacedReceiver::start(Behaviour::default()).await;
     subscribe(&worker, &fast, "fast").await;
-    // Once to warm up (connections, the limit), once to measure, without and with the hanging
-    // endpoint; its "slow" events are published either way (acked at once while unsubscribed).
+    // Once to warm up (connections, the limit), then the faster of two rounds without and two
+    // with the hanging endpoint (one round is noisy on a shared machine); its "slow" events are
+    // published either way (acked at once while nobody subscribes to them).
     fast_and_slow_round(&worker, &fast).await;
-    let alone = fast_and_slow_round(&worker, &fast).await;
+    let alone = fast_and_slow_round(&worker, &fast)
+        .await
+        .min(fast_and_slow_round(&worker, &fast).await);
     let hanging = PacedReceiver::hanging().await;
     subscribe(&worker, &hanging, "slow").await;
-    let beside = fast_and_slow_round(&worker, &fast).await;
+    let beside = fast_and_slow_round(&worker, &fast)
+        .await
+        .min(fast_and_slow_round(&worker, &fast).await);
     let initial = worker.config.delivery.concurrency_initial as usize;
     println!(
         "2,000 events: {alone:?} alone, {beside:?} beside a hanging endpoint ({:+.0} %); \
