@@ -66,6 +66,10 @@ struct Args {
     /// Add a webhook whose endpoint accepts requests and never answers.
     #[arg(long)]
     hanging: bool,
+    /// Retry delays of this many ms (ten retries) instead of the default schedule, so that
+    /// refused deliveries (--capacity) come back soon.
+    #[arg(long)]
+    retry_delay_ms: Option<u64>,
     /// The hanging webhook gets every N-th event (1: every event).
     #[arg(long, default_value_t = 1)]
     hanging_every: usize,
@@ -174,9 +178,14 @@ async fn main() -> anyhow::Result<()> {
         [delivery]
         allow_http = true
         allow_networks = ["127.0.0.0/8"]
+        {retry}
         [log]
         level = "warn"
         "#,
+        retry = args.retry_delay_ms.map_or(String::new(), |ms| format!(
+            "retry_schedule = [{}]",
+            vec![format!("\"{ms}ms\""); 10].join(", ")
+        )),
         url = args.amqp_url,
         prefetch = args.prefetch,
         db = dir.join("bench.db").display(),
