@@ -237,6 +237,8 @@ async fn main() -> anyhow::Result<()> {
             let routing_key = if slow { "slow" } else { "business.updated" };
             let id = uuid::Uuid::new_v4().to_string();
             template["id"] = id.clone().into();
+            // Webhooks match on the event's own type.
+            template["type"] = routing_key.into();
             let body = serde_json::to_vec(&template)?;
             let mut headers = FieldTable::default();
             headers.insert("account_id".into(), AMQPValue::LongString("default".into()));
