@@ -10,5 +10,6 @@ mod disable;
 mod flow;
 mod parking;
 mod receiver;
+mod store;
 
 pub use burst::{publish_burst, PARKED};
