@@ -126,23 +126,9 @@ impl Health {
         let probe = loop {
             let wake = endpoint.slots.notified();
             tokio::pin!(wake);
+            // Registered before asking, so a slot freed in between still wakes this one.
             wake.as_mut().enable();
-            let mut changes = Vec::new();
-            let decision = {
-                let mut state = endpoint.state();
-                let before = state.limit();
-                let decision =
-                    state.admit(Instant::now().into_std(), waiting.is_some(), &mut changes);
-                if let (Decision::Wait { .. }, None) = (decision, &waiting) {
-                    state.waiting += 1;
-                    waiting = Some(Waiting(endpoint.clone()));
-                }
-                self.metrics
-                    .endpoint_limit(Some(before), Some(state.limit()));
-                decision
-            };
-            self.report(webhook, &changes);
-            match decision {
+            match self.ask(&endpoint, &mut waiting) {
                 Decision::Admit { probe } => break probe,
                 Decision::Park(reason) => {
                     if waiting.is_some() {
@@ -172,6 +158,25 @@ impl Health {
         permit._global = self.global.clone().acquire_owned().await.ok();
         permit.started = Instant::now().into_std();
         Admission::Send(permit)
+    }
+
+    /// One look at the endpoint's state; a delivery told to wait is counted among the waiting.
+    fn ask(&self, endpoint: &Arc<Endpoint>, waiting: &mut Option<Waiting>) -> Decision {
+        let mut changes = Vec::new();
+        let decision = {
+            let mut state = endpoint.state();
+            let before = state.limit();
+            let decision = state.admit(Instant::now().into_std(), waiting.is_some(), &mut changes);
+            if let (Decision::Wait { .. }, None) = (decision, &waiting) {
+                state.waiting += 1;
+                *waiting = Some(Waiting(endpoint.clone()));
+            }
+            self.metrics
+                .endpoint_limit(Some(before), Some(state.limit()));
+            decision
+        };
+        self.report(endpoint.id, &changes);
+        decision
     }
 
     fn report(&self, webhook: Uuid, changes: &[Change]) {
