@@ -3,7 +3,8 @@
 # .ci/run starts them when they are not.
 #
 # 1. everything but the broker-restart test, in parallel;
-# 2. the broker-restart test alone, last: it stops and starts the shared RabbitMQ.
+# 2. the timed endpoint-health tests, alone: they measure throughput;
+# 3. the broker-restart test alone, last: it stops and starts the shared RabbitMQ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +12,5 @@ if [ -x tests/oidc/setup.sh ]; then
   tests/oidc/setup.sh
 fi
 cargo test --lib --bins --test it
+cargo test --test throughput -- --test-threads=1
 cargo test --test broker_restart -- --test-threads=1

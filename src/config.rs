@@ -91,11 +91,24 @@ pub struct DeliveryConfig {
     pub allow_networks: Vec<IpNet>,
     pub max_response_bytes: usize,
     pub max_in_flight: usize,
-    pub max_in_flight_per_webhook: usize,
-    pub park_after: HumanDuration,
+    /// Each webhook's adaptive limit on requests in flight: where it starts, its floor and cap.
+    pub concurrency_initial: u32,
+    pub concurrency_min: u32,
+    pub concurrency_max: u32,
+    /// Consecutive timeouts or connection failures that open a webhook's circuit.
+    pub circuit_failures: u32,
+    /// The first park's delay; each further park of the same attempt doubles it.
+    pub park_delay: HumanDuration,
+    /// A webhook whose deliveries all failed this long is disabled; zero means never.
+    pub disable_after: HumanDuration,
     pub default_account: String,
     pub fan_out_threshold: usize,
     pub max_in_flight_per_event: usize,
+    /// Removed keys, kept only to refuse them with a message that says what replaced them.
+    #[serde(default)]
+    pub max_in_flight_per_webhook: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub park_after: Option<serde::de::IgnoredAny>,
 }
 
 /// How much longer than one request a whole attempt may take when `delivery.attempt_deadline`
@@ -377,12 +390,7 @@ impl Config {
         if self.delivery.max_in_flight == 0 {
             return Err(("delivery.max_in_flight", "must be at least 1".into()));
         }
-        if self.delivery.max_in_flight_per_webhook == 0 {
-            return Err((
-                "delivery.max_in_flight_per_webhook",
-                "must be at least 1".into(),
-            ));
-        }
+        self.validate_endpoint_health()?;
         if self.delivery.max_response_bytes == 0 {
             return Err(("delivery.max_response_bytes", "must be at least 1".into()));
         }
@@ -434,6 +442,51 @@ impl Config {
                 "log.level",
                 format!("{:?} is not a valid filter", self.log.level),
             ));
+        }
+        Ok(())
+    }
+
+    /// The `delivery` keys of endpoint health: adaptive concurrency, circuit breaker, parking.
+    fn validate_endpoint_health(&self) -> Result<(), (&'static str, String)> {
+        let delivery = &self.delivery;
+        if delivery.max_in_flight_per_webhook.is_some() {
+            return Err((
+                "delivery.max_in_flight_per_webhook",
+                "was removed: each webhook's limit now adapts; set delivery.concurrency_initial, \
+                 delivery.concurrency_min and delivery.concurrency_max instead"
+                    .into(),
+            ));
+        }
+        if delivery.park_after.is_some() {
+            return Err((
+                "delivery.park_after",
+                "was removed: a delivery now waits while its endpoint makes progress and is \
+                 parked at once when it does not; delete the key"
+                    .into(),
+            ));
+        }
+        if delivery.concurrency_min == 0 {
+            return Err(("delivery.concurrency_min", "must be at least 1".into()));
+        }
+        if delivery.concurrency_max < delivery.concurrency_min {
+            return Err((
+                "delivery.concurrency_max",
+                "must be at least delivery.concurrency_min".into(),
+            ));
+        }
+        if !(delivery.concurrency_min..=delivery.concurrency_max)
+            .contains(&delivery.concurrency_initial)
+        {
+            return Err((
+                "delivery.concurrency_initial",
+                "must lie between delivery.concurrency_min and delivery.concurrency_max".into(),
+            ));
+        }
+        if delivery.circuit_failures == 0 {
+            return Err(("delivery.circuit_failures", "must be at least 1".into()));
+        }
+        if delivery.park_delay.0 < Duration::from_millis(100) {
+            return Err(("delivery.park_delay", "must be at least 100ms".into()));
         }
         Ok(())
     }
@@ -577,6 +630,34 @@ mod tests {
             assert_eq!(Config::load(None).unwrap().amqp.prefetch, 7);
             Ok(())
         });
+    }
+
+    #[test]
+    fn removed_delivery_keys_are_refused_by_name() {
+        for key in ["max_in_flight_per_webhook = 16", "park_after = \"250ms\""] {
+            let err = Config::from_toml(&format!("[delivery]\n{key}\n"))
+                .unwrap_err()
+                .to_string();
+            let name = key.split(' ').next().unwrap_or_default();
+            assert!(err.contains(&format!("delivery.{name}")), "{err}");
+            assert!(err.contains("removed"), "{err}");
+        }
+    }
+
+    #[test]
+    fn endpoint_health_defaults_and_bounds() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(
+            config.delivery.disable_after.0,
+            Duration::from_secs(5 * 86_400)
+        );
+        assert_eq!(config.delivery.park_delay.0, Duration::from_secs(5));
+        let never = Config::from_toml("[delivery]\ndisable_after = \"0s\"").unwrap();
+        assert!(never.delivery.disable_after.0.is_zero());
+        let err = Config::from_toml("[delivery]\nconcurrency_min = 8\nconcurrency_initial = 4")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delivery.concurrency_initial"), "{err}");
     }
 
     #[test]

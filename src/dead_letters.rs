@@ -172,6 +172,8 @@ pub async fn replay(
             account_id,
             attempt: 1,
             last_error: Some("replayed from the dead letters".into()),
+            parks: 0,
+            parked_since: None,
         };
         let message_id = message_id(&message).unwrap_or_default();
         publisher

@@ -14,12 +14,14 @@
 //! - [`signing`]: the HMAC-SHA256 body signature.
 //! - [`safety`]: which network addresses may be connected to.
 //! - [`api`]: the Webhooks API (axum) and the operational routes.
-//! - [`delivery`]: one HTTP attempt through the shared, address-checking client; concurrency
-//!   limits.
+//! - [`delivery`]: one HTTP attempt through the shared, address-checking client; what each
+//!   answer means (`outcome`); each endpoint's health: adaptive concurrency, waiting bounded by
+//!   progress, the circuit breaker (`health`); disabling webhooks that are gone or failing
+//!   (`failing`).
 //! - [`delivery_log`]: the record of every attempt, written in batches off the hot path.
 //! - [`oidc`]: OAuth 2.0 access tokens for webhooks (token client, cache), signing keys, JWKS.
 //! - [`queue`]: RabbitMQ topology, the confirmed publisher, job and dead-letter headers.
-//! - [`retry`]: the retry schedule.
+//! - [`retry`]: the retry schedule, and how parks back off and count as attempts.
 //! - [`pipeline`]: what happens to one message, up to the ack decision.
 //! - [`worker`]: the broker connection, consumers, reconnection and draining.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue.

@@ -11,7 +11,12 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::Config,
-    delivery::{limits::Limits, Attempt, AttemptResult, Deliverer},
+    delivery::{
+        failing::{DisableReason, Failing},
+        health::{Admission, Health, ParkReason},
+        outcome::{Outcome, Signal},
+        Attempt, AttemptResult, Deliverer,
+    },
     delivery_log::{DeliveryLog, LogEntry, LogOutcome},
     event::{Bodies, Body, Event},
     queue::{
@@ -20,7 +25,7 @@ use crate::{
         Names, Publisher,
     },
     registry::Registry,
-    retry::RetrySchedule,
+    retry::{Parking, RetrySchedule, Tries},
     store::StoreError,
     telemetry::Metrics,
     webhook::Webhook,
@@ -56,7 +61,8 @@ enum Next {
 pub struct Pipeline {
     registry: Arc<Registry>,
     deliverer: Deliverer,
-    limits: Limits,
+    health: Health,
+    failing: Failing,
     names: Names,
     schedule: RetrySchedule,
     default_account: String,
@@ -81,13 +87,14 @@ impl Pipeline {
         metrics: Metrics,
     ) -> Self {
         Self {
+            failing: Failing::new(
+                registry.clone(),
+                config.delivery.disable_after.0,
+                metrics.clone(),
+            ),
             registry,
             deliverer,
-            limits: Limits::new(
-                config.delivery.max_in_flight,
-                config.delivery.max_in_flight_per_webhook,
-                config.delivery.park_after.0,
-            ),
+            health: Health::new(&config.delivery, metrics.clone()),
             names: Names::new(&config.amqp.prefix),
             schedule: RetrySchedule::from_config(&config.delivery),
             default_account: config.delivery.default_account.clone(),
@@ -107,13 +114,15 @@ impl Pipeline {
         self
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         webhook: &Webhook,
         event: &Event,
         number: u32,
         outcome: LogOutcome,
-        failure: Option<&crate::delivery::Failure>,
+        status: Option<u16>,
+        error: Option<&str>,
         duration: Duration,
     ) {
         self.log.record(LogEntry {
@@ -123,8 +132,8 @@ impl Pipeline {
             event_type: &event.event_type,
             attempt: number,
             outcome,
-            status: failure.and_then(|f| f.status),
-            error: failure.map(|f| f.reason.as_str()),
+            status,
+            error,
             duration,
         });
     }
@@ -253,7 +262,7 @@ impl Pipeline {
                 &event,
                 body,
                 correlation_id.as_deref(),
-                job.attempt,
+                job.tries(),
             )
             .await;
         self.settle(publisher, raw, &event.id, vec![next]).await
@@ -277,110 +286,193 @@ impl Pipeline {
         }))
     }
 
+    /// One delivery: wait for the endpoint's turn (or park), send, and decide what follows.
     async fn attempt(
         &self,
         webhook: &Webhook,
         event: &Event,
         body: Body,
         correlation_id: Option<&str>,
-        number: u32,
+        tries: impl Into<Tries>,
     ) -> Next {
-        let job = |attempt, last_error| Job {
-            webhook_id: webhook.id,
-            account_id: webhook.account_id.clone(),
-            attempt,
-            last_error: Some(last_error),
-        };
-        let Some(_permit) = self.limits.acquire(webhook.id).await else {
-            // The webhook kept its whole share in flight: park this delivery without using an
-            // attempt, rather than hold this message's ack hostage to a slow endpoint.
-            self.metrics.delivery("parked");
-            self.record(
-                webhook,
-                event,
-                number,
-                LogOutcome::Parked,
-                None,
-                Duration::ZERO,
-            );
-            let delay = self.schedule.park_delay();
-            return Next::Retry {
-                delay,
-                job: job(
-                    number,
-                    "parked: the webhook is at its concurrency limit".into(),
-                ),
-            };
+        let tries = tries.into();
+        let permit = match self.health.admit(webhook.id).await {
+            Admission::Send(permit) => permit,
+            Admission::Park(reason) => return self.park(webhook, event, &tries, reason),
         };
         let attempt = Attempt {
             event,
             body,
             correlation_id,
-            number,
+            number: tries.attempt,
         };
         self.metrics.in_flight.inc();
         let started = std::time::Instant::now();
         let result = self.deliverer.deliver(webhook, &attempt).await;
         let took = started.elapsed();
         self.metrics.in_flight.dec();
-        match result {
+        permit.finish(Signal::of(&result));
+        self.decide(webhook, event, tries.attempt, result, took)
+            .await
+    }
+
+    /// What follows attempt `number`, by what its answer means (see [`Outcome`]).
+    async fn decide(
+        &self,
+        webhook: &Webhook,
+        event: &Event,
+        number: u32,
+        result: AttemptResult,
+        took: Duration,
+    ) -> Next {
+        let outcome = Outcome::of(&result);
+        let failure = match result {
             AttemptResult::Delivered { status } => {
                 debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = number, status, "delivered");
                 self.metrics.delivery("delivered");
-                self.log.record(LogEntry {
-                    account_id: &webhook.account_id,
-                    webhook_id: webhook.id,
-                    event_id: &event.id,
-                    event_type: &event.event_type,
-                    attempt: number,
-                    outcome: LogOutcome::Delivered,
-                    status: Some(status),
-                    error: None,
-                    duration: took,
-                });
-                Next::Done
+                self.record(
+                    webhook,
+                    event,
+                    number,
+                    LogOutcome::Delivered,
+                    Some(status),
+                    None,
+                    took,
+                );
+                self.failing.succeeded(webhook).await;
+                return Next::Done;
             }
-            AttemptResult::Failed(failure) => match self.schedule.delay_after(number) {
-                Some(delay) => {
-                    self.record(
-                        webhook,
-                        event,
-                        number,
-                        LogOutcome::Failed,
-                        Some(&failure),
-                        took,
-                    );
-                    info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                        reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
-                    self.metrics.delivery("retry_scheduled");
-                    Next::Retry {
-                        delay,
-                        job: job(number + 1, failure.reason),
-                    }
-                }
-                None => {
-                    self.record(
-                        webhook,
-                        event,
-                        number,
-                        LogOutcome::DeadLettered,
-                        Some(&failure),
-                        took,
-                    );
-                    warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                        reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
-                    self.metrics.delivery("dead_lettered");
-                    Next::Dead(DeadLetter {
-                        reason: "retries_exhausted".into(),
-                        detail: failure.reason,
-                        webhook_id: Some(webhook.id),
-                        account_id: Some(webhook.account_id.clone()),
-                        event_type: Some(event.event_type.clone()),
-                        attempts: Some(number),
-                        last_status: failure.status,
-                    })
-                }
-            },
+            AttemptResult::Failed(failure) => failure,
+        };
+        let log = |outcome| {
+            let error = Some(failure.reason.as_str());
+            self.record(webhook, event, number, outcome, failure.status, error, took);
+        };
+        let dead = |reason: &str| {
+            self.metrics.delivery("dead_lettered");
+            Next::Dead(dead_letter(
+                webhook,
+                event,
+                reason,
+                &failure.reason,
+                number,
+                failure.status,
+            ))
+        };
+        let not_before = match outcome {
+            Outcome::Delivered => return Next::Done,
+            Outcome::Gone => {
+                self.failing.disable(webhook, DisableReason::Gone).await;
+                log(LogOutcome::Disabled);
+                warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                    "the endpoint answered 410 Gone; webhook disabled, delivery dead-lettered");
+                return dead("endpoint_gone");
+            }
+            Outcome::Retry { not_before } => not_before,
+        };
+        if self.failing.failed(webhook).await {
+            log(LogOutcome::Disabled);
+            info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                reason = %failure.reason, "delivery failed and the webhook is now disabled; no retry");
+            self.metrics.delivery("dropped");
+            return Next::Done;
         }
+        // No sooner than the endpoint asked (Retry-After), never sooner than the schedule.
+        let delay = match not_before {
+            Some(at_least) => self.schedule.delay_after_at_least(number, at_least),
+            None => self.schedule.delay_after(number),
+        };
+        let Some(delay) = delay else {
+            log(LogOutcome::DeadLettered);
+            warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+                reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
+            return dead("retries_exhausted");
+        };
+        log(LogOutcome::Failed);
+        info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
+            reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
+        self.metrics.delivery("retry_scheduled");
+        let tries = Tries::from(number + 1);
+        Next::Retry {
+            delay,
+            job: Job::new(
+                webhook.id,
+                &webhook.account_id,
+                &tries,
+                failure.reason.clone(),
+            ),
+        }
+    }
+
+    /// The endpoint makes no progress: no request, the delivery waits in a delay queue. Parks
+    /// back off and in time count as attempts (see [`RetrySchedule::park`]).
+    fn park(&self, webhook: &Webhook, event: &Event, tries: &Tries, reason: ParkReason) -> Next {
+        let detail = match reason {
+            ParkReason::CircuitOpen => "parked: the webhook's circuit is open",
+            ParkReason::Stalled => "parked: the endpoint answers nothing in flight",
+        };
+        match self.schedule.park(tries, chrono::Utc::now()) {
+            Parking::Park { delay, tries } => {
+                debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = tries.attempt,
+                    parks = tries.parks, reason = reason.code(), retry_in = ?delay, "delivery parked");
+                self.metrics.delivery("parked");
+                let labels = crate::telemetry::ReasonLabels {
+                    reason: reason.code(),
+                };
+                self.metrics.parks.get_or_create(&labels).inc();
+                let outcome = LogOutcome::Parked;
+                let error = Some(detail);
+                self.record(
+                    webhook,
+                    event,
+                    tries.attempt,
+                    outcome,
+                    None,
+                    error,
+                    Duration::ZERO,
+                );
+                Next::Retry {
+                    delay,
+                    job: Job::new(webhook.id, &webhook.account_id, &tries, detail.into()),
+                }
+            }
+            Parking::Exhausted { attempts } => {
+                warn!(event_id = %event.id, webhook_id = %webhook.id, attempts,
+                    reason = reason.code(), "delivery parked through its whole schedule; dead-lettering");
+                let (outcome, error) = (LogOutcome::DeadLettered, Some(detail));
+                self.record(
+                    webhook,
+                    event,
+                    attempts,
+                    outcome,
+                    None,
+                    error,
+                    Duration::ZERO,
+                );
+                self.metrics.delivery("dead_lettered");
+                let letter =
+                    dead_letter(webhook, event, "retries_exhausted", detail, attempts, None);
+                Next::Dead(letter)
+            }
+        }
+    }
+}
+
+fn dead_letter(
+    webhook: &Webhook,
+    event: &Event,
+    reason: &str,
+    detail: &str,
+    attempts: u32,
+    last_status: Option<u16>,
+) -> DeadLetter {
+    DeadLetter {
+        reason: reason.into(),
+        detail: detail.into(),
+        webhook_id: Some(webhook.id),
+        account_id: Some(webhook.account_id.clone()),
+        event_type: Some(event.event_type.clone()),
+        attempts: Some(attempts),
+        last_status,
     }
 }

@@ -4,19 +4,63 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
+/// The first park's delay when the configuration names none.
+const DEFAULT_PARK_DELAY: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetrySchedule {
     delays: Vec<Duration>,
+    park_delay: Duration,
+}
+
+/// Where one delivery stands: the attempt to make next, and how often (since when) that attempt
+/// has been parked behind an endpoint that made no progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tries {
+    pub attempt: u32,
+    pub parks: u32,
+    pub parked_since: Option<DateTime<Utc>>,
+}
+
+impl From<u32> for Tries {
+    fn from(attempt: u32) -> Self {
+        Tries {
+            attempt,
+            parks: 0,
+            parked_since: None,
+        }
+    }
+}
+
+/// What becomes of a delivery that cannot be attempted now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parking {
+    /// Wait `delay`, then come back as `tries`.
+    Park { delay: Duration, tries: Tries },
+    /// The parks stood in for the last attempt: the delivery is over.
+    Exhausted { attempts: u32 },
 }
 
 impl RetrySchedule {
     pub fn new(delays: Vec<Duration>) -> Self {
-        Self { delays }
+        Self {
+            delays,
+            park_delay: DEFAULT_PARK_DELAY,
+        }
     }
 
-    /// `delivery.retry_schedule`.
+    /// The first park's delay (each further park of the same attempt doubles it).
+    pub fn with_park_delay(mut self, park_delay: Duration) -> Self {
+        self.park_delay = park_delay;
+        self
+    }
+
+    /// `delivery.retry_schedule` and `delivery.park_delay`.
     pub fn from_config(config: &crate::config::DeliveryConfig) -> Self {
         Self::new(config.retry_schedule.iter().map(|d| d.0).collect())
+            .with_park_delay(config.park_delay.0)
     }
 
     /// The wait before attempt `failed_attempt + 1`, or `None` when `failed_attempt` was the last.
@@ -33,23 +77,81 @@ impl RetrySchedule {
             .saturating_add(1)
     }
 
-    /// The distinct delays, shortest first, the parking delay included: one delay queue each.
+    /// The wait before attempt `failed_attempt + 1` when the endpoint asked for `at_least`
+    /// (`Retry-After`): the first delay queue that long, capped at the longest; never shorter
+    /// than the schedule's own delay. `None` when `failed_attempt` was the last.
+    pub fn delay_after_at_least(
+        &self,
+        failed_attempt: u32,
+        at_least: Duration,
+    ) -> Option<Duration> {
+        let scheduled = self.delay_after(failed_attempt)?;
+        let delays = self.distinct_delays();
+        let asked = delays
+            .iter()
+            .copied()
+            .find(|d| *d >= at_least)
+            .or_else(|| delays.last().copied())
+            .unwrap_or(scheduled);
+        Some(scheduled.max(asked))
+    }
+
+    /// The distinct delays, shortest first, park delays included: one delay queue each.
     pub fn distinct_delays(&self) -> Vec<Duration> {
-        let mut delays = self.delays.clone();
-        delays.push(self.park_delay());
+        let mut delays = self.park_budgets();
+        let longest = delays.iter().max().copied().unwrap_or(self.park_delay);
+        let mut park = self.park_delay;
+        while park < longest {
+            delays.push(park);
+            park = park.saturating_mul(2);
+        }
         delays.sort_unstable();
         delays.dedup();
         delays
     }
 
-    /// How long a delivery whose webhook is saturated waits before it is tried again: the
-    /// shortest retry delay, or one second when the schedule has no retries.
-    pub fn park_delay(&self) -> Duration {
-        self.delays
-            .iter()
-            .min()
-            .copied()
-            .unwrap_or(Duration::from_secs(1))
+    /// How long the parks of `attempt` may last before they count as that attempt: the delay
+    /// that a failure of it would have led to (the longest delay after the last attempt).
+    fn park_budget(&self, attempt: u32) -> Duration {
+        self.delay_after(attempt)
+            .or_else(|| self.delays.iter().max().copied())
+            .unwrap_or(self.park_delay)
+    }
+
+    fn park_budgets(&self) -> Vec<Duration> {
+        let mut budgets = self.delays.clone();
+        if budgets.is_empty() {
+            budgets.push(self.park_delay);
+        }
+        budgets
+    }
+
+    /// Parks a delivery whose endpoint makes no progress. Parks back off (`park_delay`, twice
+    /// that, ...) capped at the next retry delay; once the parks of an attempt have lasted as
+    /// long as that delay, they count as the attempt, so a dead endpoint's deliveries move
+    /// through the schedule to the dead letters instead of churning forever.
+    pub fn park(&self, tries: &Tries, now: DateTime<Utc>) -> Parking {
+        let mut tries = tries.clone();
+        if let Some(since) = tries.parked_since {
+            let parked_for = (now - since).to_std().unwrap_or_default();
+            if parked_for >= self.park_budget(tries.attempt) {
+                if tries.attempt >= self.max_attempts() {
+                    return Parking::Exhausted {
+                        attempts: tries.attempt,
+                    };
+                }
+                tries = Tries::from(tries.attempt + 1);
+            }
+        }
+        let doubled = self.park_delay.saturating_mul(1u32 << tries.parks.min(20));
+        Parking::Park {
+            delay: doubled.min(self.park_budget(tries.attempt)),
+            tries: Tries {
+                attempt: tries.attempt,
+                parks: tries.parks + 1,
+                parked_since: Some(tries.parked_since.unwrap_or(now)),
+            },
+        }
     }
 }
 
@@ -108,15 +210,76 @@ mod tests {
     }
 
     #[test]
-    fn distinct_delays_are_sorted_and_deduplicated() {
-        assert_eq!(secs(&[30, 5, 30]).distinct_delays(), secs(&[5, 30]).delays);
+    fn distinct_delays_are_sorted_and_deduplicated_with_the_park_delays() {
+        let delays = secs(&[30, 5, 30]).distinct_delays();
+        assert_eq!(delays, secs(&[5, 10, 20, 30]).delays);
     }
 
     #[test]
     fn a_schedule_without_retries_still_has_a_parking_queue() {
         let schedule = secs(&[]);
-        assert_eq!(schedule.park_delay(), Duration::from_secs(1));
-        assert_eq!(schedule.distinct_delays(), vec![Duration::from_secs(1)]);
+        assert_eq!(schedule.distinct_delays(), vec![Duration::from_secs(5)]);
+    }
+
+    #[test]
+    fn retry_after_picks_the_first_queue_at_least_that_long_capped_at_the_longest() {
+        let schedule = secs(&[1, 5, 60]);
+        let at_least = |s| schedule.delay_after_at_least(1, Duration::from_secs(s));
+        assert_eq!(at_least(3), Some(Duration::from_secs(5)));
+        assert_eq!(at_least(0), Some(Duration::from_secs(1)));
+        assert_eq!(at_least(3600), Some(Duration::from_secs(60)));
+        assert_eq!(
+            schedule.delay_after_at_least(4, Duration::from_secs(3)),
+            None
+        );
+    }
+
+    fn park_all(schedule: &RetrySchedule, mut tries: Tries) -> (Vec<u64>, Option<u32>) {
+        let mut now = chrono::Utc::now();
+        let mut delays = Vec::new();
+        for _ in 0..100 {
+            match schedule.park(&tries, now) {
+                Parking::Park { delay, tries: next } => {
+                    delays.push(delay.as_secs());
+                    now += chrono::TimeDelta::from_std(delay).unwrap();
+                    tries = next;
+                }
+                Parking::Exhausted { attempts } => return (delays, Some(attempts)),
+            }
+        }
+        (delays, None)
+    }
+
+    #[test]
+    fn parks_back_off_capped_at_the_next_retry_delay_and_count_as_attempts() {
+        let schedule = secs(&[5, 30, 120]);
+        let (delays, exhausted) = park_all(&schedule, Tries::from(1));
+        // attempt 1: 5 (= its next delay); attempt 2: 5 10 20; attempt 3: 5 10 20 40 80;
+        // attempt 4 (the last): as long as the longest delay, then over.
+        assert_eq!(
+            delays,
+            [5, 5, 10, 20, 5, 10, 20, 40, 80, 5, 10, 20, 40, 80],
+            "{delays:?}"
+        );
+        assert_eq!(exhausted, Some(4));
+    }
+
+    #[test]
+    fn a_parked_delivery_carries_its_park_count_and_start() {
+        let schedule = secs(&[60]);
+        let now = chrono::Utc::now();
+        let Parking::Park { delay, tries } = schedule.park(&Tries::from(1), now) else {
+            panic!("parked")
+        };
+        assert_eq!(delay, Duration::from_secs(5));
+        assert_eq!(
+            (tries.attempt, tries.parks, tries.parked_since),
+            (1, 1, Some(now))
+        );
+        let Parking::Park { delay, tries } = schedule.park(&tries, now) else {
+            panic!("parked")
+        };
+        assert_eq!((delay, tries.parks), (Duration::from_secs(10), 2));
     }
 
     #[test]

@@ -40,13 +40,28 @@ pub fn init_logging(config: &LogConfig) {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// delivered, retry_scheduled, dead_lettered, dropped, deferred
+    /// delivered, retry_scheduled, dead_lettered, dropped, parked
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The lower bound of a power-of-two bucket: "1", "2", "4", ... "1024".
+    pub limit: &'static str,
+}
+
+const LIMIT_BUCKETS: [&str; 11] = [
+    "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024",
+];
+
+fn limit_bucket(limit: u32) -> &'static str {
+    let index = usize::try_from(limit.max(1).ilog2()).unwrap_or(usize::MAX);
+    LIMIT_BUCKETS[index.min(LIMIT_BUCKETS.len() - 1)]
 }
 
 /// The worker's metrics. Cheap to clone: every field is a shared handle.
@@ -76,6 +91,14 @@ pub struct Metrics {
     pub token_request_seconds: Histogram,
     /// Ready messages per queue of the worker's topology, read from the broker every few seconds.
     pub queue_messages: Family<QueueLabels, Gauge>,
+    /// Deliveries parked instead of attempted, by reason (`circuit_open`, `stalled`).
+    pub parks: Family<ReasonLabels, Counter>,
+    /// Webhooks whose circuit is open or half-open.
+    pub circuits_open: Gauge,
+    /// Endpoints by their current concurrency limit, in power-of-two buckets.
+    pub endpoint_limits: Family<LimitLabels, Gauge>,
+    /// Webhooks disabled by the worker, by reason (`endpoint_gone`, `failing`).
+    pub webhooks_disabled: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,6 +139,10 @@ impl Metrics {
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             queue_messages: Family::default(),
+            parks: Family::default(),
+            circuits_open: Gauge::default(),
+            endpoint_limits: Family::default(),
+            webhooks_disabled: Family::default(),
         };
         registry.register(
             "token_cache",
@@ -203,6 +230,26 @@ impl Metrics {
              outcomes published again), rejected (dead-lettered after amqp.settle_timeout)",
             metrics.settles.clone(),
         );
+        registry.register(
+            "parks",
+            "Deliveries parked instead of attempted, by reason",
+            metrics.parks.clone(),
+        );
+        registry.register(
+            "circuits_open",
+            "Webhooks whose circuit is open or half-open",
+            metrics.circuits_open.clone(),
+        );
+        registry.register(
+            "endpoint_concurrency_limits",
+            "Endpoints by current concurrency limit (lower bound of a power-of-two bucket)",
+            metrics.endpoint_limits.clone(),
+        );
+        registry.register(
+            "webhooks_disabled",
+            "Webhooks disabled by the worker, by reason",
+            metrics.webhooks_disabled.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ..metrics
@@ -217,6 +264,24 @@ impl Metrics {
 
     pub fn settle(&self, outcome: &'static str) {
         self.settles.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Moves one endpoint between limit buckets (`None`: it appears or goes away).
+    pub fn endpoint_limit(&self, before: Option<u32>, after: Option<u32>) {
+        let (before, after) = (before.map(limit_bucket), after.map(limit_bucket));
+        if before == after {
+            return;
+        }
+        if let Some(limit) = before {
+            self.endpoint_limits
+                .get_or_create(&LimitLabels { limit })
+                .dec();
+        }
+        if let Some(limit) = after {
+            self.endpoint_limits
+                .get_or_create(&LimitLabels { limit })
+                .inc();
+        }
     }
 
     /// The Prometheus text exposition.
@@ -242,5 +307,22 @@ mod tests {
             text.contains("webhook_worker_deliveries_total{outcome=\"delivered\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn endpoint_limits_are_counted_in_a_fixed_set_of_buckets() {
+        let metrics = Metrics::new();
+        metrics.endpoint_limit(None, Some(16));
+        metrics.endpoint_limit(None, Some(20));
+        metrics.endpoint_limit(Some(20), Some(3));
+        metrics.endpoint_limit(None, Some(100_000));
+        let text = metrics.render();
+        for line in [
+            "endpoint_concurrency_limits{limit=\"16\"} 1",
+            "endpoint_concurrency_limits{limit=\"2\"} 1",
+            "endpoint_concurrency_limits{limit=\"1024\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -3,6 +3,13 @@
 //! publish-to-receipt latency (p50/p99). Not a test: it asserts nothing about time.
 //!
 //! `cargo run --release --bin bench -- --events 50000`
+//!
+//! Scenarios of endpoint health:
+//! - a burst: `--events 2000` (how long after the last publish the last delivery arrived, and
+//!   how many deliveries were parked); `--latency-ms 50 --capacity 64` makes the receiver take
+//!   50 ms per request and refuse (503) more than 64 at once;
+//! - a hanging endpoint beside the healthy ones: `--hanging` adds a webhook whose endpoint
+//!   accepts and never answers, subscribed to every `--hanging-every`-th event (1: all).
 
 use std::{
     collections::HashMap,
@@ -49,6 +56,22 @@ struct Args {
     /// (latency then measures time in the queue, not the worker).
     #[arg(long)]
     backlog: bool,
+    /// The receiver takes this long per request.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// The receiver refuses (503) requests beyond this many in flight.
+    #[arg(long)]
+    capacity: Option<usize>,
+    /// Add a webhook whose endpoint accepts requests and never answers.
+    #[arg(long)]
+    hanging: bool,
+    /// Retry delays of this many ms (ten retries) instead of the default schedule, so that
+    /// refused deliveries (--capacity) come back soon.
+    #[arg(long)]
+    retry_delay_ms: Option<u64>,
+    /// The hanging webhook gets every N-th event (1: every event).
+    #[arg(long, default_value_t = 1)]
+    hanging_every: usize,
 }
 
 const SECRET: &str = "whsec_benchmark";
@@ -59,9 +82,44 @@ struct Receipts {
     at: HashMap<String, Instant>,
     bad_signatures: usize,
     count: usize,
+    refused: usize,
 }
 
-async fn receive(State(receipts): State<Arc<Mutex<Receipts>>>, headers: HeaderMap, body: Bytes) {
+#[derive(Clone)]
+struct Receiver {
+    receipts: Arc<Mutex<Receipts>>,
+    latency: Duration,
+    capacity: usize,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a request in flight until it is answered or dropped.
+struct Held(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::http::StatusCode {
+    let held = receiver
+        .in_flight
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _held = Held(receiver.in_flight.clone());
+    if held >= receiver.capacity {
+        let mut receipts = receiver.receipts.lock().unwrap_or_else(|p| p.into_inner());
+        receipts.refused += 1;
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    if !receiver.latency.is_zero() {
+        tokio::time::sleep(receiver.latency).await;
+    }
+    let receipts = &receiver.receipts;
     let now = Instant::now();
     let valid = headers
         .get("x-middesk-signature-256")
@@ -77,6 +135,12 @@ async fn receive(State(receipts): State<Arc<Mutex<Receipts>>>, headers: HeaderMa
         receipts.bad_signatures += 1;
     }
     receipts.at.entry(id).or_insert(now);
+    axum::http::StatusCode::OK
+}
+
+/// The hanging endpoint: accepts the request and never answers.
+async fn hang() {
+    std::future::pending::<()>().await
 }
 
 #[tokio::main]
@@ -85,9 +149,16 @@ async fn main() -> anyhow::Result<()> {
     let receipts = Arc::new(Mutex::new(Receipts::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let receiver_addr = listener.local_addr()?;
+    let receiver = Receiver {
+        receipts: receipts.clone(),
+        latency: Duration::from_millis(args.latency_ms),
+        capacity: args.capacity.unwrap_or(usize::MAX),
+        in_flight: Arc::default(),
+    };
     let app = Router::new()
         .route("/hook", post(receive))
-        .with_state(receipts.clone());
+        .route("/hang", post(hang))
+        .with_state(receiver);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
@@ -106,9 +177,14 @@ async fn main() -> anyhow::Result<()> {
         [delivery]
         allow_http = true
         allow_networks = ["127.0.0.0/8"]
+        {retry}
         [log]
         level = "warn"
         "#,
+        retry = args.retry_delay_ms.map_or(String::new(), |ms| format!(
+            "retry_schedule = [{}]",
+            vec![format!("\"{ms}ms\""); 10].join(", ")
+        )),
         url = args.amqp_url,
         prefetch = args.prefetch,
         db = dir.join("bench.db").display(),
@@ -125,9 +201,12 @@ async fn main() -> anyhow::Result<()> {
     queue::declare(&channel, &topology).await?;
     let start_worker = || async {
         let app = Application::start(config.clone(), Role::Worker).await?;
-        for _ in 0..args.webhooks {
+        let healthy = (0..args.webhooks).map(|_| ("hook", "*"));
+        let hanging_events = if args.hanging_every <= 1 { "*" } else { "slow" };
+        let hanging = args.hanging.then_some(("hang", hanging_events));
+        for (path, events) in healthy.chain(hanging) {
             let patch: WebhookPatch = serde_json::from_value(serde_json::json!({
-                "url": format!("http://{receiver_addr}/hook"), "enabled_events": ["*"], "secret": SECRET,
+                "url": format!("http://{receiver_addr}/{path}"), "enabled_events": [events], "secret": SECRET,
             }))?;
             let now = chrono::Utc::now();
             let rules = UrlRules {
@@ -152,9 +231,13 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for batch in (0..args.events).collect::<Vec<_>>().chunks(500) {
         let mut confirms = Vec::with_capacity(batch.len());
-        for _ in batch {
+        for i in batch {
+            let slow = args.hanging && args.hanging_every > 1 && i % args.hanging_every == 0;
+            let routing_key = if slow { "slow" } else { "business.updated" };
             let id = uuid::Uuid::new_v4().to_string();
             template["id"] = id.clone().into();
+            // Webhooks match on the event's own type.
+            template["type"] = routing_key.into();
             let body = serde_json::to_vec(&template)?;
             let mut headers = FieldTable::default();
             headers.insert("account_id".into(), AMQPValue::LongString("default".into()));
@@ -163,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
                 channel
                     .basic_publish(
                         &names.events_exchange,
-                        "business.updated",
+                        routing_key,
                         BasicPublishOptions::default(),
                         &body,
                         BasicProperties::default()
@@ -196,6 +279,7 @@ async fn main() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let last_receipt = Instant::now();
     let total = if args.backlog {
         drain_started.elapsed()
     } else {
@@ -240,6 +324,25 @@ async fn main() -> anyhow::Result<()> {
         percentile(0.99),
         latencies.last().copied().unwrap_or_default()
     );
+    let metrics = app.metrics().render();
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    println!(
+        "after the last publish: {:.2?} to the last receipt; parked: {:.0}; refused (503): {}",
+        last_receipt.saturating_duration_since(started + publish_done),
+        metric("webhook_worker_deliveries_total{outcome=\"parked\"}"),
+        receipts.refused
+    );
+    // A hanging endpoint holds its requests until the timeout: do not wait for them.
+    if args.hanging {
+        queue::delete(&channel, &topology).await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::process::exit(0);
+    }
     app.stop().await;
     queue::delete(&channel, &topology).await?;
     let _ = std::fs::remove_dir_all(&dir);

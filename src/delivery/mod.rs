@@ -1,8 +1,11 @@
 //! One HTTP delivery attempt: build the signed request, send it through the shared client, and
 //! classify the result. The client is built once: connection pooling, a timeout on every
 //! request, no redirects, no proxies, and the [`resolver::SafeResolver`] on every connection.
+//! What a result means for the delivery and for the endpoint's health is [`outcome`]'s to say.
 
-pub mod limits;
+pub mod failing;
+pub mod health;
+pub mod outcome;
 pub mod resolver;
 
 use std::time::{Duration, Instant};
@@ -33,13 +36,40 @@ pub struct Failure {
     /// A short code (`http_503`, `timeout`, `connect`, `blocked_address`, `token:invalid_client`)
     /// and detail.
     pub reason: String,
+    /// What failed, for [`outcome`]: never decided by matching `reason`.
+    pub kind: FailureKind,
+}
+
+/// The kind of a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The endpoint answered a non-2xx status; with the wait its `Retry-After` asked for.
+    Status { retry_after: Option<Duration> },
+    /// No answer in time.
+    Timeout,
+    /// No connection.
+    Connect,
+    /// Refused or failed on this side, saying nothing of the endpoint (blocked address, token,
+    /// invalid URL, unreadable response).
+    Local,
 }
 
 impl Failure {
-    fn new(reason: impl Into<String>) -> Self {
+    /// A failure on this side: see [`FailureKind::Local`].
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self::of_kind(FailureKind::Local, reason)
+    }
+
+    /// The endpoint did not answer in time (also for a deadline over the whole attempt).
+    pub fn timeout() -> Self {
+        Self::of_kind(FailureKind::Timeout, "timeout")
+    }
+
+    pub fn of_kind(kind: FailureKind, reason: impl Into<String>) -> Self {
         Self {
             status: None,
             reason: reason.into(),
+            kind,
         }
     }
 }
@@ -112,7 +142,10 @@ impl Deliverer {
         )
         .await
         .unwrap_or_else(|_| {
-            AttemptResult::Failed(Failure::new("timeout: the attempt deadline passed"))
+            AttemptResult::Failed(Failure::of_kind(
+                FailureKind::Timeout,
+                "timeout: the attempt deadline passed",
+            ))
         });
         self.metrics
             .delivery_seconds
@@ -173,10 +206,12 @@ impl Deliverer {
         let result = match request.send().await {
             Ok(response) => {
                 let status = response.status();
+                let retry_after =
+                    outcome::retry_after(status.as_u16(), response.headers(), chrono::Utc::now());
                 self.drain(response).await;
-                classify(status)
+                classify(status, retry_after)
             }
-            Err(error) => AttemptResult::Failed(Failure::new(describe(&error))),
+            Err(error) => AttemptResult::Failed(describe(&error)),
         };
         (result, token)
     }
@@ -240,7 +275,7 @@ impl Deliverer {
     }
 }
 
-fn classify(status: StatusCode) -> AttemptResult {
+fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptResult {
     if status.is_success() {
         AttemptResult::Delivered {
             status: status.as_u16(),
@@ -254,22 +289,23 @@ fn classify(status: StatusCode) -> AttemptResult {
         AttemptResult::Failed(Failure {
             status: Some(status.as_u16()),
             reason: format!("{kind}_{}", status.as_u16()),
+            kind: FailureKind::Status { retry_after },
         })
     }
 }
 
 /// A transport error as a short reason without the URL (which may carry customer data).
-fn describe(error: &reqwest::Error) -> String {
+fn describe(error: &reqwest::Error) -> Failure {
     if resolver::is_blocked(error) {
-        "blocked_address: the host resolves only to non-public addresses".into()
+        Failure::new("blocked_address: the host resolves only to non-public addresses")
     } else if error.is_timeout() {
-        "timeout".into()
+        Failure::timeout()
     } else if error.is_connect() {
-        "connect: connection failed".into()
+        Failure::of_kind(FailureKind::Connect, "connect: connection failed")
     } else if error.is_body() || error.is_decode() {
-        "response: could not read the response".into()
+        Failure::new("response: could not read the response")
     } else {
-        "request: the request failed".into()
+        Failure::new("request: the request failed")
     }
 }
 

@@ -41,6 +41,8 @@ impl Pipeline {
                     account_id: webhook.account_id.clone(),
                     attempt: 1,
                     last_error: None,
+                    parks: 0,
+                    parked_since: None,
                 })
             })
             .collect();

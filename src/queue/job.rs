@@ -2,7 +2,7 @@
 //! webhook, which attempt comes next, what went wrong last) and a dead letter (why it died).
 //! The body is always the original event bytes, so a dead letter can be replayed as it was.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use uuid::Uuid;
 
@@ -18,6 +18,10 @@ pub const ATTEMPTS: &str = "x-attempts";
 pub const LAST_STATUS: &str = "x-last-status";
 pub const EVENT_TYPE: &str = "x-event-type";
 pub const DEAD_AT: &str = "x-dead-at";
+/// How often the attempt has been parked, and since when (ms since the epoch): parks back off
+/// and, once they have lasted as long as the next retry delay, count as the attempt.
+pub const PARKS: &str = "x-parks";
+pub const PARKED_SINCE: &str = "x-parked-since";
 
 /// One pending delivery of an event to one webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +31,9 @@ pub struct Job {
     /// The attempt to make next, counting from 1.
     pub attempt: u32,
     pub last_error: Option<String>,
+    /// Parks of this attempt so far (0 when it was never parked).
+    pub parks: u32,
+    pub parked_since: Option<DateTime<Utc>>,
 }
 
 fn text(value: &str) -> AMQPValue {
@@ -34,6 +41,23 @@ fn text(value: &str) -> AMQPValue {
 }
 
 impl Job {
+    /// The delivery of the same event to `webhook_id`, as `tries` says.
+    pub fn new(
+        webhook_id: Uuid,
+        account_id: &str,
+        tries: &crate::retry::Tries,
+        last_error: String,
+    ) -> Self {
+        Job {
+            webhook_id,
+            account_id: account_id.to_string(),
+            attempt: tries.attempt,
+            last_error: Some(last_error),
+            parks: tries.parks,
+            parked_since: tries.parked_since,
+        }
+    }
+
     pub fn headers(&self) -> FieldTable {
         let mut headers = FieldTable::default();
         headers.insert(WEBHOOK_ID.into(), text(&self.webhook_id.to_string()));
@@ -45,7 +69,25 @@ impl Job {
         if let Some(error) = &self.last_error {
             headers.insert(LAST_ERROR.into(), text(error));
         }
+        if self.parks > 0 {
+            headers.insert(PARKS.into(), AMQPValue::LongLongInt(i64::from(self.parks)));
+        }
+        if let Some(since) = self.parked_since {
+            headers.insert(
+                PARKED_SINCE.into(),
+                AMQPValue::LongLongInt(since.timestamp_millis()),
+            );
+        }
         headers
+    }
+
+    /// Where the delivery stands in its schedule.
+    pub fn tries(&self) -> crate::retry::Tries {
+        crate::retry::Tries {
+            attempt: self.attempt,
+            parks: self.parks,
+            parked_since: self.parked_since,
+        }
     }
 
     pub fn from_headers(headers: Option<&FieldTable>) -> Result<Self, &'static str> {
@@ -57,11 +99,19 @@ impl Job {
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| *n >= 1)
             .ok_or("missing or invalid x-attempt")?;
+        // Park headers are advisory: missing or odd ones mean "not parked", never a bad job.
+        let parks = header_int(headers, PARKS)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        let parked_since =
+            header_int(headers, PARKED_SINCE).and_then(DateTime::<Utc>::from_timestamp_millis);
         Ok(Job {
             webhook_id,
             account_id,
             attempt,
             last_error: header_text(headers, LAST_ERROR),
+            parks,
+            parked_since,
         })
     }
 }
@@ -69,7 +119,7 @@ impl Job {
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, Default)]
 pub struct DeadLetter {
-    /// `retries_exhausted`, `too_large`, `invalid_json`, `invalid_event`, `invalid_job`.
+    /// `retries_exhausted`, `endpoint_gone`, `too_large`, `invalid_json`, `invalid_event`, `invalid_job`.
     pub reason: String,
     pub detail: String,
     pub webhook_id: Option<Uuid>,
@@ -118,6 +168,15 @@ mod tests {
             account_id: "acct".into(),
             attempt: 3,
             last_error: Some("http_503".into()),
+            parks: 0,
+            parked_since: None,
+        };
+        assert_eq!(Job::from_headers(Some(&job.headers())), Ok(job.clone()));
+        let since = DateTime::<Utc>::from_timestamp_millis(1_800_000_000_123).unwrap();
+        let job = Job {
+            parks: 4,
+            parked_since: Some(since),
+            ..job
         };
         assert_eq!(Job::from_headers(Some(&job.headers())), Ok(job));
     }

@@ -5,6 +5,7 @@
 
 pub mod attempts;
 mod cipher;
+mod failing;
 pub mod keys;
 
 use std::str::FromStr;
@@ -271,6 +272,10 @@ impl Store {
         .bind(row.oidc_access_token_ttl_seconds)
         .execute(&self.pool)
         .await?;
+        if webhook.disabled_at.is_none() {
+            // Enabled (or re-enabled): its failures so far no longer count toward disabling it.
+            self.clear_failing(webhook.id).await?;
+        }
         Ok(result.rows_affected() > 0)
     }
 
@@ -285,6 +290,9 @@ impl Store {
         .bind(account_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
+        if row.is_some() {
+            self.clear_failing(id).await?;
+        }
         row.map(|row| self.decode(&row)).transpose()
     }
 

@@ -21,6 +21,8 @@
 //! - [`registry`]: undecodable rows, a stale registry, two replicas on PostgreSQL.
 //! - [`topology`]: starting against queues declared with older arguments.
 //! - [`fan_out`]: one event for 1,000 webhooks beside another account's events.
+//! - [`health`]: endpoint health: adaptive concurrency, parking, the circuit breaker, and what
+//!   each answer (429, 503 + Retry-After, 410) means; auto-disable.
 
 mod harness;
 mod helpers;
@@ -36,6 +38,7 @@ mod deadline;
 mod delivery_log;
 mod devtools;
 mod fan_out;
+mod health;
 mod oidc;
 mod oidc_delivery;
 mod oidc_errors;

@@ -109,7 +109,7 @@ async fn deliveries_carry_tokens_the_provider_says_are_active_for_both_methods_w
 async fn two_hundred_concurrent_deliveries_make_one_token_request_and_one_more_after_the_ttl() {
     let provider = start_provider().await;
     let worker = TestWorker::start(
-        "[amqp]\nprefetch = 256\n[delivery]\nmax_in_flight_per_webhook = 256\n[oidc]\ntoken_expiry_margin = \"0s\"",
+        "[amqp]\nprefetch = 256\n[delivery]\nconcurrency_initial = 256\n[oidc]\ntoken_expiry_margin = \"0s\"",
     )
     .await;
     let receiver = TestReceiver::start().await;

@@ -407,7 +407,7 @@ async fn a_retry_uses_the_webhooks_current_url() {
 #[tokio::test]
 async fn a_hanging_endpoint_does_not_hold_back_deliveries_to_other_endpoints() {
     let worker = TestWorker::start(
-        "[amqp]\nprefetch = 16\n[delivery]\nmax_in_flight_per_webhook = 2\ntimeout = \"60s\"\nretry_schedule = [\"300ms\"]",
+        "[amqp]\nprefetch = 16\n[delivery]\nconcurrency_initial = 2\nconcurrency_max = 2\ntimeout = \"60s\"\nretry_schedule = [\"1s\", \"2s\", \"4s\", \"8s\", \"16s\"]",
     )
     .await;
     let hanging = TestReceiver::gated().await;

@@ -57,6 +57,8 @@ async fn a_retry_the_database_cannot_serve_is_redelivered_at_most_the_limit_then
         account_id: "acct".into(),
         attempt: 2,
         last_error: Some("http_503".into()),
+        parks: 0,
+        parked_since: None,
     };
     let (id, body) = event("business.updated");
     worker

@@ -1,0 +1,207 @@
+//! A receiver with a character, for endpoint-health tests: it takes a given time per request,
+//! serves at most a given number at once (refusing the rest at once with a status), answers a
+//! status the test can change, and keeps the highest number of requests it held at once (a
+//! request dropped by the client stops counting). Every answer is recorded with its time.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::IntoResponse,
+    routing::any,
+    Router,
+};
+
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// How long each served request takes.
+    pub latency: Duration,
+    /// Requests beyond this many in flight are answered at once with `refuse_status`.
+    pub capacity: usize,
+    pub refuse_status: u16,
+    /// The status of served requests.
+    pub status: u16,
+    /// A `Retry-After` on every non-2xx answer.
+    pub retry_after: Option<RetryAfter>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum RetryAfter {
+    Seconds(u64),
+    /// An HTTP date this many seconds from the answer, rounded up to a whole second.
+    DateIn(u64),
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            capacity: usize::MAX,
+            refuse_status: 503,
+            status: 200,
+            retry_after: None,
+        }
+    }
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub at: Instant,
+    pub event_id: String,
+    pub attempt: String,
+    pub status: u16,
+}
+
+struct Shared {
+    behaviour: Mutex<Behaviour>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    arrivals: Mutex<Vec<Arrival>>,
+}
+
+pub struct PacedReceiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Counts a request in flight until its handler ends or is dropped.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl PacedReceiver {
+    pub async fn start(behaviour: Behaviour) -> Self {
+        let shared = Arc::new(Shared {
+            behaviour: Mutex::new(behaviour),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            arrivals: Mutex::default(),
+        });
+        let app = Router::new()
+            .fallback(any(answer))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, shared, task }
+    }
+
+    /// A receiver that accepts every request and never answers.
+    pub async fn hanging() -> Self {
+        Self::start(Behaviour {
+            latency: Duration::from_secs(3600),
+            ..Behaviour::default()
+        })
+        .await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn change(&self, change: impl FnOnce(&mut Behaviour)) {
+        change(&mut self.shared.behaviour.lock().unwrap());
+    }
+
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.shared.arrivals.lock().unwrap().clone()
+    }
+
+    /// Distinct events answered 2xx.
+    pub fn delivered(&self) -> HashSet<String> {
+        self.arrivals()
+            .into_iter()
+            .filter(|a| (200..300).contains(&a.status))
+            .map(|a| a.event_id)
+            .collect()
+    }
+
+    /// The most requests held at once since the start or the last reset.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        let now = self.shared.in_flight.load(Ordering::SeqCst);
+        self.shared.max_in_flight.store(now, Ordering::SeqCst);
+    }
+
+    /// Waits until `n` distinct events were answered 2xx; returns when the last one was.
+    pub async fn wait_for_delivered(&self, n: usize, limit: Duration) -> Instant {
+        let deadline = Instant::now() + limit;
+        loop {
+            let delivered = self.delivered().len();
+            if delivered >= n {
+                return self.arrivals().iter().map(|a| a.at).max().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{delivered} of {n} events delivered"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for PacedReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl IntoResponse {
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let guard = InFlight(shared.clone());
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let behaviour = shared.behaviour.lock().unwrap().clone();
+    let status = if now > behaviour.capacity {
+        behaviour.refuse_status
+    } else {
+        tokio::time::sleep(behaviour.latency).await;
+        behaviour.status
+    };
+    drop(guard);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    shared.arrivals.lock().unwrap().push(Arrival {
+        at: Instant::now(),
+        event_id: header("x-webhook-event-id"),
+        attempt: header("x-webhook-attempt"),
+        status,
+    });
+    let mut response_headers = HeaderMap::new();
+    if let (Some(retry_after), false) = (behaviour.retry_after, (200..300).contains(&status)) {
+        let value = match retry_after {
+            RetryAfter::Seconds(seconds) => seconds.to_string(),
+            RetryAfter::DateIn(seconds) => {
+                let at = chrono::Utc::now() + chrono::TimeDelta::seconds(seconds as i64 + 1);
+                at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+            }
+        };
+        response_headers.insert("retry-after", HeaderValue::from_str(&value).unwrap());
+    }
+    let status = StatusCode::from_u16(status).unwrap();
+    (status, response_headers, "ok")
+}
