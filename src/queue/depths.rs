@@ -15,6 +15,7 @@ use crate::{
 };
 
 pub const EVERY: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Polls until `cancel` fires; reconnects after a failure at the next tick.
 pub async fn run(
@@ -27,12 +28,22 @@ pub async fn run(
     let mut connection: Option<Connection> = None;
     loop {
         if connection.as_ref().is_none_or(|c| !c.status().connected()) {
-            connection = Connection::connect(&amqp_url, connection_properties())
-                .await
-                .ok();
+            // A broker that accepts and never answers must not hold shutdown: the connect is
+            // given up when asked to stop, and after a while anyway.
+            let connect = Connection::connect(&amqp_url, connection_properties());
+            connection = tokio::select! {
+                _ = cancel.cancelled() => break,
+                connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => {
+                    connected.ok().and_then(Result::ok)
+                }
+            };
         }
         if let Some(open) = &connection {
-            if poll(open, &queues, &metrics).await.is_err() {
+            let polled = tokio::select! {
+                _ = cancel.cancelled() => break,
+                polled = tokio::time::timeout(CONNECT_TIMEOUT, poll(open, &queues, &metrics)) => polled,
+            };
+            if !matches!(polled, Ok(Ok(()))) {
                 connection = None;
             }
         }

@@ -140,7 +140,13 @@ async fn an_attempt_whose_token_endpoint_hangs_ends_by_its_deadline_and_is_retri
 
 #[tokio::test]
 async fn an_attempt_whose_webhook_hangs_after_a_401_ends_by_its_deadline_and_is_retried() {
-    let worker = TestWorker::start(&config()).await;
+    // An attempt that lasts `delivery.timeout` opens the endpoint's circuit (it made no progress
+    // for that long): a short park delay lets the probe, the next attempt's POST, go out soon.
+    let worker = TestWorker::start(&format!(
+        "{}\npark_delay = \"200ms\"\nretry_schedule = [\"200ms\", \"1s\", \"1s\", \"1s\", \"1s\"]",
+        config().replace("\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\"]", "")
+    ))
+    .await;
     // Each token takes 1.5 s: token, 401, fresh token, hanging POST would take 1.5 + 1.5 + 4 s
     // without the deadline; with it the attempt ends at 4 s, while the second POST hangs.
     let tokens = SlowTokenEndpoint::start(Duration::from_millis(1500)).await;
