@@ -1,0 +1,243 @@
+//! Benchmark: publishes N events to the local RabbitMQ, delivers them with a whole worker
+//! in-process (signing on, log level info, SQLite registry) to a sink in its own process that
+//! verifies every signature, and reports deliveries/s against the broker's own ceiling measured
+//! in the same run, CPU per delivery of the worker and of RabbitMQ, peak RSS and
+//! publish-to-receipt latency, as a table or as JSON (`--json`). Not a test: it asserts nothing
+//! about time. See README, Performance, for the commands and figures.
+//!
+//! - `--backlog`: measure the ceiling (a bare consumer, see `ceiling`), then publish N events
+//!   before the worker starts and time it draining them, from its first delivery;
+//! - `--half-load`: the same, then publish N more at half the measured rate (or `--rate`) and
+//!   report latency; `--rate R` alone: the worker runs while N events are published at R/s;
+//! - neither: publish as fast as confirms allow while the worker delivers;
+//! - endpoint health: `--latency-ms 50 --capacity 64` makes the sink take 50 ms per request and
+//!   refuse (503) more than 64 at once; `--hanging` adds a webhook whose endpoint never
+//!   answers, subscribed to every `--hanging-every`-th event (1: all).
+
+mod ceiling;
+mod procfs;
+mod publish;
+mod report;
+mod run;
+mod sink;
+
+use clap::Parser;
+use webhook_worker::{
+    app::Application,
+    cli::Role,
+    config::Config,
+    queue,
+    safety::AddressPolicy,
+    webhook::{Draft, UrlRules, WebhookPatch},
+};
+
+// The delivery path allocates per event (JSON trees, bodies, headers) across threads; mimalloc
+// measured faster than glibc's malloc in the bench binary (see README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+pub struct Args {
+    #[arg(long, default_value_t = 50_000)]
+    events: usize,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// Webhooks subscribed to every event (each event is delivered to each).
+    #[arg(long, default_value_t = 1)]
+    webhooks: usize,
+    #[arg(long, default_value_t = 256)]
+    prefetch: u16,
+    /// Publish every event before the worker starts, and time how fast it drains the backlog.
+    #[arg(long)]
+    backlog: bool,
+    /// After the backlog, publish N more at half the measured rate and report latency.
+    #[arg(long)]
+    half_load: bool,
+    /// Publish at this many events a second while the worker runs.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Skip measuring the broker's ceiling.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// The worker's log level.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// The sink takes this long per request.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// The sink refuses (503) requests beyond this many in flight.
+    #[arg(long)]
+    capacity: Option<usize>,
+    /// Add a webhook whose endpoint accepts requests and never answers.
+    #[arg(long)]
+    hanging: bool,
+    /// Retry delays of this many ms (ten retries) instead of the default schedule, so that
+    /// refused deliveries (--capacity) come back soon.
+    #[arg(long)]
+    retry_delay_ms: Option<u64>,
+    /// The hanging webhook gets every N-th event (1: every event).
+    #[arg(long, default_value_t = 1)]
+    hanging_every: usize,
+    /// Run as the sink (the bench starts itself this way).
+    #[arg(long, hide = true)]
+    sink: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.sink {
+        return sink::serve(args.events, args.latency_ms, args.capacity).await;
+    }
+    let broker = procfs::broker_pid();
+    let broker = broker.as_deref();
+    let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let bodies = publish::Bodies::new(if args.hanging { args.hanging_every } else { 0 })?;
+    let phases = if args.half_load { 2 } else { 1 };
+    let mut sink =
+        sink::SinkProcess::spawn(args.events * phases, args.latency_ms, args.capacity).await?;
+    let mut report = report::Report::new(&args);
+    if (args.backlog || args.half_load) && !args.no_ceiling {
+        let ceiling = ceiling::measure(
+            &args.amqp_url,
+            &prefix,
+            args.events,
+            |s| bodies.body(s),
+            broker,
+        )
+        .await?;
+        report.ceiling(&ceiling);
+    }
+    let dir = std::env::temp_dir().join(&prefix);
+    let config = config(&args, &prefix, &dir)?;
+    webhook_worker::telemetry::init_logging(&config.log);
+    let connection = lapin::Connection::connect(
+        &args.amqp_url,
+        webhook_worker::worker::connection_properties(),
+    )
+    .await?;
+    let channel = connection.create_channel().await?;
+    let topology = queue::Topology::from_config(&config);
+    let exchange = topology.names.events_exchange.clone();
+    queue::declare(&channel, &topology).await?;
+    let expected = args.events * args.webhooks;
+    let (app, drain) = if args.backlog || args.half_load {
+        publish::backlog(
+            &channel,
+            &exchange,
+            |s| bodies.route(s),
+            0,
+            args.events,
+            |s| bodies.body(s),
+        )
+        .await?;
+        report.rss_reset(procfs::reset_peak_rss(), procfs::rss_mib());
+        let app = start_worker(&args, &config, sink.addr).await?;
+        (app, run::drain(&sink, expected, broker).await?)
+    } else {
+        let app = start_worker(&args, &config, sink.addr).await?;
+        let waiting = run::drain(&sink, expected, broker);
+        let publishing = publish::paced(&channel, &exchange, &bodies, 0, args.events, args.rate);
+        let (drain, sent) = tokio::join!(waiting, publishing);
+        let (drain, sent) = (drain?, sent?);
+        report.latency(args.rate, &sent, &sink.receipts().await?, 0);
+        report.last_publish(sent.last().copied().unwrap_or(0), drain.stats.last_ns);
+        (app, drain)
+    };
+    report.drain(&drain, args.backlog || args.half_load);
+    if args.half_load {
+        let rate = args.rate.unwrap_or(drain.per_second / 2.0);
+        let waiting = run::drain(&sink, expected * 2, broker);
+        let publishing = publish::paced(
+            &channel,
+            &exchange,
+            &bodies,
+            args.events,
+            args.events,
+            Some(rate),
+        );
+        let (_, sent) = tokio::join!(waiting, publishing);
+        report.latency(Some(rate), &sent?, &sink.receipts().await?, args.events);
+    }
+    let stats = sink.stats().await?;
+    report.totals(&stats, args.events * phases, app.metrics().render());
+    report.print(args.json);
+    sink.kill();
+    // A hanging endpoint holds its requests until the timeout: do not wait for them.
+    if !args.hanging {
+        app.stop().await;
+    }
+    queue::delete(&channel, &topology).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if args.hanging {
+        std::process::exit(0);
+    }
+    Ok(())
+}
+
+fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(Config::from_toml(&format!(
+        r#"
+        [amqp]
+        url = "{url}"
+        prefix = "{prefix}"
+        prefetch = {prefetch}
+        [api]
+        listen = "127.0.0.1:0"
+        [database]
+        url = "sqlite://{db}"
+        encryption_key = "{key}"
+        [delivery]
+        allow_http = true
+        allow_networks = ["127.0.0.0/8"]
+        {retry}
+        [log]
+        level = "{level}"
+        "#,
+        retry = args.retry_delay_ms.map_or(String::new(), |ms| format!(
+            "retry_schedule = [{}]",
+            vec![format!("\"{ms}ms\""); 10].join(", ")
+        )),
+        url = args.amqp_url,
+        prefetch = args.prefetch,
+        db = dir.join("bench.db").display(),
+        key = base64_key(),
+        level = args.log_level,
+    ))?)
+}
+
+async fn start_worker(
+    args: &Args,
+    config: &Config,
+    sink: std::net::SocketAddr,
+) -> anyhow::Result<Application> {
+    let app = Application::start(config.clone(), Role::Worker).await?;
+    let healthy = (0..args.webhooks).map(|_| ("hook", "*"));
+    let hanging_events = if args.hanging_every <= 1 { "*" } else { "slow" };
+    let hanging = args.hanging.then_some(("hang", hanging_events));
+    for (path, events) in healthy.chain(hanging) {
+        let patch: WebhookPatch = serde_json::from_value(serde_json::json!({
+            "url": format!("http://{sink}/{path}"), "enabled_events": [events], "secret": sink::SECRET,
+        }))?;
+        let now = chrono::Utc::now();
+        let rules = UrlRules {
+            allow_http: true,
+            addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse()?]),
+        };
+        let webhook = Draft::default()
+            .apply(patch)
+            .validate(&rules, uuid::Uuid::new_v4(), "default", now, now)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        app.registry().store().insert(&webhook).await?;
+        app.registry().upsert(webhook);
+    }
+    Ok(app)
+}
+
+fn base64_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}

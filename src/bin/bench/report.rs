@@ -1,0 +1,112 @@
+//! The bench's results: collected as JSON (`--json` prints it as is), or printed as a table.
+
+use serde_json::{json, Map, Value};
+
+use crate::{ceiling::Ceiling, run::Drain, sink::Stats, Args};
+
+pub struct Report {
+    fields: Map<String, Value>,
+    ceiling: Option<f64>,
+}
+
+fn round(x: f64, places: i32) -> Value {
+    let scale = 10f64.powi(places);
+    json!((x * scale).round() / scale)
+}
+
+impl Report {
+    pub fn new(args: &Args) -> Self {
+        let mut fields = Map::new();
+        fields.insert("events".into(), json!(args.events));
+        fields.insert("webhooks".into(), json!(args.webhooks));
+        fields.insert("log_level".into(), json!(args.log_level));
+        Report {
+            fields,
+            ceiling: None,
+        }
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        self.fields.insert(key.into(), value);
+    }
+
+    pub fn ceiling(&mut self, c: &Ceiling) {
+        self.ceiling = Some(c.per_second);
+        self.set("ceiling_per_s", round(c.per_second, 0));
+        self.set("ceiling_client_cores", round(c.client_cores, 2));
+        self.set("ceiling_client_cpu_us", round(c.client_us, 1));
+        self.set(
+            "ceiling_broker_cpu_us",
+            json!(c.broker_us.map(|b| round(b, 1))),
+        );
+    }
+
+    /// The worker shares this process with the publisher and the ceiling's consumer before it:
+    /// the RSS it starts from says how much of the peak was there before it.
+    pub fn rss_reset(&mut self, reset: bool, rss_mib: f64) {
+        self.set("peak_rss_reset_before_worker", json!(reset));
+        self.set("rss_at_worker_start_mib", round(rss_mib, 1));
+    }
+
+    pub fn drain(&mut self, d: &Drain, worker_alone: bool) {
+        self.set("deliveries_per_s", round(d.per_second, 0));
+        if let Some(ceiling) = self.ceiling {
+            self.set("ratio_to_ceiling", round(d.per_second / ceiling, 2));
+        }
+        // Without a backlog the publisher runs in this process too.
+        let key = if worker_alone {
+            "worker_cpu_us"
+        } else {
+            "worker_and_publisher_cpu_us"
+        };
+        self.set(key, round(d.own_us, 1));
+        self.set("broker_cpu_us", json!(d.broker_us.map(|b| round(b, 1))));
+        self.set("sink_cpu_us", round(d.sink_us, 1));
+        self.set("sink_cores", round(d.sink_cores, 2));
+        self.set("peak_rss_mib", round(d.peak_rss_mib, 1));
+        self.set("max_sampled_rss_mib", round(d.max_sampled_rss_mib, 1));
+    }
+
+    pub fn latency(&mut self, rate: Option<f64>, sent: &[u64], receipts: &[u64], from: usize) {
+        self.set("publish_rate_per_s", json!(rate.map(|r| round(r, 0))));
+        if let Some((p50, p99, max)) = crate::run::latencies(sent, receipts, from) {
+            self.set("latency_p50_ms", round(p50, 1));
+            self.set("latency_p99_ms", round(p99, 1));
+            self.set("latency_max_ms", round(max, 1));
+        }
+    }
+
+    pub fn last_publish(&mut self, last_publish_ns: u64, last_receipt_ns: u64) {
+        let ms = last_receipt_ns.saturating_sub(last_publish_ns) as f64 / 1e6;
+        self.set("last_publish_to_last_receipt_ms", round(ms, 1));
+    }
+
+    pub fn totals(&mut self, s: &Stats, events: usize, metrics: String) {
+        let metric = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let webhooks = self.fields["webhooks"].as_u64().unwrap_or(1) as usize;
+        self.set("deliveries", json!(s.count));
+        // Each event reaches each of the webhooks once: beyond that, a receipt is a duplicate.
+        let extra = events * webhooks.saturating_sub(1);
+        self.set("duplicates", json!(s.duplicates.saturating_sub(extra)));
+        self.set("bad_signatures", json!(s.bad_signatures));
+        self.set("refused_503", json!(s.refused));
+        let parked = metric("webhook_worker_deliveries_total{outcome=\"parked\"}");
+        self.set("parked", json!(parked));
+    }
+
+    pub fn print(&self, as_json: bool) {
+        if as_json {
+            println!("{}", Value::Object(self.fields.clone()));
+            return;
+        }
+        println!("| measure | value |\n|---|---|");
+        for (key, value) in &self.fields {
+            println!("| {key} | {value} |");
+        }
+    }
+}
