@@ -26,15 +26,11 @@ pub async fn run(
     let queues = topology.queues();
     let mut connection: Option<Connection> = None;
     loop {
-        if connection.as_ref().is_none_or(|c| !c.status().connected()) {
-            connection = Connection::connect(&amqp_url, connection_properties())
-                .await
-                .ok();
-        }
-        if let Some(open) = &connection {
-            if poll(open, &queues, &metrics).await.is_err() {
-                connection = None;
-            }
+        // A broker that accepts TCP and never answers would hold a connect (or a declare) for
+        // ever: shutdown must not wait for it.
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            () = refresh(&amqp_url, &mut connection, &queues, &metrics) => {}
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -44,6 +40,25 @@ pub async fn run(
     if let Some(connection) = connection {
         let _ =
             tokio::time::timeout(Duration::from_secs(2), connection.close(200, "stopping")).await;
+    }
+}
+
+/// Connects when not connected, then reads every queue's depth; a failure drops the connection.
+async fn refresh(
+    amqp_url: &str,
+    connection: &mut Option<Connection>,
+    queues: &[String],
+    metrics: &Metrics,
+) {
+    if connection.as_ref().is_none_or(|c| !c.status().connected()) {
+        *connection = Connection::connect(amqp_url, connection_properties())
+            .await
+            .ok();
+    }
+    if let Some(open) = connection.as_ref() {
+        if poll(open, queues, metrics).await.is_err() {
+            *connection = None;
+        }
     }
 }
 
