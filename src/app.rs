@@ -30,6 +30,7 @@ pub struct Application {
     readiness: Readiness,
     store: Store,
     api_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     /// The HTTP server; watched so that a server that stops on its own stops the process.
     http: JoinHandle<std::io::Result<()>>,
     /// The consumer (roles `all` and `worker`); watched too: it ends on its own only when the
@@ -112,7 +113,8 @@ impl Application {
         )
         .map_err(anyhow::Error::msg)?
         .with_keys(keys);
-        let (api_addr, http) = start_http(&config, role, state, cancel.clone()).await?;
+        let (addrs, http) = start_http(&config, role, state, cancel.clone()).await?;
+        let (api_addr, metrics_addr) = (addrs.api, addrs.metrics);
         tracing::info!(?role, %api_addr, "webhook-worker started");
         Ok(Self {
             config,
@@ -121,6 +123,7 @@ impl Application {
             readiness,
             store,
             api_addr,
+            metrics_addr,
             http,
             worker: worker_task,
             cancel,
@@ -143,6 +146,11 @@ impl Application {
     /// Where the HTTP server listens (the API, or only the operational routes for `worker`).
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// Where `/metrics` is served when `api.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops every part and waits for each to drain within `shutdown.grace`.
@@ -194,37 +202,71 @@ async fn worker_stopped(
 }
 
 /// Binds `api.listen` and serves: the whole API for roles `all` and `api`; only `/healthz`,
-/// `/readyz` and `/metrics` for role `worker`, which must not expose the write API.
+/// `/readyz` and `/metrics` for role `worker`, which must not expose the write API. With
+/// `api.metrics_listen` set, `/metrics` moves there (with `/healthz`); one task serves both.
 async fn start_http(
     config: &Config,
     role: Role,
     state: ApiState,
     cancel: CancellationToken,
-) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+) -> anyhow::Result<(HttpAddrs, JoinHandle<std::io::Result<()>>)> {
     let address = config.api.listen;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} (api.listen)"))?;
     let bound = listener.local_addr()?;
+    let metrics_address = config
+        .api
+        .metrics_address()
+        .map_err(|e| anyhow::anyhow!("api.metrics_listen: {e}"))?;
+    let metrics_listener = match metrics_address {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (api.metrics_listen)"))?,
+        ),
+        None => None,
+    };
+    let metrics_bound = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
+    let metrics_here = metrics_listener.is_none();
+    let metrics = api::metrics_router(state.clone());
     let router = match role {
         Role::All | Role::Api => {
             if state.tokens.is_empty() {
                 tracing::warn!("no api.tokens configured: every /v1/webhooks request answers 401");
             }
-            api::router(state)
+            api::api_router(state, metrics_here)
         }
-        Role::Worker => api::ops_router(state),
+        Role::Worker => api::worker_router(state, metrics_here),
     };
-    tracing::info!(address = %bound, ?role, "HTTP server listening");
+    tracing::info!(address = %bound, metrics = ?metrics_bound, ?role, "HTTP server listening");
+    let limits = api::ConnectionLimits::from_config(&config.api);
+    let main = api::serve_router(listener, router, limits, cancel.clone());
+    let task = tokio::spawn(async move {
+        match metrics_listener {
+            None => main.await,
+            Some(listener) => {
+                let side = api::serve_router(listener, metrics, limits, cancel);
+                tokio::try_join!(main, side).map(|_| ())
+            }
+        }
+    });
     Ok((
-        bound,
-        tokio::spawn(api::serve_router(
-            listener,
-            router,
-            api::ConnectionLimits::from_config(&config.api),
-            cancel,
-        )),
+        HttpAddrs {
+            api: bound,
+            metrics: metrics_bound,
+        },
+        task,
     ))
+}
+
+/// Where the HTTP server listens.
+struct HttpAddrs {
+    api: SocketAddr,
+    metrics: Option<SocketAddr>,
 }
 
 /// The `run` command: logging, a runtime, and the application until a signal.

@@ -123,6 +123,9 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Print the API's OpenAPI document (as served at /openapi.json); the committed copy is
+    /// written with `webhook-worker openapi > docs/openapi.json`.
+    Openapi,
     /// Re-declare queues an older version declared with other arguments, keeping every
     /// message. Stop every worker first; producers may keep publishing.
     MigrateQueues,
@@ -221,6 +224,7 @@ async fn account_keys(config: &Config) -> anyhow::Result<AccountKeys> {
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
+        Command::Openapi => print!("{}", crate::api::openapi::document()),
         Command::Version => println!("webhook-worker {}", env!("CARGO_PKG_VERSION")),
         Command::CheckConfig => {
             load(&cli)?;

@@ -61,6 +61,8 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// Where `/metrics` (and `/healthz`) are served instead of `listen`; empty: on `listen`.
+    pub metrics_listen: String,
     pub max_body_bytes: usize,
     pub header_read_timeout: HumanDuration,
     pub max_connections: usize,
@@ -69,6 +71,23 @@ pub struct ApiConfig {
     /// empty: the JWKS URL is given as a path.
     pub public_base_url: String,
     pub max_webhooks_per_account: u32,
+}
+
+impl ApiConfig {
+    /// `metrics_listen` as an address, or `None` when empty (metrics stay on `listen`).
+    pub fn metrics_address(&self) -> Result<Option<SocketAddr>, String> {
+        let text = self.metrics_listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let address: SocketAddr = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address and port like \"0.0.0.0:9090\""))?;
+        if address == self.listen && address.port() != 0 {
+            return Err("must differ from api.listen".into());
+        }
+        Ok(Some(address))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -359,6 +378,9 @@ impl Config {
                 }
             }
         }
+        if let Err(message) = self.api.metrics_address() {
+            return Err(("api.metrics_listen", message));
+        }
         if self.api.max_webhooks_per_account == 0 {
             return Err(("api.max_webhooks_per_account", "must be at least 1".into()));
         }
@@ -533,6 +555,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("prefetchh"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_is_empty_or_an_address_other_than_listen() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.api.metrics_address(), Ok(None));
+        let config = Config::from_toml("[api]\nmetrics_listen = \"0.0.0.0:9090\"\n").unwrap();
+        assert_eq!(
+            config.api.metrics_address(),
+            Ok(Some("0.0.0.0:9090".parse().unwrap()))
+        );
+        for bad in ["localhost", "9090", "127.0.0.1:8080"] {
+            let err = Config::from_toml(&format!("[api]\nmetrics_listen = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("api.metrics_listen"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::{filter::Include, safety::AddressPolicy, secret::Secret};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OidcAuthMethod {
     PrivateKeyJwt,
@@ -127,8 +127,11 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 /// The webhook as the API returns it: never `secret` or `oidc_client_secret`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = Webhook)]
 pub struct WebhookView {
+    /// Always `webhook`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     pub id: Uuid,
     pub url: String,
@@ -145,33 +148,48 @@ pub struct WebhookView {
     pub oidc_access_token_ttl_seconds: Option<i64>,
 }
 
-/// A create or update request. Each field is `None` when omitted, `Some(None)` when `null`.
-#[derive(Debug, Default, Deserialize)]
+/// A create or update request: every field optional, `null` clears it. The rules each value
+/// must follow are checked on receipt (a 422 names each field at fault).
+// Deserialized: a field is `None` when omitted, `Some(None)` when `null`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookRequest)]
 pub struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub secret: Option<Option<Secret>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub disabled_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub enabled_events: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub include: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub oidc_auth_method: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub oidc_client_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub oidc_client_secret: Option<Option<Secret>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub oidc_token_endpoint: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub oidc_resource_uri: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub oidc_scope: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
     pub oidc_access_token_ttl_seconds: Option<Option<i64>>,
 }
 

@@ -9,7 +9,13 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::{auth::Account, error::ApiError, webhooks::Page, webhooks::WebhookId, ApiState};
+use super::{
+    auth::Account,
+    error::{ApiError, ErrorBody},
+    webhooks::Page,
+    webhooks::WebhookId,
+    ApiState,
+};
 use crate::{
     delivery_log::LogOutcome,
     store::attempts::{AttemptFilter, AttemptRow},
@@ -18,8 +24,11 @@ use crate::{
 /// Dead letters one redrive looks at, at most; a larger backlog takes more calls.
 const REDRIVE_LIMIT: usize = 10_000;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = DeliveryAttemptList)]
 pub struct AttemptList {
+    /// Always `list`.
+    #[schema(value_type = String)]
     object: &'static str,
     data: Vec<AttemptRow>,
     has_more: bool,
@@ -82,6 +91,26 @@ async fn require_webhook(state: &ApiState, account: &str, id: uuid::Uuid) -> Res
         .ok_or(ApiError::WebhookNotFound)
 }
 
+#[utoipa::path(
+    operation_id = "list_webhook_deliveries",
+    get,
+    path = "/v1/webhooks/{id}/deliveries",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "The webhook's id"),
+        super::openapi::PageQuery,
+        ("status" = Option<String>, Query, description = "Only attempts with this outcome \
+          (delivered, failed, parked, dead_lettered, disabled) or HTTP status (100-599)"),
+    ),
+    responses(
+        (status = 200, description = "The webhook's attempts, newest first", body = AttemptList),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
+        (status = 422, description = "A bad page, per_page or status, named", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn for_webhook(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -100,6 +129,24 @@ pub async fn for_webhook(
     page_of(&state, &account, filter, page).await
 }
 
+#[utoipa::path(
+    operation_id = "list_event_deliveries",
+    get,
+    path = "/v1/events/{event_id}/deliveries",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(
+        ("event_id" = String, Path, description = "The event's id"),
+        super::openapi::PageQuery,
+    ),
+    responses(
+        (status = 200, description = "Every attempt for this event across the account's \
+          webhooks, newest first (empty when there were none)", body = AttemptList),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 422, description = "A bad page or per_page, named", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn for_event(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -110,14 +157,32 @@ pub async fn for_event(
     page_of(&state, &account, AttemptFilter::Event { event_id }, page).await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Redrive)]
 pub struct RedriveAnswer {
+    /// Always `redrive`.
+    #[schema(value_type = String)]
     object: &'static str,
     webhook_id: String,
     /// Dead letters sent back for a fresh first attempt.
     redriven: usize,
 }
 
+#[utoipa::path(
+    operation_id = "redrive_webhook",
+    post,
+    path = "/v1/webhooks/{id}/redrive",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "How many dead letters went back for a fresh first attempt", body = RedriveAnswer),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+        (status = 503, description = "The broker cannot be reached", body = ErrorBody),
+    )
+)]
 pub async fn redrive(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,

@@ -15,9 +15,11 @@ use serde::Serialize;
 use crate::{store::StoreError, webhook::FieldError};
 
 /// One entry of the `errors` array.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErrorEntry {
+    /// What is wrong, and how to fix it.
     pub message: String,
+    /// The request field at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
@@ -155,9 +157,10 @@ fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
-    errors: Vec<ErrorEntry>,
+/// Every error's body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<ErrorEntry>,
 }
 
 impl IntoResponse for ApiError {

@@ -15,7 +15,12 @@ use axum::{
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::{auth::Account, error::ApiError, ApiState};
+use super::openapi::{JwksBody, PublicJwks, RotationBody};
+use super::{
+    auth::Account,
+    error::{ApiError, ErrorBody},
+    ApiState,
+};
 use crate::{oidc::KeySet, webhook::timestamp};
 
 /// Identity providers may cache the public JWKS this long; rotation publishes a key well
@@ -40,6 +45,20 @@ pub fn jwks_uri(state: &ApiState, jwks_id: &str) -> String {
 }
 
 /// `GET /v1/webhooks/oidc_keys`: the account's public keys (made on first need).
+#[utoipa::path(
+    operation_id = "get_account_keys",
+    get,
+    path = "/v1/webhooks/oidc_keys",
+    tag = "keys",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account's public keys and their public URL", body = JwksBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 409, description = "The keys come from oidc.signing_keys and cannot be rotated here", body = ErrorBody),
+        (status = 503, description = "No database.encryption_key (or no store) to keep keys in", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn account_jwks(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -50,6 +69,20 @@ pub async fn account_jwks(
 
 /// `POST /v1/webhooks/oidc_keys/rotate`: a new key, published now, signing after
 /// `oidc.key_rotation_delay`.
+#[utoipa::path(
+    operation_id = "rotate_account_key",
+    post,
+    path = "/v1/webhooks/oidc_keys/rotate",
+    tag = "keys",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new key: published now, signing from signs_from", body = RotationBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 409, description = "The keys come from oidc.signing_keys and cannot be rotated here", body = ErrorBody),
+        (status = 503, description = "No database.encryption_key (or no store) to keep keys in", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn rotate(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -72,6 +105,20 @@ pub async fn rotate(
 }
 
 /// `GET /jwks/{jwks_id}`: the same public keys, without auth.
+#[utoipa::path(
+    operation_id = "get_public_jwks",
+    get,
+    path = "/jwks/{jwks_id}",
+    tag = "keys",
+    params(("jwks_id" = String, Path, description = "The key set's public id (from jwks_uri)")),
+    responses(
+        (status = 200, description = "The account's public keys", body = PublicJwks),
+        (status = 404, description = "No such key set", body = ErrorBody),
+        (status = 409, description = "The keys come from oidc.signing_keys and cannot be rotated here", body = ErrorBody),
+        (status = 503, description = "No database.encryption_key (or no store) to keep keys in", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn public_jwks(
     State(state): State<ApiState>,
     Path(jwks_id): Path<String>,

@@ -11,17 +11,20 @@
 //! - [`deliveries`]: the delivery log per webhook and per event, and redrive.
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
 //! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
 //! - [`server`]: the accept loop: connection cap, header-read timeout, graceful shutdown.
 //!
 //! Two routers share one [`ApiState`]: [`router`] (roles `all` and `api`) serves everything;
 //! [`ops_router`] (role `worker`) serves only `/healthz`, `/readyz` and `/metrics`, so a process
-//! that only delivers never exposes the write API, even with tokens in its configuration.
+//! that only delivers never exposes the write API, even with tokens in its configuration. With
+//! `api.metrics_listen` set, [`metrics_router`] serves `/metrics` there and the others do not.
 
 pub mod auth;
 pub mod body;
 pub mod deliveries;
 pub mod error;
 pub mod keys;
+pub mod openapi;
 pub mod ops;
 pub mod server;
 pub mod webhooks;
@@ -100,6 +103,11 @@ impl ApiState {
 
 /// Every route: the Webhooks API, the JWKS and the operational routes.
 pub fn router(state: ApiState) -> Router {
+    api_router(state, true)
+}
+
+/// Every route, with or without `/metrics` (without when `api.metrics_listen` serves it).
+pub fn api_router(state: ApiState, with_metrics: bool) -> Router {
     let authenticated = Router::new()
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route(
@@ -122,8 +130,10 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             auth::require_token,
         ));
-    let public = Router::new().route("/jwks/{jwks_id}", get(keys::public_jwks));
-    operational()
+    let public = Router::new()
+        .route("/jwks/{jwks_id}", get(keys::public_jwks))
+        .route("/openapi.json", get(openapi::openapi_json));
+    operational(with_metrics)
         .merge(public)
         .merge(authenticated)
         .fallback(ops::no_route)
@@ -135,17 +145,37 @@ pub fn router(state: ApiState) -> Router {
 
 /// Only `/healthz`, `/readyz` and `/metrics`: what a worker-only process serves.
 pub fn ops_router(state: ApiState) -> Router {
-    operational()
+    worker_router(state, true)
+}
+
+/// Only `/healthz`, `/readyz` and, `with_metrics`, `/metrics`.
+pub fn worker_router(state: ApiState, with_metrics: bool) -> Router {
+    operational(with_metrics)
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::no_method)
         .with_state(state)
 }
 
-fn operational() -> Router<ApiState> {
+/// Only `/metrics` and `/healthz`: what `api.metrics_listen` serves, so an internal scraper
+/// never reaches the API.
+pub fn metrics_router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .fallback(ops::no_route)
+        .method_not_allowed_fallback(ops::no_method)
+        .with_state(state)
+}
+
+fn operational(with_metrics: bool) -> Router<ApiState> {
+    let router = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz));
+    if with_metrics {
+        router.route("/metrics", get(ops::metrics))
+    } else {
+        router
+    }
 }
 
 /// Serves `router` on `listener` until `cancel` fires, then lets in-flight requests finish.

@@ -16,14 +16,32 @@ use axum::{
 };
 use serde_json::json;
 
+use super::openapi::{Health, Readiness};
 use super::{error::ApiError, ApiState};
 
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(
+    operation_id = "healthz",
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process serves HTTP", body = Health))
+)]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    operation_id = "readyz",
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: database, broker and registry are fine", body = Readiness),
+        (status = 503, description = "Not ready; `checks` says what is not", body = Readiness),
+    )
+)]
 pub async fn readyz(State(state): State<ApiState>) -> Response {
     let database = tokio::time::timeout(PING_TIMEOUT, state.registry.store().ping())
         .await
@@ -52,6 +70,19 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    operation_id = "metrics",
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((
+        status = 200,
+        description = "Prometheus metrics (OpenMetrics text); not served here when \
+                       api.metrics_listen is set",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        body = String
+    ))
+)]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     (
         [(

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{
     auth::Account,
     body::JsonBody,
-    error::{ApiError, ErrorEntry},
+    error::{ApiError, ErrorBody, ErrorEntry},
     ApiState,
 };
 use crate::{
@@ -89,6 +89,23 @@ fn validated(
     Err(ApiError::Unprocessable(errors))
 }
 
+#[utoipa::path(
+    operation_id = "create_webhook",
+    post,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    request_body = WebhookPatch,
+    responses(
+        (status = 201, description = "Created; Location names it", body = WebhookView),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 413, description = "The body is over api.max_body_bytes", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields, each named", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -121,6 +138,20 @@ pub async fn create(
     Ok(response)
 }
 
+#[utoipa::path(
+    operation_id = "get_webhook",
+    get,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookView),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -136,6 +167,25 @@ pub async fn get(
 }
 
 /// PATCH and PUT: the same partial update (the platform's clients use both).
+#[utoipa::path(
+    operation_id = "update_webhook",
+    method(patch, put),
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The webhook's id")),
+    request_body = WebhookPatch,
+    responses(
+        (status = 200, description = "The updated webhook", body = WebhookView),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 413, description = "The body is over api.max_body_bytes", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields, each named", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -199,6 +249,20 @@ fn client_secret_rebinding(
     })
 }
 
+#[utoipa::path(
+    operation_id = "delete_webhook",
+    delete,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "The deleted webhook", body = WebhookView),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
@@ -215,14 +279,31 @@ pub async fn delete(
     Ok(Json(webhook.view()))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookList)]
 pub struct ListBody {
+    /// Always `list`.
+    #[schema(value_type = String)]
     object: &'static str,
     data: Vec<WebhookView>,
     has_more: bool,
     total_count: i64,
 }
 
+#[utoipa::path(
+    operation_id = "list_webhooks",
+    get,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(super::openapi::PageQuery),
+    responses(
+        (status = 200, description = "The account's webhooks, oldest first", body = ListBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 422, description = "A bad page or per_page, named", body = ErrorBody),
+        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,

@@ -10,8 +10,11 @@ use super::{Store, StoreError};
 use crate::webhook::timestamp;
 
 /// One attempt as the log keeps it and the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = DeliveryAttempt)]
 pub struct AttemptRow {
+    /// Always `delivery_attempt`.
+    #[schema(value_type = String)]
     pub object: &'static str,
     pub id: String,
     pub webhook_id: String,

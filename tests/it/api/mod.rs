@@ -5,6 +5,8 @@ mod bodies;
 mod connections;
 mod crud;
 mod keys;
+mod metrics_listen;
+mod openapi;
 mod ops;
 mod pagination;
 mod secrets;
