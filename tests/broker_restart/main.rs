@@ -44,8 +44,12 @@ impl Drop for BrokerRestartGuard {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_rabbitmq_mid_stream_loses_no_event_and_readiness_follows_the_connection() {
     const EVENTS: usize = 2_000;
+    // The gated receiver holds requests while the broker is away, so they time out and the
+    // endpoint looks dead to the circuit breaker for a moment: a short park delay and a few
+    // retries let the probe find it healthy again before any delivery runs out of attempts.
     let worker = TestWorker::start(
-        "[amqp]\nreconnect_max_backoff = \"1s\"\n[delivery]\nretry_schedule = [\"500ms\"]",
+        "[amqp]\nreconnect_max_backoff = \"1s\"\n[delivery]\npark_delay = \"200ms\"\n\
+         retry_schedule = [\"500ms\", \"2s\", \"5s\", \"5s\", \"5s\"]",
     )
     .await;
     // The receiver answers only what it is allowed to, so the restart lands mid-stream.
