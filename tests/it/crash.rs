@@ -12,7 +12,7 @@ use crate::{
     receiver::TestReceiver,
 };
 
-fn spawn_worker(prefix: &str, database_url: &str, key: &str) -> Child {
+pub fn spawn_worker(prefix: &str, database_url: &str, key: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
         .args(["run", "--role", "worker"])
         .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
@@ -82,6 +82,21 @@ async fn a_worker_killed_mid_stream_loses_no_event() {
     publisher.delete_topology().await;
 }
 
+/// Sends SIGTERM to `child` and asserts it exits 0 within `limit`.
+async fn terminate_and_expect_clean_exit(child: &mut Child, limit: Duration, why: &str) {
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(limit, child.wait())
+        .await
+        .expect(why)
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
 pub fn decode(key: &str) -> [u8; 32] {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
@@ -111,17 +126,12 @@ async fn the_worker_binary_exits_cleanly_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = child.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits within the grace period")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    terminate_and_expect_clean_exit(
+        &mut child,
+        Duration::from_secs(30),
+        "exits within the grace period",
+    )
+    .await;
     broker.delete_topology().await;
 }
 
@@ -153,16 +163,11 @@ async fn sigterm_interrupts_a_connect_to_a_broker_that_never_answers() {
         .spawn()
         .expect("start the worker binary");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let pid = child.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits although the connect never finished")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    terminate_and_expect_clean_exit(
+        &mut child,
+        Duration::from_secs(10),
+        "exits although the connect never finished",
+    )
+    .await;
     held.abort();
 }

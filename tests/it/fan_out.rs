@@ -117,11 +117,9 @@ async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_fligh
 /// memory (VmHWM) before and after one event fans out to 1,000 webhooks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_printed() {
-    use std::process::Stdio;
-
     use webhook_worker::store::Store;
 
-    use crate::harness::{random_key, unique_prefix, validated, AMQP_URL};
+    use crate::harness::{random_key, unique_prefix, validated};
 
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/fan.db", dir.path().display());
@@ -137,25 +135,7 @@ async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_pri
     }
     store.close().await;
     let broker = TestWorker::publisher_for(&prefix).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
-        .args(["run", "--role", "worker"])
-        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
-        .env("WEBHOOK_WORKER__AMQP__PREFIX", &prefix)
-        .env("WEBHOOK_WORKER__DATABASE__URL", &database_url)
-        .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", &key)
-        .env("WEBHOOK_WORKER__DELIVERY__ALLOW_HTTP", "true")
-        .env(
-            "WEBHOOK_WORKER__DELIVERY__ALLOW_NETWORKS",
-            "[\"127.0.0.0/8\"]",
-        )
-        .env("WEBHOOK_WORKER__DELIVERY__RETRY_SCHEDULE", "[\"500ms\"]")
-        .env("WEBHOOK_WORKER__API__LISTEN", "127.0.0.1:0")
-        .env("WEBHOOK_WORKER__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the worker binary");
+    let mut child = crate::crash::spawn_worker(&prefix, &database_url, &key);
     let pid = child.id().expect("running");
     let peak = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
