@@ -199,6 +199,12 @@ impl EndpointState {
         }
     }
 
+    /// A delivery that holds a slot spent `waited` queued behind something other than the
+    /// endpoint (the global limit): that long does not count as the endpoint's silence.
+    pub fn waited_elsewhere(&mut self, waited: Duration, now: Instant) {
+        self.progress = (self.progress + waited).min(now);
+    }
+
     fn take(&mut self, now: Instant) {
         if self.in_flight == 0 {
             self.progress = now;

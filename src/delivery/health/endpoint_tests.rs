@@ -215,3 +215,32 @@ fn a_failed_probe_reopens_the_circuit_for_twice_as_long() {
         Admission::Admit { probe: true }
     );
 }
+
+#[test]
+fn time_spent_waiting_for_the_global_limit_is_not_the_endpoints_silence() {
+    let t0 = Instant::now();
+    let mut state = EndpointState::new(settings(), t0);
+    fill(&mut state, t0, 4);
+    // The four requests waited 12 s for the worker's global limit before they were sent:
+    // longer than the timeout, but the endpoint has not been asked yet.
+    state.waited_elsewhere(Duration::from_secs(12), t0 + Duration::from_secs(12));
+    assert!(matches!(
+        state.admit(
+            t0 + Duration::from_secs(12) + ms(100),
+            false,
+            &mut Vec::new()
+        ),
+        Admission::Wait { .. }
+    ));
+    // Without that, the same moment would have opened the circuit.
+    let mut other = EndpointState::new(settings(), t0);
+    fill(&mut other, t0, 4);
+    assert_eq!(
+        other.admit(
+            t0 + Duration::from_secs(12) + ms(100),
+            false,
+            &mut Vec::new()
+        ),
+        Admission::Park(ParkReason::CircuitOpen)
+    );
+}

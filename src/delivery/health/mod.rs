@@ -146,18 +146,30 @@ impl Health {
             }
         };
         drop(waiting);
-        let mut permit = Permit {
+        // The endpoint's slot is taken; the request is not sent until the global limit lets it.
+        // Time spent waiting for that is not the endpoint's silence, so its clock moves on by it
+        // (a full worker must not make healthy endpoints look stalled).
+        let global = match self.global.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let queued = Instant::now();
+                // Closed only if the runtime shuts down; then the delivery goes ahead unlimited.
+                let permit = self.global.clone().acquire_owned().await.ok();
+                let waited = queued.elapsed();
+                endpoint
+                    .state()
+                    .waited_elsewhere(waited, Instant::now().into_std());
+                permit
+            }
+        };
+        Admission::Send(Permit {
             endpoint,
             health: self.clone(),
             started: Instant::now().into_std(),
             probe,
             finished: false,
-            _global: None,
-        };
-        // Closed only if the runtime shuts down; then the delivery goes ahead unlimited.
-        permit._global = self.global.clone().acquire_owned().await.ok();
-        permit.started = Instant::now().into_std();
-        Admission::Send(permit)
+            _global: global,
+        })
     }
 
     /// One look at the endpoint's state; a delivery told to wait is counted among the waiting.
