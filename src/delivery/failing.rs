@@ -69,11 +69,12 @@ impl Failing {
         if self.disable_after.is_zero() || self.known.get(&webhook.id) == Some(Known::Healthy) {
             return;
         }
-        match self.registry.store().clear_failing(webhook.id).await {
-            Ok(()) => self.known.insert(webhook.id, Known::Healthy),
-            Err(error) => {
-                warn!(%error, webhook_id = %webhook.id, "cannot record a webhook's recovery")
-            }
+        // Known before the write, so the deliveries succeeding at the same moment do not each
+        // write it too; forgotten again if the write fails.
+        self.known.insert(webhook.id, Known::Healthy);
+        if let Err(error) = self.registry.store().clear_failing(webhook.id).await {
+            self.known.invalidate(&webhook.id);
+            warn!(%error, webhook_id = %webhook.id, "cannot record a webhook's recovery");
         }
     }
 
