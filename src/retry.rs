@@ -148,7 +148,7 @@ impl RetrySchedule {
             delay: doubled.min(self.park_budget(tries.attempt)),
             tries: Tries {
                 attempt: tries.attempt,
-                parks: tries.parks + 1,
+                parks: tries.parks.saturating_add(1),
                 parked_since: Some(tries.parked_since.unwrap_or(now)),
             },
         }
