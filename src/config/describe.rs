@@ -43,7 +43,16 @@ fn shown_path(file: &std::path::Path) -> String {
 pub fn describe(error: figment::Error) -> String {
     let key = error.path.join(".").to_lowercase();
     let source = source_name(error.metadata.as_ref(), &error.path);
-    let message = plain(&error.kind);
+    // The value itself is shown only where it cannot be a credential.
+    let secret = ["url", "encryption_key", "token_sha256"]
+        .iter()
+        .any(|suffix| key.ends_with(suffix));
+    let message = match &error.kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) if secret => {
+            format!("must be {} (the value is not shown)", wanted(expected))
+        }
+        kind => plain(kind),
+    };
     if key.is_empty() {
         format!("{message} (from {source})")
     } else {
@@ -168,6 +177,18 @@ mod tests {
         assert!(
             error_of("[log]\nformat = \"xml\"\n").contains("\"xml\" is not one of: json, pretty")
         );
+    }
+
+    #[test]
+    fn a_setting_that_may_hold_a_credential_is_not_echoed() {
+        let err = error_of("[database]\nencryption_key = 123456789\n");
+        assert!(err.contains("database.encryption_key"), "{err}");
+        assert!(
+            err.contains("the value is not shown") && !err.contains("123456789"),
+            "{err}"
+        );
+        let err = error_of("[amqp]\nurl = 987654321\n");
+        assert!(!err.contains("987654321"), "{err}");
     }
 
     #[test]
