@@ -144,14 +144,6 @@ impl Pipeline {
         self
     }
 
-    pub fn names(&self) -> &Names {
-        &self.names
-    }
-
-    pub fn schedule(&self) -> &RetrySchedule {
-        &self.schedule
-    }
-
     /// A new event: first attempt to every subscribed webhook of its account.
     pub async fn handle_event(
         &self,

@@ -6,7 +6,7 @@
 //! blocks the publishing connection, and without a bound a handler would wait for ever. The
 //! worker publishes on a connection of its own, so a blocked publisher never stops its acks.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
@@ -40,7 +40,8 @@ pub struct Publisher {
     confirm_timeout: Duration,
     /// What to declare again when a message comes back unroutable: a queue deleted under the
     /// worker is a topology fault to repair, not a reason to give up on the message.
-    topology: Option<Topology>,
+    /// Shared: a publisher is cloned for every message.
+    topology: Option<Arc<Topology>>,
 }
 
 impl Publisher {
@@ -65,7 +66,7 @@ impl Publisher {
 
     /// Re-declare `topology` when a message comes back unroutable, then publish it once more.
     pub fn with_topology(mut self, topology: Topology) -> Self {
-        self.topology = Some(topology);
+        self.topology = Some(Arc::new(topology));
         self
     }
 
