@@ -192,7 +192,9 @@ pub async fn redrive(
     let summary = crate::dead_letters::replay(&state.config, REDRIVE_LIMIT, Some(id))
         .await
         .map_err(|error| {
-            ApiError::Unavailable(format!("cannot reach the broker to redrive: {error:#}"))
+            // The cause (hosts, IO details) is the operator's, not the customer's.
+            tracing::warn!(error = format!("{error:#}"), webhook_id = %id, "redrive could not reach the broker");
+            ApiError::Unavailable("cannot reach the broker to redrive; try again later".into())
         })?;
     tracing::info!(webhook_id = %id, account_id = %account, redriven = summary.replayed, "dead letters redriven");
     Ok(Json(RedriveAnswer {
