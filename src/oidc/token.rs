@@ -343,7 +343,11 @@ fn scrub(description: &str, credentials: &[&str]) -> Option<String> {
     // change an echoed credential so that it no longer matches.
     let mut raw = description.to_string();
     for credential in credentials.iter().filter(|c| !c.is_empty()) {
-        raw = raw.replace(credential, "[redacted]");
+        // As sent (form-encoded) too: an endpoint may echo the request body.
+        let encoded: String = url::form_urlencoded::byte_serialize(credential.as_bytes()).collect();
+        raw = raw
+            .replace(*credential, "[redacted]")
+            .replace(&encoded, "[redacted]");
     }
     let text: String = raw
         .chars()

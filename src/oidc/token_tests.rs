@@ -165,3 +165,14 @@ fn every_error_has_a_short_reason_and_a_metric_outcome() {
         assert!(!error.outcome().is_empty());
     }
 }
+
+#[test]
+fn a_credential_echoed_form_encoded_is_cut_too() {
+    let body = r#"{"error":"invalid_client","error_description":"client_secret=s%2Fcr%2Bt%3D%3D rejected"}"#;
+    let err = parse_response(401, body.as_bytes(), &["s/cr+t=="]).unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains("s%2Fcr%2Bt") && text.contains("[redacted]"),
+        "{text}"
+    );
+}
