@@ -2,9 +2,10 @@
 # The test suite. Needs RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) running;
 # .ci/run starts them when they are not.
 #
-# 1. everything but the broker-restart test, in parallel;
+# 1. everything but the tests that stop a shared service, in parallel;
 # 2. the timed endpoint-health tests, alone: they measure throughput;
-# 3. the broker-restart test alone, last: it stops and starts the shared RabbitMQ.
+# 3. alone, last, one at a time: the tests that restart RabbitMQ, alarm it, and restart
+#    PostgreSQL (tests/shared_services/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,4 +14,4 @@ if [ -x tests/oidc/setup.sh ]; then
 fi
 cargo test --lib --bins --test it
 cargo test --test throughput -- --test-threads=1
-cargo test --test broker_restart -- --test-threads=1
+cargo test --test shared_services -- --test-threads=1

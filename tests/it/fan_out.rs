@@ -117,26 +117,21 @@ async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_fligh
 /// memory (VmHWM) before and after one event fans out to 1,000 webhooks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_printed() {
-    use webhook_worker::store::Store;
-
-    use crate::harness::{random_key, unique_prefix, validated};
+    use crate::{
+        harness::{random_key, unique_prefix},
+        process::{seed_webhooks, WorkerCommand},
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/fan.db", dir.path().display());
     let key = random_key();
     let prefix = unique_prefix();
     let many = TestReceiver::start().await;
-    let store = Store::connect(&database_url, 1, Some(crate::crash::decode(&key)))
-        .await
-        .unwrap();
-    for _ in 0..WEBHOOKS {
-        let hook = json!({"url": many.url(), "enabled_events": ["*"]});
-        store.insert(&validated("big", hook)).await.unwrap();
-    }
-    store.close().await;
+    let hooks = vec![json!({"url": many.url(), "enabled_events": ["*"]}); WEBHOOKS];
+    seed_webhooks(&database_url, &key, "big", &hooks).await;
     let broker = TestWorker::publisher_for(&prefix).await;
-    let mut child = crate::crash::spawn_worker(&prefix, &database_url, &key);
-    let pid = child.id().expect("running");
+    let mut worker = WorkerCommand::new(&prefix, &database_url, &key).spawn();
+    let pid = worker.child.id().expect("running");
     let peak = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
@@ -168,7 +163,6 @@ async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_pri
          {WEBHOOKS} webhooks ({took:?})",
         peak()
     );
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    worker.kill().await;
     broker.delete_topology().await;
 }

@@ -136,6 +136,41 @@ impl Broker {
             .unwrap();
     }
 
+    /// Publishes fresh events of the given types for `account` as fast as the broker confirms
+    /// them: in batches of 250, each batch's confirms awaited together. Returns the ids in order.
+    pub async fn publish_burst(&self, account: &str, types: &[&str]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(types.len());
+        for batch in types.chunks(250) {
+            let mut confirms = Vec::with_capacity(batch.len());
+            for event_type in batch {
+                let (id, body) = event(event_type);
+                ids.push(id);
+                let mut headers = FieldTable::default();
+                headers.insert("account_id".into(), AMQPValue::LongString(account.into()));
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into())
+                    .with_headers(headers);
+                let confirm = self
+                    .channel
+                    .basic_publish(
+                        &self.names.events_exchange,
+                        event_type,
+                        BasicPublishOptions::default(),
+                        &body,
+                        properties,
+                    )
+                    .await
+                    .unwrap();
+                confirms.push(confirm);
+            }
+            for confirm in futures_util::future::join_all(confirms).await {
+                confirm.unwrap();
+            }
+        }
+        ids
+    }
+
     /// Waits for `n` dead letters and takes them off the queue.
     pub async fn dead_letters(&self, n: usize, limit: Duration) -> Vec<(FieldTable, Vec<u8>)> {
         let deadline = tokio::time::Instant::now() + limit;
@@ -163,8 +198,8 @@ impl Broker {
 
     /// The queue's (ready messages, consumers), asked without declaring anything.
     pub async fn queue_counts(&self, queue: &str) -> (u32, u32) {
-        let queue = self
-            .channel
+        let (channel, _connection) = self.live_channel().await;
+        let queue = channel
             .queue_declare(
                 queue,
                 lapin::options::QueueDeclareOptions {
@@ -196,15 +231,21 @@ impl Broker {
 
     /// Deletes what the test declared, over a new connection if the broker restarted meanwhile.
     pub async fn delete_topology(&self) {
+        let (channel, _connection) = self.live_channel().await;
+        queue::delete(&channel, &self.topology).await.unwrap();
+    }
+
+    /// The test's channel, or, when the broker restarted since, one on a new connection (returned
+    /// with it: the channel lives as long as the connection is held).
+    async fn live_channel(&self) -> (Channel, Option<Connection>) {
         if self.channel.status().connected() {
-            queue::delete(&self.channel, &self.topology).await.unwrap();
-        } else {
-            let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
-                .await
-                .unwrap();
-            let channel = connection.create_channel().await.unwrap();
-            queue::delete(&channel, &self.topology).await.unwrap();
+            return (self.channel.clone(), None);
         }
+        let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        (channel, Some(connection))
     }
 }
 

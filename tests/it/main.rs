@@ -8,7 +8,10 @@
 //! - [`api`]: the Webhooks API over real HTTP.
 //! - [`store`]: secrets at rest and the start-up key check.
 //! - [`cli`]: the built binary.
+//! - [`process`]: the worker binary as a child process, configured by environment variables.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
+//! - [`faults`]: the fault suite, 10,000 events in flight through each fault (those that stop
+//!   a shared service are in the `shared_services` binary).
 //! - [`addresses`]: IPv6 spellings of non-public IPv4 addresses, at the API and at delivery.
 //! - [`deadline`]: one deadline per delivery attempt, token requests included.
 //! - [`postgres_tls`]: the store over TLS (`sslmode=require`, `verify-full`).
@@ -27,6 +30,7 @@
 mod harness;
 mod helpers;
 mod oidc_provider;
+mod process;
 mod receiver;
 
 mod addresses;
@@ -38,6 +42,7 @@ mod deadline;
 mod delivery_log;
 mod devtools;
 mod fan_out;
+mod faults;
 mod health;
 mod oidc;
 mod oidc_delivery;

@@ -1,13 +1,12 @@
 //! OAuth end to end: the worker delivers to OIDC webhooks with access tokens from a real OAuth
 //! server (oidc-provider), and the provider's introspection endpoint vouches for them.
 
-use std::{collections::HashSet, process::Stdio, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use serde_json::{json, Value};
-use webhook_worker::store::Store;
 
 use crate::{
-    harness::{event, random_key, unique_prefix, validated, TestWorker, AMQP_URL},
+    harness::{event, random_key, unique_prefix, TestWorker},
     oidc::{keys, start_provider, JWT_CLIENT, POST_CLIENT, POST_SECRET},
     oidc_provider::{OidcProvider, RESOURCE, SCOPE},
     receiver::TestReceiver,
@@ -196,46 +195,19 @@ async fn run_binary_until_dead_letters(
     let database_url = format!("sqlite://{}/oidc.db", dir.path().display());
     let key = random_key();
     let prefix = unique_prefix();
-    let store = Store::connect(&database_url, 1, Some(crate::crash::decode(&key)))
-        .await
-        .unwrap();
-    for hook in &hooks {
-        store
-            .insert(&validated("acct", hook.clone()))
-            .await
-            .unwrap();
-    }
-    store.close().await;
+    crate::process::seed_webhooks(&database_url, &key, "acct", &hooks).await;
     let broker = TestWorker::publisher_for(&prefix).await;
     let log_path = dir.path().join("worker.log");
     let keys: Vec<String> = signing_key_files
         .iter()
         .map(|f| format!("{:?}", f.display().to_string()))
         .collect();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
-        .args(["run", "--role", "worker"])
-        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
-        .env("WEBHOOK_WORKER__AMQP__PREFIX", &prefix)
-        .env("WEBHOOK_WORKER__DATABASE__URL", &database_url)
-        .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", &key)
-        .env("WEBHOOK_WORKER__DELIVERY__ALLOW_HTTP", "true")
-        .env(
-            "WEBHOOK_WORKER__DELIVERY__ALLOW_NETWORKS",
-            "[\"127.0.0.0/8\"]",
-        )
-        .env("WEBHOOK_WORKER__DELIVERY__RETRY_SCHEDULE", "[\"500ms\"]")
-        .env(
-            "WEBHOOK_WORKER__OIDC__SIGNING_KEYS",
-            format!("[{}]", keys.join(",")),
-        )
-        .env("WEBHOOK_WORKER__OIDC__SIGNING_KEYS_ACCOUNT", "acct")
-        .env("WEBHOOK_WORKER__API__LISTEN", "127.0.0.1:0")
-        .env("WEBHOOK_WORKER__LOG__LEVEL", "trace")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut worker = crate::process::WorkerCommand::new(&prefix, &database_url, &key)
+        .env("OIDC__SIGNING_KEYS", format!("[{}]", keys.join(",")))
+        .env("OIDC__SIGNING_KEYS_ACCOUNT", "acct")
+        .env("LOG__LEVEL", "trace")
+        .stderr_to(std::fs::File::create(&log_path).unwrap())
+        .spawn();
     broker
         .publish(
             Some("acct"),
@@ -244,8 +216,7 @@ async fn run_binary_until_dead_letters(
         )
         .await;
     let letters = broker.dead_letters(hooks.len(), WAIT).await;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    worker.kill().await;
     broker.delete_topology().await;
     let details = letters
         .iter()

@@ -24,6 +24,7 @@ pub const RESOURCE: &str = "https://receiver.example/webhooks";
 pub const SHORT_LIVED_RESOURCE: &str = "https://short-lived.example/webhooks";
 
 pub struct OidcProvider {
+    pub port: u16,
     pub issuer: String,
     pub token_endpoint: String,
     introspection_endpoint: String,
@@ -36,6 +37,12 @@ impl OidcProvider {
     /// Starts a provider with `clients` (oidc-provider client metadata: `client_id`,
     /// `token_endpoint_auth_method`, and `client_secret` or `jwks`).
     pub async fn start(clients: Vec<Value>) -> OidcProvider {
+        Self::start_on(clients, 0).await
+    }
+
+    /// [`OidcProvider::start`] on `port` (0: one the system picks). A provider stopped and
+    /// started again on the same port has the same issuer and token endpoint.
+    pub async fn start_on(clients: Vec<Value>, port: u16) -> OidcProvider {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -48,6 +55,7 @@ impl OidcProvider {
             "token_endpoint_auth_method": "client_secret_basic",
         }));
         let config = json!({
+            "port": port,
             "clients": clients,
             "scopes": [SCOPE],
             "resources": {
@@ -85,6 +93,7 @@ impl OidcProvider {
         };
         let text = |key: &str| started[key].as_str().unwrap_or_default().to_string();
         OidcProvider {
+            port: started["port"].as_u64().unwrap_or_default() as u16,
             issuer: text("issuer"),
             token_endpoint: text("token_endpoint"),
             introspection_endpoint: text("introspection_endpoint"),
@@ -92,6 +101,12 @@ impl OidcProvider {
             child,
             stderr,
         }
+    }
+
+    /// Stops the provider and waits until it is gone, so that its port is free again.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 
     /// The introspection response (RFC 7662) for `token`, asked by the introspector client.

@@ -117,7 +117,7 @@ async fn keep_writing(registry: Arc<Registry>, cancel: CancellationToken) {
 async fn two_replicas_on_postgres_see_each_others_changes_within_two_refreshes_under_load() {
     const REFRESH: Duration = Duration::from_millis(500);
     let db = TestDb::new(Backend::Postgres).await;
-    let key = crate::crash::decode(&random_key());
+    let key = crate::process::decode_key(&random_key());
     let cancel = CancellationToken::new();
     let a = replica(db.url(), key, REFRESH, &cancel).await;
     let b = replica(db.url(), key, REFRESH, &cancel).await;
@@ -172,7 +172,7 @@ async fn on_postgres_another_replicas_change_arrives_at_once_through_notify() {
     const REFRESH: Duration = Duration::from_secs(60);
     const AT_ONCE: Duration = Duration::from_secs(3);
     let db = TestDb::new(Backend::Postgres).await;
-    let key = crate::crash::decode(&random_key());
+    let key = crate::process::decode_key(&random_key());
     let cancel = CancellationToken::new();
     let a = replica(db.url(), key, REFRESH, &cancel).await;
     let b = replica(db.url(), key, REFRESH, &cancel).await;

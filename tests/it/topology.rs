@@ -2,7 +2,7 @@
 //! once with one error line naming the queue and the argument, instead of reconnecting for ever;
 //! `migrate-queues` then declares them anew without losing a message.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use lapin::{
     options::{QueueDeclareOptions, QueueDeleteOptions},
@@ -38,22 +38,11 @@ async fn a_queue_declared_with_older_arguments_stops_the_worker_with_one_clear_e
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
-        .args(["run", "--role", "worker"])
-        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
-        .env("WEBHOOK_WORKER__AMQP__PREFIX", &prefix)
-        .env(
-            "WEBHOOK_WORKER__DATABASE__URL",
-            format!("sqlite://{}/old.db", dir.path().display()),
-        )
-        .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", random_key())
-        .env("WEBHOOK_WORKER__API__LISTEN", "127.0.0.1:0")
-        .env("WEBHOOK_WORKER__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the worker binary");
+    let database_url = format!("sqlite://{}/old.db", dir.path().display());
+    let mut worker = crate::process::WorkerCommand::new(&prefix, &database_url, &random_key())
+        .pipe_stderr()
+        .spawn();
+    let child = &mut worker.child;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("the worker stops on its own instead of reconnecting")

@@ -5,13 +5,16 @@
 //   {
 //     "clients": [ <client metadata>, ... ],      // registered as given, see below
 //     "resources": { "<uri>": { "scope": "a b", "accessTokenTTL": 60 } },  // optional
-//     "scopes": ["webhooks:write"]                 // optional extra scopes for plain scope requests
+//     "scopes": ["webhooks:write"],                // optional extra scopes for plain scope requests
+//     "port": 0                                    // optional; 0 (the default): the system picks
 //   }
 // Each client defaults to grant_types ["client_credentials"], no redirect URIs and no response
 // types, so a test only states client_id, token_endpoint_auth_method and its credential
 // (client_secret, or jwks for private_key_jwt).
 //
-// It listens on 127.0.0.1, on a port the system picks, and prints one JSON line on stdout:
+// It listens on 127.0.0.1, on the given port or one the system picks (a test that stops the
+// provider starts another on the same port, so the issuer stays the same), and prints one JSON
+// line on stdout:
 //   {"issuer":"http://127.0.0.1:<port>","port":<port>,"token_endpoint":"...","introspection_endpoint":"..."}
 // It exits when its standard input closes, so a test process that dies takes it along.
 //
@@ -81,7 +84,7 @@ function requestedClientId(ctx) {
 }
 
 const server = createServer();
-server.listen(0, '127.0.0.1', () => {
+server.listen(input.port ?? 0, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
 

@@ -9,7 +9,7 @@ mod burst;
 mod disable;
 mod flow;
 mod parking;
-mod receiver;
+pub mod receiver;
 mod store;
 
 pub use burst::{publish_burst, PARKED};

@@ -60,6 +60,8 @@ pub struct Arrival {
     pub event_id: String,
     pub attempt: String,
     pub status: u16,
+    /// It carried `Authorization: Bearer …`.
+    pub bearer: bool,
 }
 
 struct Shared {
@@ -133,6 +135,15 @@ impl PacedReceiver {
             .collect()
     }
 
+    /// (event id, status) of every answer, in order.
+    pub fn answers(&self) -> Vec<(String, u16)> {
+        let arrivals = self.shared.arrivals.lock().unwrap();
+        arrivals
+            .iter()
+            .map(|a| (a.event_id.clone(), a.status))
+            .collect()
+    }
+
     /// The most requests held at once since the start or the last reset.
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
@@ -190,6 +201,7 @@ async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl I
         event_id: header("x-webhook-event-id"),
         attempt: header("x-webhook-attempt"),
         status,
+        bearer: header("authorization").starts_with("Bearer "),
     });
     let mut response_headers = HeaderMap::new();
     if let (Some(retry_after), false) = (behaviour.retry_after, (200..300).contains(&status)) {

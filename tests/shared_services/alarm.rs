@@ -2,15 +2,14 @@
 //! worker's readiness turns 503 while blocked, SIGTERM still ends it within the grace period,
 //! and once the alarm clears every event published before it is delivered or dead-lettered.
 
-use std::{collections::HashSet, process::Command, process::Stdio, time::Duration};
+use std::{collections::HashSet, process::Command, time::Duration};
 
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use serde_json::json;
-use tokio::process::Child;
-use webhook_worker::store::Store;
 
 use crate::{
-    harness::{event, random_key, unique_prefix, validated, TestWorker, AMQP_URL},
+    harness::{event, random_key, unique_prefix, TestWorker},
+    process::{free_port, seed_webhooks, WorkerCommand, WorkerProcess},
     receiver::TestReceiver,
 };
 
@@ -54,52 +53,14 @@ impl Drop for MemoryAlarmGuard {
     }
 }
 
-fn spawn_worker(prefix: &str, database_url: &str, key: &str, port: u16) -> Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
-        .args(["run", "--role", "worker"])
-        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
-        .env("WEBHOOK_WORKER__AMQP__PREFIX", prefix)
-        .env("WEBHOOK_WORKER__AMQP__CONFIRM_TIMEOUT", "1s")
-        .env("WEBHOOK_WORKER__DATABASE__URL", database_url)
-        .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", key)
-        .env("WEBHOOK_WORKER__DELIVERY__ALLOW_HTTP", "true")
-        .env(
-            "WEBHOOK_WORKER__DELIVERY__ALLOW_NETWORKS",
-            "[\"127.0.0.0/8\"]",
-        )
-        .env("WEBHOOK_WORKER__DELIVERY__RETRY_SCHEDULE", "[\"500ms\"]")
-        .env("WEBHOOK_WORKER__DELIVERY__TIMEOUT", "3s")
-        .env("WEBHOOK_WORKER__SHUTDOWN__GRACE", "6s")
-        .env("WEBHOOK_WORKER__API__LISTEN", format!("127.0.0.1:{port}"))
-        .env("WEBHOOK_WORKER__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
+fn spawn_worker(prefix: &str, database_url: &str, key: &str, port: u16) -> WorkerProcess {
+    WorkerCommand::new(prefix, database_url, key)
+        .env("AMQP__CONFIRM_TIMEOUT", "1s")
+        .env("DELIVERY__TIMEOUT", "3s")
+        .env("SHUTDOWN__GRACE", "6s")
+        .on_port(port)
+        .show_stderr()
         .spawn()
-        .expect("start the worker binary")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn readyz(port: u16) -> Option<u16> {
-    let answer = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await;
-    answer.ok().map(|a| a.status().as_u16())
-}
-
-async fn wait_for_readyz(port: u16, status: u16, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while readyz(port).await != Some(status) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never answered {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,12 +73,8 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
     // Every first attempt fails, so each event needs a retry job published: what the alarm blocks.
     let receiver = TestReceiver::start().await;
     receiver.always(503);
-    let store = Store::connect(&database_url, 1, Some(decode(&key)))
-        .await
-        .unwrap();
     let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
-    store.insert(&validated("acct", hook)).await.unwrap();
-    store.close().await;
+    seed_webhooks(&database_url, &key, "acct", &[hook]).await;
     let broker = TestWorker::publisher_for(&prefix).await;
     let mut ids = HashSet::new();
     for _ in 0..EVENTS {
@@ -133,12 +90,12 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
         let _alarm = MemoryAlarmGuard::raise();
         let mut first = spawn_worker(&prefix, &database_url, &key, port);
         receiver.wait_for(1, Duration::from_secs(30)).await;
-        wait_for_readyz(port, 503, Duration::from_secs(30)).await;
-        let pid = first.id().expect("running").to_string();
+        first.wait_for_readyz(503, Duration::from_secs(30)).await;
+        let pid = first.child.id().expect("running").to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success());
         let asked = tokio::time::Instant::now();
-        let status = tokio::time::timeout(GRACE * 2, first.wait())
+        let status = tokio::time::timeout(GRACE * 2, first.child.wait())
             .await
             .expect("SIGTERM ends a blocked worker")
             .unwrap();
@@ -151,7 +108,7 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
     let before = receiver.count();
     receiver.always(200);
     let mut second = spawn_worker(&prefix, &database_url, &key, port);
-    wait_for_readyz(port, 200, Duration::from_secs(30)).await;
+    second.wait_for_readyz(200, Duration::from_secs(30)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut dead = HashSet::new();
     loop {
@@ -180,16 +137,6 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    second.start_kill().unwrap();
-    second.wait().await.unwrap();
+    second.kill().await;
     broker.delete_topology().await;
-}
-
-fn decode(key: &str) -> [u8; 32] {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .unwrap()
-        .try_into()
-        .unwrap()
 }

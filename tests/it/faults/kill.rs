@@ -1,0 +1,50 @@
+//! SIGKILL mid-stream: the worker binary is killed with 10,000 events in flight, then started
+//! again on the same queues and database.
+
+use std::time::Duration;
+
+use super::scenario::{assert_settled, hook, Stream};
+use crate::{
+    harness::{random_key, unique_prefix, TestWorker},
+    health::receiver::{Behaviour, PacedReceiver},
+    process::{seed_webhooks, WorkerCommand},
+};
+
+/// The worker's default prefetch, per consumed queue.
+const PREFETCH: usize = 256;
+
+#[tokio::test]
+async fn a_worker_killed_with_10000_events_in_flight_loses_none_once_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/kill.db", dir.path().display());
+    let key = random_key();
+    let prefix = unique_prefix();
+    let receiver = PacedReceiver::start(Behaviour::default()).await;
+    seed_webhooks(&database_url, &key, "acct", &[hook(&receiver)]).await;
+    // The whole backlog is queued before the worker starts, so the kill lands mid-stream.
+    let broker = TestWorker::publisher_for(&prefix).await;
+    let stream = Stream::publish(&broker, &receiver).await;
+
+    let mut first = WorkerCommand::new(&prefix, &database_url, &key).spawn();
+    stream.until_a_fifth_delivered().await;
+    first.kill().await;
+    let before = stream.tally();
+    assert!(!before.all_delivered(), "the kill came mid-stream");
+
+    let mut second = WorkerCommand::new(&prefix, &database_url, &key).spawn();
+    let after = stream.until_all_delivered().await;
+    assert_settled(&broker, Duration::from_secs(30)).await;
+    assert!(second.is_running(), "the second worker still runs");
+    // Only what the killed worker held unacked comes again.
+    assert!(
+        after.duplicates <= 2 * PREFETCH,
+        "{} duplicates",
+        after.duplicates
+    );
+    after.report(&format!(
+        "SIGKILL after {} delivered, then a restart",
+        before.delivered
+    ));
+    second.kill().await;
+    broker.delete_topology().await;
+}

@@ -1,0 +1,163 @@
+//! What every fault scenario does around its fault: publish the events, wait until each was
+//! delivered, count the duplicates, and check that the worker's queues are settled. Shared with
+//! the `shared_services` test binary.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde_json::{json, Value};
+
+use crate::{
+    harness::Broker,
+    health::receiver::{Behaviour, PacedReceiver},
+};
+
+/// Events in flight in every scenario.
+pub const EVENTS: usize = 10_000;
+/// How long a scenario may take to deliver everything once its fault is over.
+const RECOVERY: Duration = Duration::from_secs(180);
+
+/// A signed webhook for every event, to `receiver`.
+pub fn hook(receiver: &PacedReceiver) -> Value {
+    json!({"url": receiver.url(), "enabled_events": ["*"], "secret": "s"})
+}
+
+/// A receiver that takes 100 ms an answer: with a prefetch of 64 in flight the stream lasts
+/// long enough (about 640 events a second) for a fault to land in the middle of it, and the
+/// endpoint stays healthy throughout, so what the scenario sees is its fault alone.
+pub async fn slow_receiver() -> PacedReceiver {
+    PacedReceiver::start(Behaviour {
+        latency: Duration::from_millis(100),
+        ..Behaviour::default()
+    })
+    .await
+}
+
+/// The scenario's events, as one receiver gets them.
+pub struct Stream<'a> {
+    pub published: HashSet<String>,
+    receiver: &'a PacedReceiver,
+}
+
+impl<'a> Stream<'a> {
+    /// Publishes [`EVENTS`] fresh `business.updated` events for account `acct`, confirmed.
+    pub async fn publish(broker: &Broker, receiver: &'a PacedReceiver) -> Self {
+        let types = vec!["business.updated"; EVENTS];
+        let ids = broker.publish_burst("acct", &types).await;
+        Self {
+            published: ids.into_iter().collect(),
+            receiver,
+        }
+    }
+
+    /// The same events, as another receiver gets them.
+    pub fn at<'b>(&self, receiver: &'b PacedReceiver) -> Stream<'b> {
+        Stream {
+            published: self.published.clone(),
+            receiver,
+        }
+    }
+
+    pub fn tally(&self) -> Tally {
+        let answers = self.receiver.answers();
+        Tally::of(
+            answers.iter().map(|(id, s)| (id.as_str(), *s)),
+            &self.published,
+        )
+    }
+
+    /// Waits until a fifth of the events were delivered: the moment for the fault.
+    pub async fn until_a_fifth_delivered(&self) {
+        self.receiver
+            .wait_for_delivered(EVENTS / 5, Duration::from_secs(120))
+            .await;
+    }
+
+    /// Waits until every event was delivered at least once; panics after a while, saying how
+    /// many were.
+    pub async fn until_all_delivered(&self) -> Tally {
+        let deadline = tokio::time::Instant::now() + RECOVERY;
+        loop {
+            let now = self.tally();
+            if now.all_delivered() {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {} events delivered",
+                now.delivered,
+                now.published
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// What a receiver got of the events a scenario published.
+#[derive(Debug)]
+pub struct Tally {
+    pub published: usize,
+    /// Distinct published events answered 2xx.
+    pub delivered: usize,
+    /// 2xx answers beyond the first for the same event.
+    pub duplicates: usize,
+}
+
+impl Tally {
+    /// From the (event id, status) of every answer the receiver gave.
+    pub fn of<'a>(
+        answers: impl IntoIterator<Item = (&'a str, u16)>,
+        published: &HashSet<String>,
+    ) -> Self {
+        let mut seen = HashSet::new();
+        let mut duplicates = 0;
+        for (event_id, status) in answers {
+            let counted = (200..300).contains(&status) && published.contains(event_id);
+            if counted && !seen.insert(event_id) {
+                duplicates += 1;
+            }
+        }
+        Self {
+            published: published.len(),
+            delivered: seen.len(),
+            duplicates,
+        }
+    }
+
+    pub fn all_delivered(&self) -> bool {
+        self.delivered == self.published
+    }
+
+    /// Prints the scenario's result line (kept in the test output, quoted in the README).
+    pub fn report(&self, scenario: &str) {
+        eprintln!(
+            "fault suite: {scenario}: {} of {} events delivered, {} duplicates",
+            self.delivered, self.published, self.duplicates
+        );
+    }
+}
+
+/// Waits until the worker's own queues (`incoming`, `deliveries`) hold no ready message and the
+/// dead letters none at all: whatever is left is in the delay queues, which the schedule still
+/// holds. Panics after `limit`; returns how many messages the delay queues hold.
+pub async fn assert_settled(broker: &Broker, limit: Duration) -> u32 {
+    let names = &broker.names;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let incoming = broker.queue_counts(&names.incoming).await.0;
+        let deliveries = broker.queue_counts(&names.deliveries).await.0;
+        let dead = broker.queue_counts(&names.dead).await.0;
+        if incoming == 0 && deliveries == 0 && dead == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left in the queues: {incoming} in incoming, {deliveries} in deliveries, {dead} dead"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut delayed = 0;
+    for queue in broker.topology.queues().iter().skip(3) {
+        delayed += broker.queue_counts(queue).await.0;
+    }
+    delayed
+}
