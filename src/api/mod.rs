@@ -29,11 +29,12 @@ pub mod ops;
 pub mod server;
 pub mod webhooks;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::DefaultBodyLimit,
-    middleware,
+    extract::{DefaultBodyLimit, Request},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, post},
     Router,
 };
@@ -185,13 +186,27 @@ pub async fn serve_router(
     limits: ConnectionLimits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    // A request that takes longer than this (a slow client, a stuck database) answers 408
-    // instead of holding its connection and task.
-    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        std::time::Duration::from_secs(30),
-    ));
+    let router = with_time_limit(router, REQUEST_TIME_LIMIT);
     server::serve(listener, router, limits, cancel).await
+}
+
+/// A request that takes longer than this (a slow client, a stuck database) answers 408 instead
+/// of holding its connection and task.
+const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// Ends every request of `router` that takes longer than `limit` with a 408 in the API's error
+/// format.
+fn with_time_limit(router: Router, limit: Duration) -> Router {
+    router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        within(limit, request, next)
+    }))
+}
+
+async fn within(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(limit).into_response(),
+    }
 }
 
 /// Serves the full API ([`router`]) on `listener` until `cancel` fires.
@@ -202,4 +217,36 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     serve_router(listener, router(state), limits, cancel).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_over_the_time_limit_answers_408_in_the_error_format() {
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let router = with_time_limit(slow, Duration::from_millis(50));
+        let request = Request::get("/slow").body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::REQUEST_TIMEOUT);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let message = json["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("the request took longer than 50ms"),
+            "{json}"
+        );
+    }
 }
