@@ -210,16 +210,24 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+/// The longest duration any setting takes. Far beyond every sensible value (a retention of years,
+/// a retry days away), and short enough that adding it to a clock or a timestamp cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(text.trim())
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); write e.g. \"500ms\", \"30s\", \"5m\""
-                ))
-            })
+        let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write e.g. \"500ms\", \"30s\", \"5m\""
+            ))
+        })?;
+        if duration > MAX_DURATION {
+            return Err(serde::de::Error::custom(format!(
+                "duration {text:?} is longer than the longest a setting takes, 10 years"
+            )));
+        }
+        Ok(HumanDuration(duration))
     }
 }
 
@@ -530,178 +538,5 @@ impl Config {
 
 /// A figment error as "key `amqp.prefetch` (from WEBHOOK_WORKER__AMQP__PREFETCH): ...".
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_load_and_match_the_contract() {
-        let config = Config::from_toml("").expect("defaults are valid");
-        assert_eq!(config.amqp.prefix, "webhooks");
-        assert_eq!(config.amqp.prefetch, 256);
-        assert_eq!(config.api.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.delivery.retry_schedule.len(), 10);
-        assert_eq!(config.delivery.timeout.0, Duration::from_secs(30));
-        assert_eq!(config.delivery.attempt_deadline(), Duration::from_secs(45));
-        assert_eq!(config.api.header_read_timeout.0, Duration::from_secs(10));
-        assert_eq!(config.api.max_connections, 1024);
-        assert_eq!(config.signature.header, "X-Middesk-Signature-256");
-        assert_eq!(config.registry.refresh.0, Duration::from_secs(5));
-        assert!(!config.delivery.allow_http);
-    }
-
-    #[test]
-    fn an_unknown_key_is_named() {
-        let err = Config::from_toml("[amqp]\nprefetchh = 3\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("prefetchh"), "{err}");
-    }
-
-    #[test]
-    fn metrics_listen_is_empty_or_an_address_other_than_listen() {
-        let config = Config::from_toml("").unwrap();
-        assert_eq!(config.api.metrics_address(), Ok(None));
-        let config = Config::from_toml("[api]\nmetrics_listen = \"0.0.0.0:9090\"\n").unwrap();
-        assert_eq!(
-            config.api.metrics_address(),
-            Ok(Some("0.0.0.0:9090".parse().unwrap()))
-        );
-        for bad in ["localhost", "9090", "127.0.0.1:8080"] {
-            let err = Config::from_toml(&format!("[api]\nmetrics_listen = \"{bad}\"\n"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("api.metrics_listen"), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn a_bad_duration_names_the_key() {
-        let err = Config::from_toml("[delivery]\ntimeout = \"soon\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("delivery.timeout"), "{err}");
-        assert!(err.contains("soon"), "{err}");
-    }
-
-    #[test]
-    fn an_attempt_deadline_below_the_request_timeout_is_refused() {
-        let err = Config::from_toml("[delivery]\ntimeout = \"10s\"\nattempt_deadline = \"5s\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("delivery.attempt_deadline"), "{err}");
-        assert!(err.contains("10s"), "{err}");
-        let config =
-            Config::from_toml("[delivery]\ntimeout = \"10s\"\nattempt_deadline = \"10s\"\n");
-        assert_eq!(
-            config.unwrap().delivery.attempt_deadline(),
-            Duration::from_secs(10)
-        );
-        // Unset, it follows the timeout.
-        let config = Config::from_toml("[delivery]\ntimeout = \"60s\"\n").unwrap();
-        assert_eq!(config.delivery.attempt_deadline(), Duration::from_secs(75));
-    }
-
-    #[test]
-    fn api_connection_limits_must_be_positive() {
-        let err = Config::from_toml("[api]\nmax_connections = 0\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("api.max_connections"), "{err}");
-        let err = Config::from_toml("[api]\nheader_read_timeout = \"0s\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("api.header_read_timeout"), "{err}");
-    }
-
-    #[test]
-    fn broker_robustness_keys_are_validated_by_name() {
-        for (toml, key) in [
-            ("[amqp]\ndelivery_limit = 0\n", "amqp.delivery_limit"),
-            ("[amqp]\nconfirm_timeout = \"0s\"\n", "amqp.confirm_timeout"),
-            (
-                "[amqp]\nconfirm_timeout = \"10s\"\nsettle_timeout = \"5s\"\n",
-                "amqp.settle_timeout",
-            ),
-            (
-                "[delivery]\nmax_in_flight_per_event = 0\n",
-                "delivery.max_in_flight_per_event",
-            ),
-        ] {
-            let err = Config::from_toml(toml).unwrap_err().to_string();
-            assert!(err.contains(key), "{err}");
-        }
-        let config = Config::from_toml("").unwrap();
-        assert!(config.shutdown.grace.0 > config.delivery.timeout.0 * 2);
-    }
-
-    #[test]
-    fn a_token_listed_for_two_accounts_is_refused() {
-        let hash = "a".repeat(64);
-        let toml = format!(
-            "[[api.tokens]]\naccount_id = \"a\"\ntoken_sha256 = \"{hash}\"\n\
-             [[api.tokens]]\naccount_id = \"b\"\ntoken_sha256 = \"{hash}\"\n"
-        );
-        let err = Config::from_toml(&toml).unwrap_err().to_string();
-        assert!(err.contains("api.tokens") && err.contains("twice"), "{err}");
-    }
-
-    #[test]
-    fn a_bad_value_names_the_key() {
-        let err = Config::from_toml("[amqp]\nurl = \"http://x\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("amqp.url"), "{err}");
-        let err = Config::from_toml("[database]\nencryption_key = \"abc\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("database.encryption_key"), "{err}");
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment::Jail's signature
-    fn environment_overrides_name_the_variable_on_error() {
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("WEBHOOK_WORKER__AMQP__PREFETCH", "many");
-            let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.contains("amqp.prefetch"), "{err}");
-            assert!(err.contains("WEBHOOK_WORKER__AMQP__PREFETCH"), "{err}");
-            jail.set_env("WEBHOOK_WORKER__AMQP__PREFETCH", "7");
-            assert_eq!(Config::load(None).unwrap().amqp.prefetch, 7);
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn removed_delivery_keys_are_refused_by_name() {
-        for key in ["max_in_flight_per_webhook = 16", "park_after = \"250ms\""] {
-            let err = Config::from_toml(&format!("[delivery]\n{key}\n"))
-                .unwrap_err()
-                .to_string();
-            let name = key.split(' ').next().unwrap_or_default();
-            assert!(err.contains(&format!("delivery.{name}")), "{err}");
-            assert!(err.contains("removed"), "{err}");
-        }
-    }
-
-    #[test]
-    fn endpoint_health_defaults_and_bounds() {
-        let config = Config::from_toml("").unwrap();
-        assert_eq!(
-            config.delivery.disable_after.0,
-            Duration::from_secs(5 * 86_400)
-        );
-        assert_eq!(config.delivery.park_delay.0, Duration::from_secs(5));
-        let never = Config::from_toml("[delivery]\ndisable_after = \"0s\"").unwrap();
-        assert!(never.delivery.disable_after.0.is_zero());
-        let err = Config::from_toml("[delivery]\nconcurrency_min = 8\nconcurrency_initial = 4")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("delivery.concurrency_initial"), "{err}");
-    }
-
-    #[test]
-    fn the_amqp_url_is_not_printed_by_debug() {
-        let config = Config::from_toml("").unwrap();
-        assert!(!format!("{config:?}").contains("guest:guest"));
-    }
-}
+#[path = "config/tests.rs"]
+mod tests;
