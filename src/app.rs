@@ -85,8 +85,7 @@ impl Application {
             );
             let pipeline = Arc::new(
                 Pipeline::new(&config, registry.clone(), deliverer, metrics.clone())
-                    .with_delivery_log(log)
-                    .with_shutdown(cancel.clone()),
+                    .with_delivery_log(log),
             );
             tasks.spawn(crate::queue::depths::run(
                 config.amqp.url.expose().to_string(),
@@ -96,11 +95,11 @@ impl Application {
             ));
             let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
             worker_task = Some(tokio::spawn(worker.run(cancel.clone())));
-            // The longest attempt: a token request and the delivery, each up to the timeout.
-            if config.shutdown.grace.0 <= config.delivery.timeout.0 * 2 {
+            // The longest attempt, token requests included, ends at the attempt deadline.
+            if config.shutdown.grace.0 <= config.delivery.attempt_deadline() {
                 tracing::warn!(
-                    "shutdown.grace is not longer than twice delivery.timeout: an attempt under \
-                     way at SIGTERM may be cut off and made again"
+                    "shutdown.grace is not longer than delivery.attempt_deadline: an attempt \
+                     under way at SIGTERM may be cut off and made again"
                 );
             }
         }

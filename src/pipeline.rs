@@ -6,7 +6,6 @@
 use std::{sync::Arc, time::Duration};
 
 use lapin::types::FieldTable;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -44,8 +43,8 @@ pub enum Disposition {
     /// Attempts were made but their outcomes could not be made durable in time: the broker
     /// dead-letters the message (never requeued: that would repeat every attempt).
     Reject,
-    /// Shutting down before the outcomes were durable: leave the message unacked; closing the
-    /// connection hands it back to the broker.
+    /// The publishing connection went away before the outcomes were durable: leave the message
+    /// unacked; the broker hands it back once the consuming connection closes too.
     Leave,
 }
 
@@ -73,8 +72,6 @@ pub struct Pipeline {
     fan_out_threshold: usize,
     /// First attempts one event makes at once (below the fan-out threshold).
     max_in_flight_per_event: usize,
-    /// Fires on shutdown: [`Pipeline::settle`] stops re-publishing then.
-    shutdown: CancellationToken,
     metrics: Metrics,
     log: DeliveryLog,
 }
@@ -103,7 +100,6 @@ impl Pipeline {
             settle_timeout: config.amqp.settle_timeout.0,
             fan_out_threshold: config.delivery.fan_out_threshold,
             max_in_flight_per_event: config.delivery.max_in_flight_per_event,
-            shutdown: CancellationToken::new(),
             metrics,
         }
     }
@@ -136,12 +132,6 @@ impl Pipeline {
             error,
             duration,
         });
-    }
-
-    /// Stop re-publishing failed outcomes once `shutdown` fires.
-    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
-        self.shutdown = shutdown;
-        self
     }
 
     /// A new event: first attempt to every subscribed webhook of its account.

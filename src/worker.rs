@@ -329,7 +329,7 @@ async fn handle(pipeline: Arc<Pipeline>, publisher: Publisher, source: Source, d
         }
         // The queue's dead-letter route takes it, with reason "rejected".
         Disposition::Reject => delivery.acker.nack(nack(false)).await,
-        // Shutting down with outcomes not durable: closing the connection hands it back.
+        // The publishing connection is gone with outcomes not durable: the broker hands it back.
         Disposition::Leave => return,
     };
     if let Err(error) = result {

@@ -7,8 +7,10 @@
 //! failed are published again, with backoff, while the message is held unacked. If they still
 //! fail after `amqp.settle_timeout` (not counting time the broker blocked publishing: a resource
 //! alarm is waited out), the message is rejected: the broker dead-letters it into the
-//! dead letters (reason `rejected`), where it can be seen; it never loops. On shutdown it stops
-//! trying and leaves the message to go back to the queue with the connection.
+//! dead letters (reason `rejected`), where it can be seen, and the log names the webhooks whose
+//! outcomes were lost; it never loops. Shutdown does not cut it short: the drain's grace period
+//! bounds it. Only once the publishing connection is gone does it give up and leave the message
+//! to the broker, which hands it back: nothing can be made durable on a closed connection.
 
 use std::time::Duration;
 
@@ -18,7 +20,10 @@ use tokio::time::Instant;
 use tracing::{error, warn};
 
 use super::{Disposition, Next, Pipeline};
-use crate::{queue::Publisher, retry::jittered};
+use crate::{
+    queue::{header_text, job::WEBHOOK_ID, Publisher},
+    retry::jittered,
+};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -67,8 +72,18 @@ impl Pipeline {
                 // message waits for the alarm to clear instead of going to the dead letters.
                 deadline = Instant::now() + self.settle_timeout;
             }
+            if !publisher.is_open() {
+                warn!(message_id, failed = pending.len(), error = %last_error,
+                    "the publishing connection is gone; the broker will hand the message back");
+                return Disposition::Leave;
+            }
             if Instant::now() + wait >= deadline {
-                error!(message_id, failed = pending.len(), error = %last_error,
+                // The dead letter is the event as it came; these are the webhooks it still owes.
+                let webhooks: Vec<String> = pending
+                    .iter()
+                    .filter_map(|(_, headers)| header_text(Some(headers), WEBHOOK_ID))
+                    .collect();
+                error!(message_id, failed = pending.len(), ?webhooks, error = %last_error,
                     "outcomes still not durable after amqp.settle_timeout; rejecting the message into the dead letters");
                 self.metrics.settle("rejected");
                 return Disposition::Reject;
@@ -76,10 +91,7 @@ impl Pipeline {
             warn!(message_id, failed = pending.len(), error = %last_error, retry_in = ?wait,
                 "could not make some outcomes durable; publishing only those again");
             self.metrics.settle("republished");
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return Disposition::Leave,
-                _ = tokio::time::sleep(wait) => {}
-            }
+            tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }

@@ -267,3 +267,40 @@ async fn a_message_a_crash_looping_worker_keeps_taking_ends_in_the_dead_letters(
     );
     broker.delete_topology().await;
 }
+
+#[tokio::test]
+async fn outcomes_still_being_published_at_shutdown_are_settled_within_the_grace_period() {
+    let mut worker = TestWorker::start("").await;
+    let delivered: Vec<TestReceiver> =
+        vec![TestReceiver::start().await, TestReceiver::start().await];
+    let failing = TestReceiver::start().await;
+    failing.plan(&[503]);
+    for receiver in delivered.iter().chain([&failing]) {
+        worker.subscribe(receiver).await;
+    }
+    let queue = make_first_retry_queue_refuse(&worker).await;
+    worker.publish_event().await;
+    worker
+        .wait_for_metric("settles_total{outcome=\"republished\"}", 1, WAIT)
+        .await;
+    // Shutdown begins while the retry job is refused; then the broker takes it again.
+    let app = worker.app.take().expect("running");
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker
+        .channel
+        .queue_delete(&queue, QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    stopping.await.unwrap();
+    // The event was acked, not handed back to be attempted again; the retry job waits in the
+    // deliveries queue for the next worker.
+    assert_eq!(worker.queue_counts(&worker.names.incoming).await.0, 0);
+    worker
+        .wait_for_ready(&worker.names.deliveries, 1, WAIT)
+        .await;
+    for receiver in &delivered {
+        assert_eq!(receiver.count(), 1);
+    }
+    worker.stop().await;
+}
