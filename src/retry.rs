@@ -129,7 +129,9 @@ impl RetrySchedule {
     /// Parks a delivery whose endpoint makes no progress. Parks back off (`park_delay`, twice
     /// that, ...) capped at the next retry delay; once the parks of an attempt have lasted as
     /// long as that delay, they count as the attempt, so a dead endpoint's deliveries move
-    /// through the schedule to the dead letters instead of churning forever.
+    /// through the schedule to the dead letters instead of churning forever. The backoff goes on
+    /// across the attempts the parks stand in for (it does not start again from `park_delay`),
+    /// so a delivery is parked about once per doubling of the time its endpoint has been dead.
     pub fn park(&self, tries: &Tries, now: DateTime<Utc>) -> Parking {
         let mut tries = tries.clone();
         if let Some(since) = tries.parked_since {
@@ -140,7 +142,11 @@ impl RetrySchedule {
                         attempts: tries.attempt,
                     };
                 }
-                tries = Tries::from(tries.attempt + 1);
+                tries = Tries {
+                    attempt: tries.attempt + 1,
+                    parks: tries.parks,
+                    parked_since: None,
+                };
             }
         }
         let doubled = self.park_delay.saturating_mul(1u32 << tries.parks.min(20));
@@ -254,14 +260,20 @@ mod tests {
     fn parks_back_off_capped_at_the_next_retry_delay_and_count_as_attempts() {
         let schedule = secs(&[5, 30, 120]);
         let (delays, exhausted) = park_all(&schedule, Tries::from(1));
-        // attempt 1: 5 (= its next delay); attempt 2: 5 10 20; attempt 3: 5 10 20 40 80;
-        // attempt 4 (the last): as long as the longest delay, then over.
-        assert_eq!(
-            delays,
-            [5, 5, 10, 20, 5, 10, 20, 40, 80, 5, 10, 20, 40, 80],
-            "{delays:?}"
-        );
+        // attempt 1: 5 (= its next delay); attempt 2: 10 20 (the backoff goes on); attempt 3:
+        // 40 80; attempt 4 (the last): as long as the longest delay (160, capped), then over.
+        assert_eq!(delays, [5, 10, 20, 40, 80, 120], "{delays:?}");
         assert_eq!(exhausted, Some(4));
+    }
+
+    #[test]
+    fn with_the_default_schedule_a_dead_endpoints_delivery_is_parked_18_times_in_all() {
+        let config = crate::config::Config::from_toml("").unwrap();
+        let schedule = RetrySchedule::from_config(&config.delivery);
+        let (delays, exhausted) = park_all(&schedule, Tries::from(1));
+        assert_eq!((delays.len(), exhausted), (18, Some(11)), "{delays:?}");
+        let days = delays.iter().sum::<u64>() as f64 / 86_400.0;
+        assert!((5.5..5.7).contains(&days), "{days} days");
     }
 
     #[test]
