@@ -4,7 +4,7 @@
 //! `POST /v1/webhooks/{id}/redrive` (the webhook's dead letters back for a fresh first attempt).
 
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     Extension, Json,
 };
 use serde::Serialize;
@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::{
     auth::Account,
     error::{ApiError, ErrorBody},
+    path::{PathText, WebhookId},
     webhooks::Page,
-    webhooks::WebhookId,
     ApiState,
 };
 use crate::{
@@ -150,10 +150,12 @@ pub async fn for_webhook(
 pub async fn for_event(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
-    Path(event_id): Path<String>,
+    PathText(event_id): PathText,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AttemptList>, ApiError> {
     let page = Page::parse(query.as_deref().unwrap_or_default())?;
+    // An id that does not decode names no event: no attempts.
+    let event_id = event_id.unwrap_or_default();
     page_of(&state, &account, AttemptFilter::Event { event_id }, page).await
 }
 

@@ -7,7 +7,7 @@
 //! public id is random and says nothing of the account; an unknown one answers 404.
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::header,
     response::{IntoResponse, Response},
     Extension, Json,
@@ -19,6 +19,7 @@ use super::openapi::{JwksBody, PublicJwks, RotationBody};
 use super::{
     auth::Account,
     error::{ApiError, ErrorBody},
+    path::PathText,
     ApiState,
 };
 use crate::{oidc::KeySet, webhook::timestamp};
@@ -121,8 +122,9 @@ pub async fn rotate(
 )]
 pub async fn public_jwks(
     State(state): State<ApiState>,
-    Path(jwks_id): Path<String>,
+    PathText(jwks_id): PathText,
 ) -> Result<Response, ApiError> {
+    let jwks_id = jwks_id.ok_or(ApiError::KeySetNotFound)?;
     // Ids are 22 base64url characters; anything else cannot name a set.
     let well_formed = jwks_id.len() <= 64
         && jwks_id

@@ -26,6 +26,7 @@ pub mod error;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
+pub mod path;
 pub mod server;
 pub mod webhooks;
 

@@ -6,8 +6,8 @@
 //! `registry.refresh`). Responses are built from [`Webhook::view`], which has no secret fields.
 
 use axum::{
-    extract::{FromRequestParts, Path, RawQuery, State},
-    http::{header, request::Parts, HeaderValue, StatusCode},
+    extract::{RawQuery, State},
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Extension, Json,
 };
@@ -19,6 +19,7 @@ use super::{
     auth::Account,
     body::JsonBody,
     error::{ApiError, ErrorBody, ErrorEntry},
+    path::WebhookId,
     ApiState,
 };
 use crate::{
@@ -34,23 +35,6 @@ fn now() -> chrono::DateTime<Utc> {
     let now = Utc::now();
     now.duration_trunc(TimeDelta::milliseconds(1))
         .unwrap_or(now)
-}
-
-/// The `{id}` of the path. Anything that is not a UUID (including bytes that do not decode)
-/// cannot name a webhook, so it answers 404 like a missing one, never axum's 400 text.
-pub struct WebhookId(pub Uuid);
-
-impl FromRequestParts<ApiState> for WebhookId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::WebhookNotFound)?;
-        Uuid::parse_str(&id)
-            .map(WebhookId)
-            .map_err(|_| ApiError::WebhookNotFound)
-    }
 }
 
 /// Secrets are encrypted at rest; without a key the store cannot take them, which is the

@@ -96,6 +96,9 @@ async fn a_delivery_failing_once_then_succeeding_shows_two_attempts_in_both_rout
     assert_eq!(status, 404);
     let (status, body) = get(&worker, &by_event, OTHER_TOKEN).await;
     assert_eq!((status, body["total_count"].as_i64()), (200, Some(0)));
+    // An id that does not decode names no event (and is answered as JSON, not axum's text).
+    let (status, body) = get(&worker, "/v1/events/%FF%FE/deliveries", TOKEN).await;
+    assert_eq!((status, body["total_count"].as_i64()), (200, Some(0)));
     worker.stop().await;
 }
 

@@ -94,6 +94,7 @@ async fn an_unknown_public_jwks_id_answers_404(backend: Backend) {
         "/jwks/AAAAAAAAAAAAAAAAAAAAAA",
         "/jwks/acct_a",
         "/jwks/..%2f..%2fetc",
+        "/jwks/%FF%FE",
         "/jwks/",
     ] {
         let reply = app.call(Method::GET, path, None, None).await.expect(404);
