@@ -24,8 +24,9 @@ use super::{
 };
 use crate::{oidc::KeySet, webhook::timestamp};
 
-/// Identity providers may cache the public JWKS this long; rotation publishes a key well
-/// before it signs (`oidc.key_rotation_delay`), so a cached copy is never missing the signer.
+/// Identity providers may cache the public JWKS this long, or for `oidc.key_rotation_delay` if
+/// that is shorter: rotation publishes a key that long before it signs, so a cached copy is
+/// never missing the signer.
 const PUBLIC_MAX_AGE_SECONDS: u64 = 300;
 
 /// The account's JWKS plus `jwks_uri`.
@@ -138,11 +139,13 @@ pub async fn public_jwks(
         .by_jwks_id(&jwks_id)
         .await?
         .ok_or(ApiError::KeySetNotFound)?;
+    let max_age = state
+        .keys
+        .rotation_delay()
+        .as_secs()
+        .min(PUBLIC_MAX_AGE_SECONDS);
     Ok((
-        [(
-            header::CACHE_CONTROL,
-            format!("public, max-age={PUBLIC_MAX_AGE_SECONDS}"),
-        )],
+        [(header::CACHE_CONTROL, format!("public, max-age={max_age}"))],
         Json(set.jwks(Utc::now())),
     )
         .into_response())

@@ -173,6 +173,11 @@ impl AccountKeys {
         }
     }
 
+    /// How long a rotated-in key is published before it signs (`oidc.key_rotation_delay`).
+    pub fn rotation_delay(&self) -> Duration {
+        self.rotation_delay
+    }
+
     /// The key that signs `account`'s client assertions now (made on first need).
     pub async fn signing_key(&self, account: &str) -> Result<SigningKey, KeysError> {
         if let Some(keys) = self.file_keys(account) {

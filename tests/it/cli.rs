@@ -190,3 +190,43 @@ async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
         .delete_topology()
         .await;
 }
+
+#[test]
+fn rotate_key_adds_a_key_that_jwks_then_publishes_beside_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/keys.db", dir.path().display());
+    let key = crate::harness::random_key();
+    let run = |args: &[&str]| {
+        let output = binary()
+            .args(args)
+            .env("WEBHOOK_WORKER__DATABASE__URL", &database_url)
+            .env("WEBHOOK_WORKER__DATABASE__ENCRYPTION_KEY", &key)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        stdout
+    };
+    let kids = |jwks: &str| -> Vec<String> {
+        let jwks: serde_json::Value = serde_json::from_str(jwks).unwrap();
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key["kid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = kids(&run(&["jwks", "--account-id", "acct"]));
+    assert_eq!(first.len(), 1, "a key is made on first need");
+    let rotation: serde_json::Value =
+        serde_json::from_str(&run(&["rotate-key", "--account-id", "acct"])).unwrap();
+    let new_kid = rotation["kid"].as_str().unwrap();
+    assert!(
+        rotation["signs_from"].is_string() && rotation["previous_keys_published_until"].is_string()
+    );
+    assert_eq!(
+        kids(&run(&["jwks", "--account-id", "acct"])),
+        [first[0].as_str(), new_kid]
+    );
+    assert_eq!(kids(&run(&["jwks", "--account-id", "other"])).len(), 1);
+}

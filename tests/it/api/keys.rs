@@ -11,6 +11,7 @@ both_backends!(
     an_unknown_public_jwks_id_answers_404,
     the_jwks_uri_is_absolute_when_the_public_base_url_is_set,
     rotation_publishes_the_new_key_at_once_beside_the_old_one,
+    after_the_retirement_grace_only_the_new_key_is_published,
     the_key_routes_need_a_token,
     an_account_cannot_have_more_webhooks_than_the_limit,
 );
@@ -121,6 +122,61 @@ async fn the_jwks_uri_is_absolute_when_the_public_base_url_is_set(backend: Backe
     assert!(uri.starts_with("https://hooks.example.com/jwks/"), "{uri}");
     let path = uri.trim_start_matches("https://hooks.example.com");
     app.call(Method::GET, path, None, None).await.expect(200);
+}
+
+async fn after_the_retirement_grace_only_the_new_key_is_published(backend: Backend) {
+    let settings = Settings {
+        extra_toml: "[oidc]\nkey_rotation_delay = \"1s\"\nkey_retirement_grace = \"1s\"",
+        ..Settings::default()
+    };
+    let app = spawn_app_with(backend, settings).await;
+    let before = app
+        .get("/v1/webhooks/oidc_keys", &app.token_a)
+        .await
+        .expect(200)
+        .json;
+    let rotated = app
+        .call(
+            Method::POST,
+            "/v1/webhooks/oidc_keys/rotate",
+            Some(&app.token_a),
+            None,
+        )
+        .await
+        .expect(200)
+        .json;
+    let new_kid = rotated["rotation"]["kid"].as_str().unwrap().to_string();
+    assert_eq!(kids(&rotated).len(), 2, "{rotated}");
+    // Signing from 1 s, the old key published 1 s longer: gone after 2 s.
+    let public_path = before["jwks_uri"].as_str().unwrap().to_string();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let public = app
+            .call(Method::GET, &public_path, None, None)
+            .await
+            .expect(200);
+        // A provider may cache the JWKS no longer than the rotation delay.
+        assert_eq!(
+            public.headers["cache-control"].to_str().unwrap(),
+            "public, max-age=1"
+        );
+        if kids(&public.json) == [new_kid.as_str()] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still published: {}",
+            public.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let own = app
+        .get("/v1/webhooks/oidc_keys", &app.token_a)
+        .await
+        .expect(200)
+        .json;
+    assert_eq!(kids(&own), [new_kid.as_str()]);
+    assert!(!kids(&own).contains(&kids(&before)[0]));
 }
 
 async fn rotation_publishes_the_new_key_at_once_beside_the_old_one(backend: Backend) {
