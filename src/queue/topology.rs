@@ -261,4 +261,24 @@ mod tests {
         let names: Vec<_> = queues.iter().map(|(n, _)| n.clone()).collect();
         assert_eq!(names, topology.queues());
     }
+
+    #[test]
+    fn the_dead_letters_have_a_limit_listing_never_reaches() {
+        let topology = Topology::new(
+            Names::new("p"),
+            RetrySchedule::new(vec![Duration::from_secs(5)]),
+            7,
+        );
+        let queues = queue_arguments(&topology);
+        let (name, args) = &queues[2];
+        assert_eq!(name, "p.dead");
+        let arg = |name: &str| args.inner().get(&ShortString::from(name)).cloned();
+        // Explicit, so that RabbitMQ 4.x's default of 20 (with nowhere to dead-letter to: dropped)
+        // never applies to letters listed again and again.
+        assert_eq!(
+            arg("x-delivery-limit"),
+            Some(AMQPValue::LongLongInt(DEAD_DELIVERY_LIMIT))
+        );
+        assert_eq!(arg("x-dead-letter-exchange"), None, "the end of the line");
+    }
 }

@@ -115,8 +115,11 @@ async fn first_attempt(worker: &TestWorker) -> Duration {
     }
 }
 
+/// A single hanging request is ended by `delivery.timeout` too (the deadline is never shorter):
+/// what this shows is that a token endpoint that never answers costs one attempt, not a stuck
+/// delivery. The next test is the one only the deadline can pass.
 #[tokio::test]
-async fn an_attempt_whose_token_endpoint_hangs_ends_by_its_deadline_and_is_retried() {
+async fn an_attempt_whose_token_endpoint_hangs_ends_in_time_and_is_retried() {
     let worker = TestWorker::start(&config()).await;
     let token_endpoint = TestReceiver::gated().await;
     let receiver = TestReceiver::start().await;
