@@ -106,6 +106,18 @@ impl WorkerProcess {
         }
     }
 
+    /// The `checks` member of its `/readyz` answer (e.g. `{"broker":"blocked",…}`), or `Null`.
+    pub async fn readiness_checks(&self) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        let answer = match reqwest::get(url).await {
+            Ok(answer) => answer.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        };
+        answer
+            .map(|body| body["checks"].clone())
+            .unwrap_or_default()
+    }
+
     /// A counter from its `/metrics`, e.g. `deliveries_total{outcome="delivered"}` (0 when absent
     /// or when the worker does not answer).
     pub async fn metric(&self, name: &str) -> u64 {

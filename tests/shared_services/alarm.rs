@@ -91,6 +91,17 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
         let mut first = spawn_worker(&prefix, &database_url, &key, port);
         receiver.wait_for(1, Duration::from_secs(30)).await;
         first.wait_for_readyz(503, Duration::from_secs(30)).await;
+        // Not ready because the broker blocks it, said as such, and in the metric.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while first.readiness_checks().await["broker"] != "blocked" {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/readyz never said the broker blocks: {}",
+                first.readiness_checks().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(first.metric("amqp_blocked").await, 1);
         let pid = first.child.id().expect("running").to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success());

@@ -66,6 +66,7 @@ async fn two_replicas_share_10000_events_and_one_killed_mid_stream_loses_none() 
     assert_settled(&broker, Duration::from_secs(30)).await;
     assert!(second.is_running(), "the other replica still runs");
     assert_eq!(second.readyz().await, Some(200), "and is ready");
+    assert_eq!(second.readiness_checks().await["broker"], "ok");
     second.kill().await;
     broker.delete_topology().await;
 }
