@@ -133,6 +133,10 @@ fn environment_overrides_name_the_variable_on_error() {
         let err = Config::load(None).unwrap_err().to_string();
         assert!(err.contains("amqp.prefetch"), "{err}");
         assert!(err.contains("WEBHOOK_WORKER__AMQP__PREFETCH"), "{err}");
+        assert!(
+            err.contains("must be a whole number from 0 to 65535, not the text \"many\""),
+            "{err}"
+        );
         jail.set_env("WEBHOOK_WORKER__AMQP__PREFETCH", "7");
         assert_eq!(Config::load(None).unwrap().amqp.prefetch, 7);
         Ok(())
@@ -188,4 +192,30 @@ fn a_duration_longer_than_ten_years_is_refused_naming_the_key() {
     }
     let config = Config::from_toml("[delivery_log]\nretention = \"3650d\"\n").unwrap();
     assert_eq!(config.delivery_log.retention.0, MAX_DURATION);
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment::Jail's signature
+fn a_file_is_named_as_given_in_type_errors_and_in_validation_errors_alike() {
+    figment::Jail::expect_with(|jail| {
+        std::fs::create_dir(jail.directory().join("conf")).map_err(|e| e.to_string())?;
+        jail.create_file("conf/typed.toml", "[amqp]\nprefetch = \"lots\"\n")?;
+        jail.create_file(
+            "conf/invalid.toml",
+            "[delivery]\ntimeout = \"30s\"\nattempt_deadline = \"10s\"\n",
+        )?;
+        for (file, key) in [
+            ("conf/typed.toml", "amqp.prefetch"),
+            ("conf/invalid.toml", "delivery.attempt_deadline"),
+        ] {
+            let err = Config::load(Some(std::path::Path::new(file)))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("key `{key}` (from file {file})")),
+                "{err}"
+            );
+        }
+        Ok(())
+    });
 }
