@@ -214,10 +214,19 @@ impl Store {
     }
 
     /// Inserts `webhook` unless its account already has `max` webhooks; false when it has.
-    /// One statement, so concurrent creates cannot both slip under the limit on one database
-    /// connection's view.
+    /// Concurrent creates for one account are serialized: SQLite has one writer; on PostgreSQL a
+    /// transaction-scoped advisory lock on the account does it (under READ COMMITTED, counting
+    /// and inserting in one statement still let 8 of 40 concurrent creates in under a limit of
+    /// 5).
     pub async fn insert_limited(&self, webhook: &Webhook, max: i64) -> Result<bool, StoreError> {
         let row = self.encode(webhook)?;
+        let mut transaction = self.pool.begin().await?;
+        if self.postgres_url.is_some() {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&row.account_id)
+                .execute(&mut *transaction)
+                .await?;
+        }
         let result = sqlx::query(&format!(
             "INSERT INTO webhooks ({COLUMNS}) SELECT \
              $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
@@ -240,8 +249,9 @@ impl Store {
         .bind(row.oidc_scope)
         .bind(row.oidc_access_token_ttl_seconds)
         .bind(max)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        transaction.commit().await?;
         Ok(result.rows_affected() > 0)
     }
 

@@ -14,6 +14,7 @@ both_backends!(
     after_the_retirement_grace_only_the_new_key_is_published,
     the_key_routes_need_a_token,
     an_account_cannot_have_more_webhooks_than_the_limit,
+    concurrent_creates_never_take_an_account_past_the_limit,
 );
 
 fn kids(jwks: &Value) -> Vec<String> {
@@ -293,4 +294,27 @@ async fn an_account_cannot_have_more_webhooks_than_the_limit(backend: Backend) {
     app.post("/v1/webhooks", &app.token_a, &minimal())
         .await
         .expect(201);
+}
+
+async fn concurrent_creates_never_take_an_account_past_the_limit(backend: Backend) {
+    let settings = Settings {
+        max_webhooks_per_account: 5,
+        ..Settings::default()
+    };
+    let app = spawn_app_with(backend, settings).await;
+    let body = minimal();
+    let creates = (0..40).map(|_| app.post("/v1/webhooks", &app.token_a, &body));
+    let statuses: Vec<u16> = futures_util::future::join_all(creates)
+        .await
+        .iter()
+        .map(|reply| reply.status.as_u16())
+        .collect();
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    assert_eq!(created, 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 422),
+        "{statuses:?}"
+    );
+    let list = app.get("/v1/webhooks", &app.token_a).await.expect(200).json;
+    assert_eq!(list["total_count"], 5);
 }
