@@ -147,17 +147,26 @@ async fn a_deleted_retry_queue_is_declared_again_and_the_retry_still_happens() {
     worker.stop().await;
 }
 
-#[tokio::test]
-async fn when_one_of_three_outcomes_fails_to_publish_only_it_is_published_again() {
-    let worker = TestWorker::start("").await;
-    let delivered: Vec<TestReceiver> =
-        vec![TestReceiver::start().await, TestReceiver::start().await];
+/// Three webhooks for every event: two that take it, one that answers 503 once, whose retry
+/// job the broker refuses (see [`make_first_retry_queue_refuse`]; the refusing queue is
+/// returned).
+async fn two_delivered_one_refused(
+    worker: &TestWorker,
+) -> (Vec<TestReceiver>, TestReceiver, String) {
+    let delivered = vec![TestReceiver::start().await, TestReceiver::start().await];
     let failing = TestReceiver::start().await;
     failing.plan(&[503]);
     for receiver in delivered.iter().chain([&failing]) {
         worker.subscribe(receiver).await;
     }
-    let queue = make_first_retry_queue_refuse(&worker).await;
+    let queue = make_first_retry_queue_refuse(worker).await;
+    (delivered, failing, queue)
+}
+
+#[tokio::test]
+async fn when_one_of_three_outcomes_fails_to_publish_only_it_is_published_again() {
+    let worker = TestWorker::start("").await;
+    let (delivered, failing, queue) = two_delivered_one_refused(&worker).await;
     let (id, _) = worker.publish_event().await;
     let republished = "settles_total{outcome=\"republished\"}";
     worker.wait_for_metric(republished, 2, WAIT).await;
@@ -271,14 +280,7 @@ async fn a_message_a_crash_looping_worker_keeps_taking_ends_in_the_dead_letters(
 #[tokio::test]
 async fn outcomes_still_being_published_at_shutdown_are_settled_within_the_grace_period() {
     let mut worker = TestWorker::start("").await;
-    let delivered: Vec<TestReceiver> =
-        vec![TestReceiver::start().await, TestReceiver::start().await];
-    let failing = TestReceiver::start().await;
-    failing.plan(&[503]);
-    for receiver in delivered.iter().chain([&failing]) {
-        worker.subscribe(receiver).await;
-    }
-    let queue = make_first_retry_queue_refuse(&worker).await;
+    let (delivered, _failing, queue) = two_delivered_one_refused(&worker).await;
     worker.publish_event().await;
     worker
         .wait_for_metric("settles_total{outcome=\"republished\"}", 1, WAIT)

@@ -4,7 +4,9 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings};
+use crate::helpers::{
+    both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings, TestApp,
+};
 
 both_backends!(
     each_account_sees_only_its_own_keys_and_the_public_url_serves_the_same,
@@ -38,29 +40,38 @@ fn assert_public_members_only(jwks: &Value) {
     }
 }
 
+/// The account's keys, as `GET /v1/webhooks/oidc_keys` answers them.
+async fn own_keys(app: &TestApp, token: &str) -> Value {
+    app.get("/v1/webhooks/oidc_keys", token)
+        .await
+        .expect(200)
+        .json
+}
+
+/// Rotates the account's keys through the API; the answer.
+async fn rotate(app: &TestApp, token: &str) -> Value {
+    app.call(
+        Method::POST,
+        "/v1/webhooks/oidc_keys/rotate",
+        Some(token),
+        None,
+    )
+    .await
+    .expect(200)
+    .json
+}
+
 async fn each_account_sees_only_its_own_keys_and_the_public_url_serves_the_same(backend: Backend) {
     let app = spawn_app(backend).await;
-    let a = app
-        .get("/v1/webhooks/oidc_keys", &app.token_a)
-        .await
-        .expect(200)
-        .json;
-    let b = app
-        .get("/v1/webhooks/oidc_keys", &app.token_b)
-        .await
-        .expect(200)
-        .json;
+    let a = own_keys(&app, &app.token_a).await;
+    let b = own_keys(&app, &app.token_b).await;
     assert_eq!(kids(&a).len(), 1);
     assert_eq!(kids(&b).len(), 1);
     assert_ne!(kids(&a), kids(&b), "each account has a key of its own");
     assert_public_members_only(&a);
 
     // Asked again, the same key: made once, on first need.
-    let again = app
-        .get("/v1/webhooks/oidc_keys", &app.token_a)
-        .await
-        .expect(200)
-        .json;
+    let again = own_keys(&app, &app.token_a).await;
     assert_eq!(kids(&again), kids(&a));
 
     for (jwks, account) in [
@@ -114,11 +125,7 @@ async fn the_jwks_uri_is_absolute_when_the_public_base_url_is_set(backend: Backe
         ..Settings::default()
     };
     let app = spawn_app_with(backend, settings).await;
-    let a = app
-        .get("/v1/webhooks/oidc_keys", &app.token_a)
-        .await
-        .expect(200)
-        .json;
+    let a = own_keys(&app, &app.token_a).await;
     let uri = a["jwks_uri"].as_str().unwrap();
     assert!(uri.starts_with("https://hooks.example.com/jwks/"), "{uri}");
     let path = uri.trim_start_matches("https://hooks.example.com");
@@ -131,21 +138,8 @@ async fn after_the_retirement_grace_only_the_new_key_is_published(backend: Backe
         ..Settings::default()
     };
     let app = spawn_app_with(backend, settings).await;
-    let before = app
-        .get("/v1/webhooks/oidc_keys", &app.token_a)
-        .await
-        .expect(200)
-        .json;
-    let rotated = app
-        .call(
-            Method::POST,
-            "/v1/webhooks/oidc_keys/rotate",
-            Some(&app.token_a),
-            None,
-        )
-        .await
-        .expect(200)
-        .json;
+    let before = own_keys(&app, &app.token_a).await;
+    let rotated = rotate(&app, &app.token_a).await;
     let new_kid = rotated["rotation"]["kid"].as_str().unwrap().to_string();
     assert_eq!(kids(&rotated).len(), 2, "{rotated}");
     // Signing from 1 s, the old key published 1 s longer: gone after 2 s.
@@ -171,11 +165,7 @@ async fn after_the_retirement_grace_only_the_new_key_is_published(backend: Backe
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let own = app
-        .get("/v1/webhooks/oidc_keys", &app.token_a)
-        .await
-        .expect(200)
-        .json;
+    let own = own_keys(&app, &app.token_a).await;
     assert_eq!(kids(&own), [new_kid.as_str()]);
     assert!(!kids(&own).contains(&kids(&before)[0]));
 }
@@ -186,26 +176,9 @@ async fn rotation_publishes_the_new_key_at_once_beside_the_old_one(backend: Back
         ..Settings::default()
     };
     let app = spawn_app_with(backend, settings).await;
-    let before = app
-        .get("/v1/webhooks/oidc_keys", &app.token_a)
-        .await
-        .expect(200)
-        .json;
-    let b_before = app
-        .get("/v1/webhooks/oidc_keys", &app.token_b)
-        .await
-        .expect(200)
-        .json;
-    let rotated = app
-        .call(
-            Method::POST,
-            "/v1/webhooks/oidc_keys/rotate",
-            Some(&app.token_a),
-            None,
-        )
-        .await
-        .expect(200)
-        .json;
+    let before = own_keys(&app, &app.token_a).await;
+    let b_before = own_keys(&app, &app.token_b).await;
+    let rotated = rotate(&app, &app.token_a).await;
     let new_kid = rotated["rotation"]["kid"].as_str().unwrap().to_string();
     let listed = kids(&rotated);
     assert_eq!(listed.len(), 2, "{rotated}");
@@ -232,11 +205,7 @@ async fn rotation_publishes_the_new_key_at_once_beside_the_old_one(backend: Back
         rotated["jwks_uri"], before["jwks_uri"],
         "the public URL stays"
     );
-    let b_after = app
-        .get("/v1/webhooks/oidc_keys", &app.token_b)
-        .await
-        .expect(200)
-        .json;
+    let b_after = own_keys(&app, &app.token_b).await;
     assert_eq!(
         kids(&b_after),
         kids(&b_before),

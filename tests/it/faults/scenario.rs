@@ -127,6 +127,16 @@ impl Tally {
         self.delivered == self.published
     }
 
+    /// Only what the worker held unacked when the fault came may arrive again: at most
+    /// `prefetch` messages of each of the two queues it consumes.
+    pub fn assert_duplicates_within(&self, prefetch: usize) {
+        assert!(
+            self.duplicates <= 2 * prefetch,
+            "{} duplicates, more than two prefetches of {prefetch}",
+            self.duplicates
+        );
+    }
+
     /// Prints the scenario's result line (kept in the test output, quoted in the README).
     pub fn report(&self, scenario: &str) {
         eprintln!(
