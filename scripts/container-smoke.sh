@@ -30,27 +30,16 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 started=$SECONDS
 step() { printf '[%4ds] %s\n' "$((SECONDS - started))" "$*"; }
+# A check that held: counted for the closing "N passed, N failed" line.
+passed=0
+ok() { passed=$((passed + 1)); step "ok: $*"; }
 fail() { echo "container-smoke: $*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (buildah with vfs storage, chroot, PID namespaces)"
-missing=()
-command -v buildah >/dev/null || missing+=(buildah)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-if ((${#missing[@]})); then
-  step "installing ${missing[*]} from Debian"
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-fi
-for tool in unshare nsenter curl psql rabbitmqctl python3 sha256sum; do
-  command -v "$tool" >/dev/null || fail "$tool is needed"
-done
-
 work=$repo/target/container-smoke
 logs=$work/logs
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 runtime_image=localhost/webhook-worker-smoke/debian:bookworm-slim
-rust_version=$(rustc --version | cut -d' ' -f2)
-builder_image=localhost/webhook-worker-smoke/rust:$rust_version-bookworm
 image=localhost/webhook-worker:smoke
 export BUILDAH_ISOLATION=chroot
 # Storage of our own under target/, so that nothing of the machine's is touched or filled.
@@ -61,6 +50,21 @@ rm -rf "$logs" "$work/scratch"
 mkdir -p "$logs" "$work/scratch"
 free_gb=$(df --output=avail -BG "$work" | tail -1 | tr -dc 0-9)
 ((free_gb >= 10)) || fail "only ${free_gb} GB free under $work; about 6 GB are needed"
+
+missing=()
+command -v buildah >/dev/null || missing+=(buildah)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if ((${#missing[@]})); then
+  step "installing ${missing[*]} from Debian"
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+      --no-install-recommends "${missing[@]}"; } >"$logs/apt.log" 2>&1 \
+    || { tail -n 20 "$logs/apt.log" >&2; fail "could not install ${missing[*]}"; }
+fi
+for tool in rustc unshare nsenter curl psql rabbitmqctl python3 sha256sum; do
+  command -v "$tool" >/dev/null || fail "$tool is needed"
+done
+rust_version=$(rustc --version | cut -d' ' -f2)
+builder_image=localhost/webhook-worker-smoke/rust:$rust_version-bookworm
 
 worker="" worker_pid="" listener="" database="" prefix=""
 cleanup() {
@@ -94,7 +98,10 @@ cleanup() {
     rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"$prefix.events\">>), false, <<\"container-smoke\">>)." \
       </dev/null >/dev/null 2>&1 || true
   fi
-  if ((status != 0)); then echo "container-smoke: FAILED (logs in $logs)" >&2; fi
+  if ((status != 0)); then
+    echo "container-smoke: FAILED (logs in $logs)" >&2
+    echo "container-smoke: $passed passed, 1 failed"
+  fi
 }
 trap cleanup EXIT
 
@@ -251,6 +258,7 @@ read -r _ host_pid ns_pid < <(grep '^NSpid:' "/proc/$worker_pid/status")
 read -r _ real_uid _ < <(grep '^Uid:' "/proc/$worker_pid/status")
 [[ $host_pid == "$worker_pid" && $ns_pid == 1 ]] || fail "the worker is not PID 1 of its namespace"
 [[ $real_uid == "$uid" ]] || fail "the worker runs as uid $real_uid"
+ok "the worker is PID 1 of its PID namespace, as uid $uid"
 
 base=http://127.0.0.1:$port
 ready=""
@@ -260,7 +268,7 @@ for _ in $(seq 120); do
   sleep 0.5
 done
 [[ -n $ready ]] || { tail -n 30 "$logs/worker.log" >&2; fail "/readyz never answered 200"; }
-step "/readyz answers 200"
+ok "/readyz answers 200"
 
 # The HEALTHCHECK, run the way a runtime runs it: inside the container's namespaces and root.
 exec_in_worker=(nsenter --target "$worker_pid" --pid --mount --root --wd --setuid "$uid" --setgid "$gid")
@@ -269,7 +277,7 @@ env -i "${in_image[@]}" "${exec_in_worker[@]}" "${healthcheck[@]:1}" >"$logs/hea
 if env -i "${in_image[@]}" "${exec_in_worker[@]}" "${healthcheck[@]:1}" --url http://127.0.0.1:9/readyz >/dev/null 2>&1; then
   fail "the HEALTHCHECK command exits 0 with nothing to ask"
 fi
-step "HEALTHCHECK '${healthcheck[*]:1}' exits 0 (and 1 against a closed port)"
+ok "HEALTHCHECK '${healthcheck[*]:1}' exits 0 (and 1 against a closed port)"
 
 # A receiver that checks signatures: the image's own `listen`, as the image's user.
 env -i "${in_image[@]}" WEBHOOK_SECRET="$secret" unshare "${as_user[@]}" "${entrypoint[@]}" listen --port 0 \
@@ -290,7 +298,7 @@ printf '{"url":"%s","enabled_events":["*"],"secret":"%s"}' "$receiver" "$secret"
 status=$(curl -sS -o "$logs/created.json" -w '%{http_code}' -X POST "$base/v1/webhooks" \
   -H @"$work/scratch/auth" -H 'Content-Type: application/json' --data @"$work/scratch/webhook.json")
 [[ $status == 201 ]] || { cat "$logs/created.json" >&2; fail "POST /v1/webhooks answered $status"; }
-step "webhook created for $receiver"
+ok "webhook created through the API for $receiver"
 
 published=$(env -i "${in_image[@]}" unshare "${as_user[@]}" "${entrypoint[@]}" publish --account-id smoke)
 event_id=$(awk '$1 == "published" && $2 == "event" { print $3 }' <<<"$published")
@@ -301,7 +309,7 @@ for _ in $(seq 60); do
   sleep 0.5
 done
 [[ -n $delivered ]] || { cat "$logs/listen.log" >&2; tail -n 30 "$logs/worker.log" >&2; fail "event $event_id did not arrive signed"; }
-step "event $event_id delivered, signature ok"
+ok "event $event_id delivered, signature ok"
 
 kill -TERM "$worker_pid"
 exited=""
@@ -314,7 +322,9 @@ code=0
 wait "$worker" || code=$?
 worker="" worker_pid=""
 [[ $code == 0 ]] || { tail -n 30 "$logs/worker.log" >&2; fail "SIGTERM: exit status $code"; }
-step "SIGTERM: exit status 0"
+ok "SIGTERM: exit status 0"
 # Everything the processes printed and the API answered: none of the secrets they were given.
 if grep -rqF -e "$token" -e "$secret" -e "$key" "$logs"; then fail "a secret was printed (see $logs)"; fi
-step "passed: image $size, $((SECONDS - started)) s"
+ok "no secret in any output"
+step "image $size; $((SECONDS - started)) s in all"
+echo "container-smoke: $passed passed, 0 failed"
