@@ -19,7 +19,7 @@
 # builder), Debian's archive, crates.io, RabbitMQ on 127.0.0.1:5672 (guest/guest) and PostgreSQL
 # on 127.0.0.1:5432 (trust, user postgres, TLS). Installs buildah and debootstrap from Debian
 # when they are missing. The builder (not the image) also trusts the machine's own CAs from
-# /usr/local/share/ca-certificates, as the machine's cargo does. About 15 minutes on 2 cores,
+# /usr/local/share/ca-certificates, as the machine's cargo does. 10 to 13 minutes on 2 cores,
 # most of it the release build. Everything lives in target/container-smoke/ (about 6 GB at the
 # peak: vfs copies every layer in full) and is removed at the end but for the logs; so are the
 # database, and the queues and the exchange it caused to be declared. SMOKE_KEEP_BASES=1 keeps
