@@ -1,7 +1,12 @@
 # Multi-stage build: a release binary on a small Debian runtime, run as a non-root user.
 #   docker build -t webhook-worker .
 #   docker run --rm -e WEBHOOK_WORKER__AMQP__URL=amqp://... -e WEBHOOK_WORKER__DATABASE__URL=postgres://... webhook-worker
-FROM rust:1.95-bookworm AS build
+# The two base images are build arguments so that a machine without a registry can build with
+# images of its own (scripts/container-smoke.sh does); the defaults are the public ones.
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
@@ -10,7 +15,7 @@ COPY migrations ./migrations
 COPY tests ./tests
 RUN cargo build --release --locked --bin webhook-worker
 
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

@@ -141,7 +141,8 @@ pub enum DeadLetterAction {
         limit: usize,
     },
     /// Send deliveries whose retries ran out back for a fresh first attempt (after the endpoint
-    /// is fixed). Poison messages stay where they are.
+    /// is fixed). Poison messages stay where they are. Shows progress on stderr (a bar on a
+    /// terminal, plain lines otherwise) and prints the summary as JSON on stdout.
     Replay {
         /// Look at most at this many dead letters (the oldest first).
         #[arg(long, default_value_t = 100)]
@@ -276,10 +277,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 DeadLetterAction::Replay { limit, webhook_id } => {
-                    let summary = runtime.block_on(crate::dead_letters::replay(
+                    let dead = crate::queue::Names::new(&config.amqp.prefix).dead;
+                    let mut progress = crate::progress::ReplayDisplay::on_stderr(&dead);
+                    let summary = runtime.block_on(crate::dead_letters::replay_with_progress(
                         &config,
                         *limit,
                         *webhook_id,
+                        &mut progress,
                     ))?;
                     println!("{}", serde_json::to_string(&summary)?);
                 }

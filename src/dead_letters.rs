@@ -8,7 +8,7 @@
 //! RabbitMQ 4.x's default limit of 20 never drops a dead letter.
 
 use lapin::{
-    options::{BasicAckOptions, BasicGetOptions},
+    options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions},
     types::FieldTable,
     Connection,
 };
@@ -98,6 +98,22 @@ impl DeadQueue {
             .await?)
     }
 
+    /// The messages ready in the queue now (those taken and not acked are not counted).
+    async fn count(&self) -> anyhow::Result<u32> {
+        let queue = self
+            .channel
+            .queue_declare(
+                &self.names.dead,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue.message_count())
+    }
+
     async fn close(self, why: &str) {
         let _ = self.connection.close(200, why).await;
     }
@@ -141,6 +157,24 @@ fn replayable_reason(headers: Option<&FieldTable>) -> bool {
     }
 }
 
+/// Told how a replay goes, as it goes: the CLI shows it, the API's redrive has `()`.
+pub trait ReplayProgress {
+    /// The replay will look at up to `total` dead letters: the queue's count when it started,
+    /// at most the limit. More may arrive meanwhile.
+    fn started(&mut self, total: u64);
+    /// One more dead letter was looked at; `summary` counts them all so far.
+    fn advanced(&mut self, summary: &ReplaySummary);
+    /// The replay ended: `complete`, or stopped by an error after what `summary` says.
+    fn finished(&mut self, summary: &ReplaySummary, complete: bool);
+}
+
+/// No progress to show.
+impl ReplayProgress for () {
+    fn started(&mut self, _: u64) {}
+    fn advanced(&mut self, _: &ReplaySummary) {}
+    fn finished(&mut self, _: &ReplaySummary, _: bool) {}
+}
+
 /// Replays up to `limit` deliveries that died with `retries_exhausted`, or as jobs the broker
 /// dead-lettered (only those of `webhook`, when given): each is published to the deliveries
 /// queue as attempt 1 of a fresh schedule, with a confirm, and only then removed from the dead
@@ -150,9 +184,33 @@ pub async fn replay(
     limit: usize,
     webhook: Option<Uuid>,
 ) -> anyhow::Result<ReplaySummary> {
+    replay_with_progress(config, limit, webhook, &mut ()).await
+}
+
+/// [`replay`], telling `progress` of each dead letter looked at.
+pub async fn replay_with_progress<P: ReplayProgress>(
+    config: &Config,
+    limit: usize,
+    webhook: Option<Uuid>,
+    progress: &mut P,
+) -> anyhow::Result<ReplaySummary> {
     let dead = DeadQueue::open(config).await?;
-    let publisher = Publisher::open(&dead.connection).await?;
     let mut summary = ReplaySummary::default();
+    let result = replay_messages(&dead, limit, webhook, &mut summary, progress).await;
+    progress.finished(&summary, result.is_ok());
+    dead.close("replayed").await;
+    result.map(|()| summary)
+}
+
+async fn replay_messages<P: ReplayProgress>(
+    dead: &DeadQueue,
+    limit: usize,
+    webhook: Option<Uuid>,
+    summary: &mut ReplaySummary,
+    progress: &mut P,
+) -> anyhow::Result<()> {
+    let publisher = Publisher::open(&dead.connection).await?;
+    progress.started(u64::from(dead.count().await?).min(limit as u64));
     while summary.replayed + summary.skipped < limit {
         let Some(message) = dead.next().await? else {
             break;
@@ -165,6 +223,7 @@ pub async fn replay(
             && webhook.is_none_or(|wanted| target == Some(wanted));
         let (Some(webhook_id), Some(account_id), true) = (target, account, replayable) else {
             summary.skipped += 1;
+            progress.advanced(summary);
             continue;
         };
         let job = job::Job {
@@ -187,7 +246,7 @@ pub async fn replay(
             .await?;
         message.ack(BasicAckOptions::default()).await?;
         summary.replayed += 1;
+        progress.advanced(summary);
     }
-    dead.close("replayed").await;
-    Ok(summary)
+    Ok(())
 }

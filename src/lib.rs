@@ -24,7 +24,8 @@
 //! - [`retry`]: the retry schedule, and how parks back off and count as attempts.
 //! - [`pipeline`]: what happens to one message, up to the ack decision.
 //! - [`worker`]: the broker connection, consumers, reconnection and draining.
-//! - [`dead_letters`]: listing and replaying the dead-letter queue.
+//! - [`dead_letters`]: listing and replaying the dead-letter queue; [`progress`]: how the
+//!   replay command shows its progress (a bar on a terminal, plain lines otherwise).
 //! - [`listen`] and [`publish`]: the development receiver that checks signatures, and the
 //!   command that publishes an event as a producer would.
 //! - [`health`] and [`telemetry`]: readiness, logs and metrics; [`healthcheck`]: the
@@ -46,6 +47,7 @@ pub mod healthcheck;
 pub mod listen;
 pub mod oidc;
 pub mod pipeline;
+pub mod progress;
 pub mod publish;
 pub mod queue;
 pub mod registry;

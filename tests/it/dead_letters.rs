@@ -1,11 +1,15 @@
 //! The dead-letter tools: listing changes nothing; replaying sends exhausted deliveries back for
-//! a fresh first attempt and leaves poison where it is.
+//! a fresh first attempt and leaves poison where it is; the built binary's replay, off a
+//! terminal, shows its progress in plain lines.
 
-use std::time::Duration;
+use std::{process::Stdio, time::Duration};
 
 use webhook_worker::dead_letters;
 
-use crate::{harness::TestWorker, receiver::TestReceiver};
+use crate::{
+    harness::{TestWorker, AMQP_URL},
+    receiver::TestReceiver,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -60,6 +64,71 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
     assert_eq!(got[1].json()["id"], id.as_str());
     assert_eq!(got[1].header("x-webhook-attempt").as_deref(), Some("1"));
     // Only the poison message stays.
+    worker.wait_for_ready(&dead, 1, WAIT).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn the_replay_command_off_a_terminal_shows_plain_progress_lines_and_replays() {
+    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(503);
+    worker.subscribe(&receiver).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(worker.publish_event().await.0);
+    }
+    worker
+        .publish(Some("acct"), "business.updated", b"not json")
+        .await;
+    let dead = worker.names.dead.clone();
+    worker.wait_for_ready(&dead, 4, WAIT).await;
+
+    receiver.always(200);
+    // stderr is a pipe here, as in a cron job or a CI log: no bar, lines.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["dead-letters", "replay"])
+        .env_clear()
+        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
+        .env("WEBHOOK_WORKER__AMQP__PREFIX", &worker.config.amqp.prefix)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the summary on stdout is JSON");
+    assert_eq!(summary, serde_json::json!({"replayed": 3, "skipped": 1}));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("replay: 4 dead letters to look at in {dead}").as_str()),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some(format!("replay: done: 4 looked at in {dead}, replayed 3, skipped 1").as_str()),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "no bar drawn off a terminal: {stderr:?}"
+    );
+    assert!(!stderr.contains("guest"), "the broker's URL is not shown");
+
+    // 3 failed first attempts, then the 3 replayed ones, as fresh first attempts.
+    let got = receiver.wait_for(6, WAIT).await;
+    let mut replayed: Vec<String> = got[3..]
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    replayed.sort();
+    ids.sort();
+    assert_eq!(replayed, ids);
+    assert!(got[3..]
+        .iter()
+        .all(|r| r.header("x-webhook-attempt").as_deref() == Some("1")));
     worker.wait_for_ready(&dead, 1, WAIT).await;
     worker.stop().await;
 }

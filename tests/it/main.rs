@@ -15,7 +15,8 @@
 //! - [`addresses`]: IPv6 spellings of non-public IPv4 addresses, at the API and at delivery.
 //! - [`deadline`]: one deadline per delivery attempt, token requests included.
 //! - [`postgres_tls`]: the store over TLS (`sslmode=require`, `verify-full`).
-//! - [`dead_letters`]: listing and replaying the dead-letter queue.
+//! - [`dead_letters`]: listing and replaying the dead-letter queue, and the replay command's
+//!   progress lines.
 //! - [`delivery_log`]: the attempt log and redrive through the API.
 //! - [`devtools`]: `listen` and `publish`, the development tools, as built binaries.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`], [`oidc_tenants`]: token acquisition against
