@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -148,7 +149,7 @@ impl Pipeline {
     pub async fn handle_event(
         &self,
         publisher: &Publisher,
-        raw: &[u8],
+        raw: &Bytes,
         headers: Option<&FieldTable>,
         routing_key: &str,
     ) -> Disposition {
@@ -156,7 +157,7 @@ impl Pipeline {
         let account = header_text(headers, crate::queue::job::ACCOUNT_ID)
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| self.default_account.clone());
-        let event = match Event::parse(raw, self.max_message_bytes) {
+        let event = match Event::parse_shared(raw, self.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
                 warn!(reason = reason.code(), detail = %reason, routing_key, "poison event; dead-lettering it");
@@ -190,7 +191,7 @@ impl Pipeline {
         let mut bodies = Bodies::default();
         let attempts = webhooks.iter().map(|webhook| {
             let body = bodies.get(&event, webhook.include.as_deref());
-            self.attempt(webhook, &event, body, correlation_id.as_deref(), 1)
+            self.attempt(webhook, &event, body, correlation_id, 1)
         });
         let nexts = self.bounded(attempts.collect()).await;
         self.settle(publisher, raw, &event.id, nexts).await
@@ -201,7 +202,7 @@ impl Pipeline {
     pub async fn handle_job(
         &self,
         publisher: &Publisher,
-        raw: &[u8],
+        raw: &Bytes,
         headers: Option<&FieldTable>,
     ) -> Disposition {
         let job = match Job::from_headers(headers) {
@@ -231,7 +232,7 @@ impl Pipeline {
             self.metrics.delivery("dropped");
             return Disposition::Ack;
         };
-        let event = match Event::parse(raw, self.max_message_bytes) {
+        let event = match Event::parse_shared(raw, self.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
                 let dead = DeadLetter {
@@ -249,13 +250,7 @@ impl Pipeline {
         let body = Bodies::default().get(&event, webhook.include.as_deref());
         let correlation_id = event.correlation_id();
         let next = self
-            .attempt(
-                &webhook,
-                &event,
-                body,
-                correlation_id.as_deref(),
-                job.tries(),
-            )
+            .attempt(&webhook, &event, body, correlation_id, job.tries())
             .await;
         self.settle(publisher, raw, &event.id, vec![next]).await
     }

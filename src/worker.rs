@@ -343,22 +343,20 @@ async fn handle(
     pipeline: Arc<Pipeline>,
     publisher: Publisher,
     source: Source,
-    delivery: Delivery,
+    mut delivery: Delivery,
     acks: Acks,
 ) {
+    // Shared from here on: the event's text and its bodies are views of it, not copies.
+    let data = bytes::Bytes::from(std::mem::take(&mut delivery.data));
     let headers = delivery.properties.headers().as_ref();
     let disposition = match source {
         Source::Incoming => {
             let routing_key = delivery.routing_key.as_str();
             pipeline
-                .handle_event(&publisher, &delivery.data, headers, routing_key)
+                .handle_event(&publisher, &data, headers, routing_key)
                 .await
         }
-        Source::Deliveries => {
-            pipeline
-                .handle_job(&publisher, &delivery.data, headers)
-                .await
-        }
+        Source::Deliveries => pipeline.handle_job(&publisher, &data, headers).await,
     };
     let settlement = match disposition {
         Disposition::Ack => Settlement::Ack,
