@@ -189,11 +189,20 @@ impl Pipeline {
         }
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
-        let attempts = webhooks.iter().map(|webhook| {
-            let body = bodies.get(&event, webhook.include.as_deref());
-            self.attempt(webhook, &event, body, correlation_id, 1)
-        });
-        let nexts = self.bounded(attempts.collect()).await;
+        let nexts = match webhooks.as_slice() {
+            // The usual case, made in place: no set of futures to allocate and move it into.
+            [webhook] => {
+                let body = bodies.get(&event, webhook.include.as_deref());
+                vec![self.attempt(webhook, &event, body, correlation_id, 1).await]
+            }
+            _ => {
+                let attempts = webhooks.iter().map(|webhook| {
+                    let body = bodies.get(&event, webhook.include.as_deref());
+                    self.attempt(webhook, &event, body, correlation_id, 1)
+                });
+                self.bounded(attempts.collect()).await
+            }
+        };
         self.settle(publisher, raw, &event.id, nexts).await
     }
 
