@@ -114,11 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(&prefix);
     let config = config(&args, &prefix, &dir)?;
     webhook_worker::telemetry::init_logging(&config.log);
-    let connection = lapin::Connection::connect(
-        &args.amqp_url,
-        webhook_worker::worker::connection_properties(),
-    )
-    .await?;
+    let connection = webhook_worker::worker::connect(&args.amqp_url).await?;
     let channel = connection.create_channel().await?;
     let topology = queue::Topology::from_config(&config);
     let exchange = topology.names.events_exchange.clone();
