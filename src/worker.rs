@@ -192,10 +192,13 @@ impl Worker {
         let setup = connections.publishing.create_channel().await?;
         queue::declare(&setup, &self.topology).await?;
         let _ = setup.close(200, "topology declared").await;
-        let publisher = Publisher::open(&connections.publishing)
-            .await?
-            .with_confirm_timeout(self.config.amqp.confirm_timeout.0)
-            .with_topology(self.topology.clone());
+        // Shared by every message's task: a lapin channel is a dozen reference counts to clone.
+        let publisher = Arc::new(
+            Publisher::open(&connections.publishing)
+                .await?
+                .with_confirm_timeout(self.config.amqp.confirm_timeout.0)
+                .with_topology(self.topology.clone()),
+        );
         let prefetch = self.config.amqp.prefetch;
         let names = &self.topology.names;
         let mut incoming = Stream::open(&connections.consuming, &names.incoming, prefetch).await?;
@@ -362,7 +365,7 @@ async fn consume(
 
 async fn handle(
     pipeline: Arc<Pipeline>,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
     source: Source,
     mut delivery: Delivery,
     acks: Acks,
