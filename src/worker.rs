@@ -316,8 +316,8 @@ fn closed() -> lapin::Error {
 /// The largest frame the worker asks for (RabbitMQ offers 128 KiB). lapin keeps two buffers of
 /// 32 frames per connection, zero-filled, so 128 KiB frames cost 8 MiB of memory per
 /// connection, and the worker has three (consuming, publishing, the queue-depth poller): a
-/// fifth of its peak RSS in the bench's heap profile. 16 KiB holds the sample event (5.4 KB) in
-/// one frame; a larger message is sent and received in more frames.
+/// fifth of its peak RSS in the bench's heap profile. 16 KiB holds the sample event (3.2 KB as
+/// compact JSON) in one frame; a larger message is sent and received in more frames.
 const FRAME_MAX: u32 = 16 * 1024;
 
 /// Connects as the worker does: on the application's runtime, with frames of at most
