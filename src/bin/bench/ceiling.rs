@@ -74,6 +74,7 @@ pub async fn measure(
         }
     }
     let last = Sample::now(broker);
+    crate::settle_before_delete().await;
     channel
         .queue_delete(&queue, QueueDeleteOptions::default())
         .await?;
