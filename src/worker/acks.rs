@@ -14,9 +14,10 @@
 //!   durable: it goes back with the connection), ends the run: nothing passes it.
 //! - sends a nack (requeue, or reject into the dead letters) on its own, at once, queued before
 //!   any later ack, so a multiple ack never swallows it.
-//! - acks a delivery settled *behind* one still in flight (a slow endpoint's event ahead of it)
-//!   on its own once it has waited [`Limits::max_delay`], so a slow endpoint holds back only its
-//!   own messages, never the prefetch window of everyone else's.
+//! - acks deliveries settled *behind* one still in flight on their own once that one has held
+//!   them back for [`Limits::gap_delay`] (it is a slow endpoint's, not a moment's reordering),
+//!   or when half the prefetch window waits: a slow endpoint holds back only its own messages,
+//!   never the prefetch window of everyone else's.
 //! - sends a batch at once when everything delivered so far is settled (nothing is worth
 //!   waiting for; the usual case at low load, so acks are not delayed there), when
 //!   [`Limits::batch`] acks are ready, or when the oldest ready one has waited `max_delay`.
@@ -26,7 +27,7 @@
 //! [`Acks::finish`] sends everything ready.
 
 use std::{
-    collections::VecDeque,
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -69,7 +70,8 @@ pub struct Limits {
     pub hold: usize,
     /// Longest a ready ack waits for its batch to fill.
     pub max_delay: Duration,
-    /// Longest a ready ack waits behind a delivery still in flight before it is sent alone.
+    /// How long a delivery still in flight may hold back the acks behind it: after that it is a
+    /// slow one (an endpoint that hangs), and what settles behind it is acked alone at once.
     pub gap_delay: Duration,
 }
 
@@ -86,35 +88,35 @@ impl Limits {
     }
 }
 
-/// Measured with the bench (README, Performance): 5 ms and 50 ms gave ~30 messages per ack
-/// frame and the lowest broker CPU per delivery; shorter waits sent 2 to 5 times the frames.
+/// Measured with the bench (README, Performance): 5 ms gave 25-38 messages per ack frame and
+/// the lowest broker CPU per delivery; 2 ms sent 10 times the frames.
 const MAX_DELAY: Duration = Duration::from_millis(5);
 /// Longer than an out-of-order finish usually lasts (a few ms), far shorter than a slow
-/// endpoint's request.
-const GAP_DELAY: Duration = Duration::from_millis(50);
+/// endpoint's request; short enough that a hanging endpoint's deliveries cost the others
+/// little of the prefetch window (tests/throughput: at most 20 % of their speed).
+const GAP_DELAY: Duration = Duration::from_millis(20);
 
-/// Deliveries farther than this above the last ack are acked on their own at once instead of
-/// tracked: the window never grows beyond it whatever tags the broker sends (the broker itself
-/// keeps at most the prefetch count unacked per channel: at most 65,535).
+/// Deliveries farther than this above the highest settled one are acked on their own at once
+/// instead of tracked: whatever tags the broker sends, the window never tracks more (the broker
+/// itself keeps at most the prefetch count unacked per channel: at most 65,535).
 const MAX_TRACKED: u64 = 1 << 16;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    /// In flight, or left to go back with the connection.
-    Open,
-    /// To be acked; since then.
-    Ready(Instant),
-    /// Already settled at the broker (nacked, or acked on its own).
-    Sent,
-}
-
-/// The settlement state of one channel's deliveries above the last contiguous ack.
+/// The settlement state of one channel's deliveries above the last contiguous ack. Sparse: a
+/// delivery settled on its own behind one that stays in flight (a hanging endpoint's, for the
+/// 30 s of its timeout) takes no room, so both maps hold at most what the broker has unacked,
+/// the prefetch count, and every look at them costs at most that.
 #[derive(Debug, Default)]
 pub struct Window {
-    /// Every delivery up to this tag is settled at the broker.
+    /// Every delivery up to this tag is settled at the broker (or its frame is in `out`).
     settled_through: u64,
-    /// Tags `settled_through + 1`, `+ 2`, … in order.
-    slots: VecDeque<Slot>,
+    /// The highest tag settled by the pipeline. Above `settled_through` and up to it, a tag is
+    /// open (in `open`), ready (in `ready`), or already settled on its own (in neither).
+    highest: u64,
+    /// Deliveries in flight (or left to go back with the connection) below `highest`: since
+    /// when each holds back the settled ones after it.
+    open: BTreeMap<u64, Instant>,
+    /// Deliveries to ack, and since when.
+    ready: BTreeMap<u64, Instant>,
     /// Frames decided but not yet handed out, in the order they must be sent.
     out: Vec<Frame>,
 }
@@ -123,70 +125,63 @@ impl Window {
     /// Records what the pipeline decided for `tag`. A nack is queued at once; an ack waits for
     /// [`Window::due`]. A tag settled twice keeps its first settlement.
     pub fn settle(&mut self, tag: u64, how: Settlement, now: Instant) {
-        let Some(offset) = tag.checked_sub(self.settled_through + 1) else {
-            return;
-        };
-        if offset >= MAX_TRACKED {
-            self.out.push(match how {
-                Settlement::Ack => Frame::Ack {
-                    tag,
-                    multiple: false,
-                },
-                Settlement::Nack { requeue } => Frame::Nack { tag, requeue },
-            });
+        if tag <= self.settled_through {
             return;
         }
-        // Bounded by MAX_TRACKED just above.
-        let index = offset as usize;
-        if index >= self.slots.len() {
-            self.slots.resize(index + 1, Slot::Open);
-        }
-        if self.slots[index] != Slot::Open {
-            return;
-        }
-        self.slots[index] = match how {
-            Settlement::Ack => Slot::Ready(now),
-            Settlement::Nack { requeue } => {
-                self.out.push(Frame::Nack { tag, requeue });
-                Slot::Sent
+        if tag > self.highest {
+            if tag - self.highest > MAX_TRACKED {
+                self.out.push(match how {
+                    Settlement::Ack => Frame::Ack {
+                        tag,
+                        multiple: false,
+                    },
+                    Settlement::Nack { requeue } => Frame::Nack { tag, requeue },
+                });
+                return;
             }
-        };
+            // Every delivery before `tag` not yet settled now holds it back. Each tag is opened
+            // once in its life: bounded by MAX_TRACKED just above.
+            let first = self.highest.max(self.settled_through) + 1;
+            self.open.extend((first..tag).map(|t| (t, now)));
+            self.highest = tag;
+        } else if self.open.remove(&tag).is_none() {
+            // Ready or settled already.
+            return;
+        }
+        match how {
+            Settlement::Ack => {
+                self.ready.insert(tag, now);
+            }
+            Settlement::Nack { requeue } => self.out.push(Frame::Nack { tag, requeue }),
+        }
     }
 
     /// The frames to send now, in order, given the highest tag delivered so far.
     pub fn due(&mut self, now: Instant, delivered_through: u64, limits: Limits) -> Vec<Frame> {
         let run = self.run();
-        let held = self
-            .slots
-            .iter()
-            .filter(|slot| matches!(slot, Slot::Ready(_)))
-            .count();
-        let everything_settled = self.settled_through + run.len >= delivered_through;
+        let everything_settled = run.end >= delivered_through;
         let waited = |since: Instant, limit| now.saturating_duration_since(since) >= limit;
-        let too_many = held >= limits.hold;
+        let too_many = self.ready.len() >= limits.hold;
+        // The first delivery in flight has held back the settled ones after it long enough: it
+        // is a slow one (a hanging endpoint's), and the run before it will not grow.
+        let stuck = self
+            .first_gap()
+            .is_some_and(|since| waited(since, limits.gap_delay));
         if run.ready > 0
             && (everything_settled
                 || too_many
+                || stuck
                 || run.ready >= limits.batch
                 || run.oldest.is_some_and(|o| waited(o, limits.max_delay)))
         {
             self.send_run(run);
         } else if run.ready == 0 {
             // Only deliveries already settled one by one: nothing to send, just move on.
-            self.drop_run(run.len);
+            self.settled_through = run.end;
         }
-        // Behind the first delivery in flight: each on its own, once it has waited long enough.
-        let base = self.settled_through;
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if let Slot::Ready(since) = *slot {
-                if too_many || waited(since, limits.gap_delay) {
-                    *slot = Slot::Sent;
-                    self.out.push(Frame::Ack {
-                        tag: base + index as u64 + 1,
-                        multiple: false,
-                    });
-                }
-            }
+        // Behind the first delivery in flight: each on its own.
+        if too_many || stuck {
+            self.send_behind(run.end);
         }
         std::mem::take(&mut self.out)
     }
@@ -197,56 +192,52 @@ impl Window {
         if run.ready > 0 {
             self.send_run(run);
         }
-        let base = self.settled_through;
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if let Slot::Ready(_) = *slot {
-                *slot = Slot::Sent;
-                self.out.push(Frame::Ack {
-                    tag: base + index as u64 + 1,
-                    multiple: false,
-                });
-            }
-        }
+        self.send_behind(run.end);
         std::mem::take(&mut self.out)
     }
 
     /// When [`Window::due`] will have something to send without any new settlement: when the
-    /// oldest ready ack has waited `max_delay`.
+    /// run's oldest ready ack has waited `max_delay`, or the delivery holding back the ready
+    /// acks behind it has done so for `gap_delay`.
     pub fn next_due(&self, limits: Limits) -> Option<Instant> {
         let run = self.run();
         let in_run = run.oldest.map(|oldest| oldest + limits.max_delay);
         let behind = self
-            .slots
-            .iter()
-            .skip(run.len as usize)
-            .filter_map(|slot| match slot {
-                Slot::Ready(since) => Some(*since + limits.gap_delay),
-                _ => None,
-            })
-            .min();
+            .ready
+            .range(run.end + 1..)
+            .next()
+            .and(self.first_gap())
+            .map(|since| since + limits.gap_delay);
         in_run.into_iter().chain(behind).min()
     }
 
-    /// Deliveries tracked above the last contiguous ack (at most [`MAX_TRACKED`]).
+    /// Deliveries tracked above the last contiguous ack.
     #[cfg(test)]
     pub fn tracked(&self) -> usize {
-        self.slots.len()
+        self.open.len() + self.ready.len()
     }
 
-    /// The contiguous run of settled deliveries after `settled_through`.
+    /// Since when the first delivery still in flight holds back settled ones behind it.
+    fn first_gap(&self) -> Option<Instant> {
+        self.open.first_key_value().map(|(_, since)| *since)
+    }
+
+    /// The contiguous run of settled deliveries after `settled_through`: up to the first one
+    /// still open, or to the highest settled.
     fn run(&self) -> Run {
-        let mut run = Run::default();
-        for slot in &self.slots {
-            match *slot {
-                Slot::Open => break,
-                Slot::Ready(since) => {
-                    run.ready += 1;
-                    run.last_ready = run.len;
-                    run.oldest = Some(run.oldest.map_or(since, |o: Instant| o.min(since)));
-                }
-                Slot::Sent => {}
-            }
-            run.len += 1;
+        let end = self
+            .open
+            .first_key_value()
+            .map_or(self.highest, |(tag, _)| tag - 1)
+            .max(self.settled_through);
+        let mut run = Run {
+            end,
+            ..Run::default()
+        };
+        for (tag, since) in self.ready.range(..=end) {
+            run.ready += 1;
+            run.last_ready = *tag;
+            run.oldest = Some(run.oldest.map_or(*since, |o: Instant| o.min(*since)));
         }
         run
     }
@@ -255,26 +246,30 @@ impl Window {
     /// it, and every delivery before it in the run is settled.
     fn send_run(&mut self, run: Run) {
         self.out.push(Frame::Ack {
-            tag: self.settled_through + run.last_ready + 1,
+            tag: run.last_ready,
             multiple: run.ready > 1,
         });
-        self.drop_run(run.len);
+        self.ready = self.ready.split_off(&(run.end + 1));
+        self.settled_through = run.end;
     }
 
-    fn drop_run(&mut self, len: u64) {
-        // `len` counts slots, so it fits.
-        self.slots.drain(..len as usize);
-        self.settled_through += len;
+    /// Every ready ack after `end`, each on its own.
+    fn send_behind(&mut self, end: u64) {
+        let behind = self.ready.split_off(&(end + 1));
+        self.out.extend(behind.into_keys().map(|tag| Frame::Ack {
+            tag,
+            multiple: false,
+        }));
     }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Run {
-    /// Slots in the run.
-    len: u64,
-    /// Ready (not yet sent) slots in it.
+    /// The run's last tag (`settled_through` when it is empty).
+    end: u64,
+    /// Ready (not yet sent) acks in it.
     ready: usize,
-    /// Offset of the last ready one.
+    /// The last of them.
     last_ready: u64,
     oldest: Option<Instant>,
 }

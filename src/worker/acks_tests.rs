@@ -8,7 +8,7 @@ const LIMITS: Limits = Limits {
     batch: 1_000,
     hold: 1_000,
     max_delay: Duration::from_millis(5),
-    gap_delay: Duration::from_millis(50),
+    gap_delay: Duration::from_millis(20),
 };
 
 fn ack(tag: u64, multiple: bool) -> Frame {
@@ -91,6 +91,44 @@ fn a_gap_closing_in_time_joins_those_behind_it_into_one_ack() {
         window.due(now + LIMITS.max_delay, 10, LIMITS),
         vec![ack(3, true)]
     );
+}
+
+#[test]
+fn behind_a_delivery_in_flight_for_long_what_settles_is_acked_at_once() {
+    let now = Instant::now();
+    let mut window = Window::default();
+    // 1 and 3 are a hanging endpoint's: in flight from the start.
+    window.settle(2, Settlement::Ack, now);
+    window.settle(4, Settlement::Ack, now);
+    let later = now + LIMITS.gap_delay;
+    assert_eq!(
+        window.due(later, 10, LIMITS),
+        vec![ack(2, false), ack(4, false)]
+    );
+    // Settled after that: no wait, and when 1 ends, 3 has held things back as long.
+    window.settle(5, Settlement::Ack, later);
+    assert_eq!(window.due(later, 10, LIMITS), vec![ack(5, false)]);
+    window.settle(1, Settlement::Ack, later);
+    window.settle(6, Settlement::Ack, later);
+    assert_eq!(
+        window.due(later, 10, LIMITS),
+        vec![ack(1, false), ack(6, false)]
+    );
+}
+
+#[test]
+fn behind_a_delivery_in_flight_for_long_the_window_keeps_nothing_of_what_was_acked() {
+    let now = Instant::now();
+    let mut window = Window::default();
+    // 1 hangs for the whole time; 10,000 deliveries after it are settled and acked alone.
+    window.settle(2, Settlement::Ack, now);
+    let later = now + LIMITS.gap_delay;
+    assert_eq!(window.due(later, 2, LIMITS), vec![ack(2, false)]);
+    for tag in 3..=10_001 {
+        window.settle(tag, Settlement::Ack, later);
+        assert_eq!(window.due(later, tag, LIMITS).len(), 1);
+    }
+    assert_eq!(window.tracked(), 1, "only the one in flight");
 }
 
 #[test]
