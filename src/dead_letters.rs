@@ -18,7 +18,6 @@ use uuid::Uuid;
 use crate::{
     config::Config,
     queue::{header_int, header_text, job, Names, Publisher},
-    worker::connection_properties,
 };
 
 /// The message ids the pipeline gives dead letters that carry no event id.
@@ -80,8 +79,7 @@ struct DeadQueue {
 
 impl DeadQueue {
     async fn open(config: &Config) -> anyhow::Result<Self> {
-        let connection =
-            Connection::connect(config.amqp.url.expose(), connection_properties()).await?;
+        let connection = crate::worker::connect(config.amqp.url.expose()).await?;
         let channel = connection.create_channel().await?;
         Ok(Self {
             names: Names::new(&config.amqp.prefix),

@@ -6,8 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
-
 /// Whether a webhook subscribed to `event_type` (`"*"` subscribes to everything).
 pub fn subscribes(enabled_events: &[String], event_type: &str) -> bool {
     enabled_events.iter().any(|e| e == "*" || e == event_type)
@@ -63,34 +61,36 @@ impl Include {
         Include::parse(text).unwrap_or_else(|_| Include::Scalars(BTreeSet::new()))
     }
 
-    /// The resource as this setting shapes it. Key order is preserved.
-    pub fn project(&self, object: &Map<String, Value>) -> Map<String, Value> {
+    /// Whether the resource's top-level field `key` stays in the body. `association`: its value
+    /// is an object, or an array holding at least one object; everything else (strings,
+    /// numbers, booleans, null, arrays of scalars, empty arrays) is a scalar field, always kept.
+    pub fn keeps(&self, key: &str, association: bool) -> bool {
         match self {
-            Include::All => object.clone(),
-            Include::Scalars(names) => object
-                .iter()
-                .filter(|(key, value)| !is_association(value) || names.contains(key.as_str()))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
+            Include::All => true,
+            Include::Scalars(names) => !association || names.contains(key),
         }
-    }
-}
-
-/// An association is an object, or an array holding at least one object. Everything else
-/// (strings, numbers, booleans, null, arrays of scalars, empty arrays) is a scalar field.
-fn is_association(value: &Value) -> bool {
-    match value {
-        Value::Object(_) => true,
-        Value::Array(items) => items.iter().any(Value::is_object),
-        _ => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     use super::*;
+
+    /// The resource as `include` shapes it, key order kept.
+    fn project(include: &Include, object: &Map<String, Value>) -> Map<String, Value> {
+        let association = |value: &Value| match value {
+            Value::Object(_) => true,
+            Value::Array(items) => items.iter().any(Value::is_object),
+            _ => false,
+        };
+        object
+            .iter()
+            .filter(|(key, value)| include.keeps(key, association(value)))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
 
     fn object() -> Map<String, Value> {
         json!({
@@ -113,14 +113,12 @@ mod tests {
         for text in [None, Some(""), Some("  "), Some("*"), Some("addresses,*")] {
             assert_eq!(Include::parse(text).unwrap(), Include::All, "{text:?}");
         }
-        assert_eq!(Include::All.project(&object()), object());
+        assert_eq!(project(&Include::All, &object()), object());
     }
 
     #[test]
     fn identifiers_keeps_only_scalar_fields() {
-        let shaped = Include::parse(Some("identifiers"))
-            .unwrap()
-            .project(&object());
+        let shaped = project(&Include::parse(Some("identifiers")).unwrap(), &object());
         assert_eq!(
             keys(&shaped),
             [
@@ -139,9 +137,8 @@ mod tests {
 
     #[test]
     fn a_list_adds_named_associations_and_ignores_unknown_names() {
-        let shaped = Include::parse(Some(" addresses , tin, nonexistent"))
-            .unwrap()
-            .project(&object());
+        let include = Include::parse(Some(" addresses , tin, nonexistent")).unwrap();
+        let shaped = project(&include, &object());
         assert!(shaped.contains_key("addresses"));
         assert!(shaped.contains_key("tin"));
         assert!(!shaped.contains_key("people"));

@@ -9,7 +9,8 @@
 //! - [`webhook`]: the webhook model and the seed's validation rules.
 //! - [`store`]: SQLite/PostgreSQL storage, secrets encrypted at rest.
 //! - [`registry`]: the in-memory snapshot of webhooks that deliveries read.
-//! - [`event`]: parsing the event message (the poison check) and building delivery bodies.
+//! - [`event`]: parsing the event message in one pass, without a tree of values (the poison
+//!   check), and building delivery bodies from its text.
 //! - [`filter`]: `enabled_events` matching and the `include` projection.
 //! - [`signing`]: the HMAC-SHA256 body signature.
 //! - [`safety`]: which network addresses may be connected to.
@@ -23,7 +24,8 @@
 //! - [`queue`]: RabbitMQ topology, the confirmed publisher, job and dead-letter headers.
 //! - [`retry`]: the retry schedule, and how parks back off and count as attempts.
 //! - [`pipeline`]: what happens to one message, up to the ack decision.
-//! - [`worker`]: the broker connection, consumers, reconnection and draining.
+//! - [`worker`]: the broker connections, consumers, reconnection and draining; acks batched
+//!   per channel with `multiple` (`acks`).
 //! - [`dead_letters`]: listing and replaying the dead-letter queue; [`progress`]: how the
 //!   replay command shows its progress (a bar on a terminal, plain lines otherwise).
 //! - [`listen`] and [`publish`]: the development receiver that checks signatures, and the

@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use lapin::types::FieldTable;
 use tracing::{debug, info, warn};
 
@@ -138,7 +139,7 @@ impl Pipeline {
     pub async fn handle_event(
         &self,
         publisher: &Publisher,
-        raw: &[u8],
+        raw: &Bytes,
         headers: Option<&FieldTable>,
         routing_key: &str,
     ) -> Disposition {
@@ -146,7 +147,7 @@ impl Pipeline {
         let account = header_text(headers, crate::queue::job::ACCOUNT_ID)
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| self.default_account.clone());
-        let event = match Event::parse(raw, self.max_message_bytes) {
+        let event = match Event::parse_shared(raw, self.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
                 warn!(reason = reason.code(), detail = %reason, routing_key, "poison event; dead-lettering it");
@@ -178,11 +179,20 @@ impl Pipeline {
         }
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
-        let attempts = webhooks.iter().map(|webhook| {
-            let body = bodies.get(&event, webhook.include.as_deref());
-            self.attempt(webhook, &event, body, correlation_id.as_deref(), 1)
-        });
-        let nexts = self.bounded(attempts.collect()).await;
+        let nexts = match webhooks.as_slice() {
+            // The usual case, made in place: no set of futures to allocate and move it into.
+            [webhook] => {
+                let body = bodies.get(&event, webhook.include.as_deref());
+                vec![self.attempt(webhook, &event, body, correlation_id, 1).await]
+            }
+            _ => {
+                let attempts = webhooks.iter().map(|webhook| {
+                    let body = bodies.get(&event, webhook.include.as_deref());
+                    self.attempt(webhook, &event, body, correlation_id, 1)
+                });
+                self.bounded(attempts.collect()).await
+            }
+        };
         self.settle(publisher, raw, &event.id, nexts).await
     }
 
@@ -191,7 +201,7 @@ impl Pipeline {
     pub async fn handle_job(
         &self,
         publisher: &Publisher,
-        raw: &[u8],
+        raw: &Bytes,
         headers: Option<&FieldTable>,
     ) -> Disposition {
         let job = match Job::from_headers(headers) {
@@ -221,7 +231,7 @@ impl Pipeline {
             self.metrics.delivery("dropped");
             return Disposition::Ack;
         };
-        let event = match Event::parse(raw, self.max_message_bytes) {
+        let event = match Event::parse_shared(raw, self.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
                 let dead = DeadLetter {
@@ -239,13 +249,7 @@ impl Pipeline {
         let body = Bodies::default().get(&event, webhook.include.as_deref());
         let correlation_id = event.correlation_id();
         let next = self
-            .attempt(
-                &webhook,
-                &event,
-                body,
-                correlation_id.as_deref(),
-                job.tries(),
-            )
+            .attempt(&webhook, &event, body, correlation_id, job.tries())
             .await;
         self.settle(publisher, raw, &event.id, vec![next]).await
     }

@@ -9,15 +9,11 @@
 use std::path::Path;
 
 use anyhow::Context;
-use lapin::{
-    types::{AMQPValue, FieldTable},
-    Connection,
-};
+use lapin::types::{AMQPValue, FieldTable};
 
 use crate::{
     config::Config,
     queue::{job::ACCOUNT_ID, Names, PublishError, Publisher},
-    worker::connection_properties,
 };
 
 /// The sample event, as the platform sends it.
@@ -78,7 +74,7 @@ pub async fn publish(
 ) -> anyhow::Result<Published> {
     let (body, event_id, event_type) = prepare(file, event_type)?;
     let names = Names::new(&config.amqp.prefix);
-    let connection = Connection::connect(config.amqp.url.expose(), connection_properties())
+    let connection = crate::worker::connect(config.amqp.url.expose())
         .await
         .context("cannot connect to RabbitMQ (amqp.url)")?;
     let publisher = Publisher::open(&connection).await?;

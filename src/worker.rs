@@ -8,25 +8,29 @@
 //! the `amqp_blocked` metric.
 //!
 //! In-flight work is bounded by the prefetch of each consumer (the broker stops sending once that
-//! many messages are unacknowledged). When a connection is lost the worker reports not ready,
-//! reconnects with capped, jittered exponential backoff (reset only after a session that lasted),
-//! and resumes; messages it had not acked are redelivered by the broker. On shutdown it stops
-//! consuming, waits for in-flight messages up to the grace period, and closes the connections,
-//! which returns anything unacked to the queue. Every step of that is bounded in time, and so is
+//! many messages are unacknowledged). Each consumer's channel has an ack batcher ([`acks`]): the
+//! only sender of its acks and nacks, it acks runs of consecutive settled messages with one
+//! `multiple` ack and never passes a message still in flight or still to be nacked. When a
+//! connection is lost the worker reports not ready, reconnects with capped, jittered exponential
+//! backoff (reset only after a session that lasted), and resumes; messages it had not acked
+//! (the batchers' unsent acks included) are redelivered by the broker. On shutdown it stops
+//! consuming, waits for in-flight messages up to the grace period, sends the acks still held,
+//! and closes the connections, which returns anything unacked to the queue. Every step of that is bounded in time, and so is
 //! a connect to an unreachable broker: SIGTERM interrupts it.
+
+mod acks;
 
 use std::{sync::Arc, time::Duration};
 
+use acks::{Acks, Limits, Settlement};
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
-    options::{
-        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    },
+    options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions},
     types::FieldTable,
     Channel, Connection, ConnectionProperties, Consumer,
 };
-use tokio::time::Instant;
+use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
@@ -49,6 +53,9 @@ const STABLE_SESSION: Duration = Duration::from_secs(30);
 const CLOSE_RESERVE: Duration = Duration::from_secs(2);
 /// How often the connections' state (closed, blocked) is looked at.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// At most this much of the time for in-flight messages is kept for sending the acks the
+/// batchers still hold.
+const FLUSH_RESERVE: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, Debug)]
 enum Source {
@@ -62,6 +69,27 @@ enum SessionError {
     Lost(#[from] lapin::Error),
     #[error(transparent)]
     Declare(#[from] DeclareError),
+}
+
+/// One consumer, its channel, and the batcher that settles what it delivers.
+struct Stream {
+    channel: Channel,
+    consumer: Consumer,
+    acks: Acks,
+    batcher: JoinHandle<()>,
+}
+
+impl Stream {
+    async fn open(connection: &Connection, queue: &str, prefetch: u16) -> lapin::Result<Self> {
+        let (channel, consumer) = consume(connection, queue, prefetch).await?;
+        let (acks, batcher) = Acks::spawn(channel.clone(), Limits::for_prefetch(prefetch));
+        Ok(Self {
+            channel,
+            consumer,
+            acks,
+            batcher,
+        })
+    }
 }
 
 /// The two connections of one session.
@@ -142,8 +170,8 @@ impl Worker {
     async fn connect(&self, cancel: &CancellationToken) -> lapin::Result<Option<Connections>> {
         let url = self.config.amqp.url.expose();
         let both = async {
-            let consuming = Connection::connect(url, connection_properties()).await?;
-            let publishing = Connection::connect(url, connection_properties()).await?;
+            let consuming = connect(url).await?;
+            let publishing = connect(url).await?;
             Ok(Connections {
                 consuming,
                 publishing,
@@ -164,16 +192,18 @@ impl Worker {
         let setup = connections.publishing.create_channel().await?;
         queue::declare(&setup, &self.topology).await?;
         let _ = setup.close(200, "topology declared").await;
-        let publisher = Publisher::open(&connections.publishing)
-            .await?
-            .with_confirm_timeout(self.config.amqp.confirm_timeout.0)
-            .with_topology(self.topology.clone());
+        // Shared by every message's task: a lapin channel is a dozen reference counts to clone.
+        let publisher = Arc::new(
+            Publisher::open(&connections.publishing)
+                .await?
+                .with_confirm_timeout(self.config.amqp.confirm_timeout.0)
+                .with_topology(self.topology.clone()),
+        );
         let prefetch = self.config.amqp.prefetch;
         let names = &self.topology.names;
-        let (incoming_channel, mut incoming) =
-            consume(&connections.consuming, &names.incoming, prefetch).await?;
-        let (deliveries_channel, mut deliveries) =
-            consume(&connections.consuming, &names.deliveries, prefetch).await?;
+        let mut incoming = Stream::open(&connections.consuming, &names.incoming, prefetch).await?;
+        let mut deliveries =
+            Stream::open(&connections.consuming, &names.deliveries, prefetch).await?;
         self.set_state(true, false);
         info!(incoming = %names.incoming, deliveries = %names.deliveries, "consuming");
 
@@ -186,30 +216,33 @@ impl Worker {
                     Ok(()) => continue,
                     Err(error) => break Some(error),
                 },
-                next = incoming.next() => (Source::Incoming, next),
-                next = deliveries.next() => (Source::Deliveries, next),
+                next = incoming.consumer.next() => (Source::Incoming, next),
+                next = deliveries.consumer.next() => (Source::Deliveries, next),
             };
             match next {
                 Some(Ok(delivery)) => {
-                    let pipeline = self.pipeline.clone();
-                    let publisher = publisher.clone();
-                    tracker.spawn(handle(pipeline, publisher, source, delivery));
+                    let acks = match source {
+                        Source::Incoming => &incoming.acks,
+                        Source::Deliveries => &deliveries.acks,
+                    };
+                    acks.delivered(delivery.delivery_tag);
+                    let (pipeline, publisher) = (self.pipeline.clone(), publisher.clone());
+                    tracker.spawn(handle(pipeline, publisher, source, delivery, acks.clone()));
                 }
                 Some(Err(error)) => break Some(error),
                 None => break Some(closed()),
             }
         };
         if let Some(error) = lost {
-            // Tasks still running will fail to ack; the broker redelivers what they held.
+            // Nothing the batchers hold is sent now: the broker redelivers every message it
+            // had not been told to ack, and tasks still running fail to settle theirs.
+            incoming.batcher.abort();
+            deliveries.batcher.abort();
             tracker.close();
             connections.close(CLOSE_RESERVE, "connection lost").await;
             return Err(error.into());
         }
-        let consumers = [
-            (&incoming_channel, incoming.tag()),
-            (&deliveries_channel, deliveries.tag()),
-        ];
-        self.drain(&consumers, &tracker).await;
+        self.drain([incoming, deliveries], &tracker).await;
         connections.close(CLOSE_RESERVE, "shutting down").await;
         Ok(())
     }
@@ -232,40 +265,73 @@ impl Worker {
         Ok(())
     }
 
-    /// Stops the consumers and waits for in-flight messages, all within `shutdown.grace` less
-    /// what closing the connections may take.
-    async fn drain(
-        &self,
-        consumers: &[(&Channel, lapin::types::ShortString)],
-        tracker: &TaskTracker,
-    ) {
+    /// Stops the consumers, waits for in-flight messages and sends the acks the batchers still
+    /// hold, all within `shutdown.grace` less what closing the connections may take.
+    async fn drain(&self, streams: [Stream; 2], tracker: &TaskTracker) {
         let grace = self.config.shutdown.grace.0;
         let deadline = Instant::now() + grace.saturating_sub(CLOSE_RESERVE.min(grace / 4));
+        let tasks_deadline = deadline - FLUSH_RESERVE.min(grace / 8);
         info!("shutdown: no longer consuming; finishing in-flight messages");
         // Stop the broker sending more; what it already sent stays ours to settle.
-        for (channel, tag) in consumers {
-            let cancel = channel.basic_cancel(tag.as_str(), BasicCancelOptions::default());
-            let _ = tokio::time::timeout_at(deadline, cancel).await;
+        for stream in &streams {
+            let tag = stream.consumer.tag();
+            let cancel = stream
+                .channel
+                .basic_cancel(tag.as_str(), BasicCancelOptions::default());
+            let _ = tokio::time::timeout_at(tasks_deadline, cancel).await;
         }
         tracker.close();
-        if tokio::time::timeout_at(deadline, tracker.wait())
+        let finished = tokio::time::timeout_at(tasks_deadline, tracker.wait())
             .await
-            .is_err()
-        {
+            .is_ok();
+        // What settles after this is not sent: it goes back to the queue with the connection.
+        for stream in &streams {
+            stream.acks.finish();
+        }
+        for stream in streams {
+            if tokio::time::timeout_at(deadline, stream.batcher)
+                .await
+                .is_err()
+            {
+                warn!("shutdown: acks not sent in time; those messages go back to the queue");
+            }
+        }
+        if finished {
+            info!("shutdown: every in-flight message was settled");
+        } else {
             warn!(
                 returned = tracker.len(),
                 ?grace,
                 "grace period over: {} unfinished messages go back to the queue",
                 tracker.len()
             );
-        } else {
-            info!("shutdown: every in-flight message was settled");
         }
     }
 }
 
 fn closed() -> lapin::Error {
     lapin::Error::InvalidChannelState(lapin::ChannelState::Closed)
+}
+
+/// The largest frame the worker asks for (RabbitMQ offers 128 KiB). lapin keeps two buffers of
+/// 32 frames per connection, zero-filled, so 128 KiB frames cost 8 MiB of memory per
+/// connection, and the worker has three (consuming, publishing, the queue-depth poller): a
+/// fifth of its peak RSS in the bench's heap profile. 16 KiB holds the sample event (3.2 KB as
+/// compact JSON) in one frame; a larger message is sent and received in more frames.
+const FRAME_MAX: u32 = 16 * 1024;
+
+/// Connects as the worker does: on the application's runtime, with frames of at most
+/// [`FRAME_MAX`] unless the URL sets `frame_max` itself.
+pub async fn connect(url: &str) -> lapin::Result<Connection> {
+    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|_| {
+        // The parser's message may quote the URL, credentials and all.
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "amqp.url is not a valid AMQP URI",
+        )
+    })?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    Connection::connect_uri(uri, connection_properties()).await
 }
 
 /// lapin on the application's tokio runtime instead of an executor and reactor of its own:
@@ -297,42 +363,36 @@ async fn consume(
     Ok((channel, consumer))
 }
 
-async fn handle(pipeline: Arc<Pipeline>, publisher: Publisher, source: Source, delivery: Delivery) {
+async fn handle(
+    pipeline: Arc<Pipeline>,
+    publisher: Arc<Publisher>,
+    source: Source,
+    mut delivery: Delivery,
+    acks: Acks,
+) {
+    // Shared from here on: the event's text and its bodies are views of it, not copies.
+    let data = bytes::Bytes::from(std::mem::take(&mut delivery.data));
     let headers = delivery.properties.headers().as_ref();
     let disposition = match source {
         Source::Incoming => {
+            let routing_key = delivery.routing_key.as_str();
             pipeline
-                .handle_event(
-                    &publisher,
-                    &delivery.data,
-                    headers,
-                    delivery.routing_key.as_str(),
-                )
+                .handle_event(&publisher, &data, headers, routing_key)
                 .await
         }
-        Source::Deliveries => {
-            pipeline
-                .handle_job(&publisher, &delivery.data, headers)
-                .await
-        }
+        Source::Deliveries => pipeline.handle_job(&publisher, &data, headers).await,
     };
-    let nack = |requeue| BasicNackOptions {
-        requeue,
-        multiple: false,
-    };
-    let result = match disposition {
-        Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+    let settlement = match disposition {
+        Disposition::Ack => Settlement::Ack,
         Disposition::Requeue => {
             // Give the broker a moment before the message comes round again.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            delivery.acker.nack(nack(true)).await
+            Settlement::Nack { requeue: true }
         }
         // The queue's dead-letter route takes it, with reason "rejected".
-        Disposition::Reject => delivery.acker.nack(nack(false)).await,
+        Disposition::Reject => Settlement::Nack { requeue: false },
         // The publishing connection is gone with outcomes not durable: the broker hands it back.
         Disposition::Leave => return,
     };
-    if let Err(error) = result {
-        warn!(%error, "could not settle a message; the broker will redeliver it");
-    }
+    acks.settle(delivery.delivery_tag, settlement);
 }

@@ -9,10 +9,7 @@ use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection};
 use tokio_util::sync::CancellationToken;
 
 use super::topology::Topology;
-use crate::{
-    telemetry::{Metrics, QueueLabels},
-    worker::connection_properties,
-};
+use crate::telemetry::{Metrics, QueueLabels};
 
 pub const EVERY: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,7 +27,7 @@ pub async fn run(
         if connection.as_ref().is_none_or(|c| !c.status().connected()) {
             // A broker that accepts and never answers must not hold shutdown: the connect is
             // given up when asked to stop, and after a while anyway.
-            let connect = Connection::connect(&amqp_url, connection_properties());
+            let connect = crate::worker::connect(&amqp_url);
             connection = tokio::select! {
                 _ = cancel.cancelled() => break,
                 connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => {

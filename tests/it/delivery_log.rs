@@ -217,3 +217,60 @@ async fn redrive_sends_a_webhooks_500_dead_letters_once_more_and_leaves_the_othe
     assert_eq!(other.status(), 404, "another account cannot redrive it");
     worker.stop().await;
 }
+
+crate::helpers::both_backends!(a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded);
+
+async fn a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded(
+    backend: crate::helpers::Backend,
+) {
+    use webhook_worker::store::{
+        attempts::{AttemptFilter, NewAttempt},
+        Store,
+    };
+    let db = crate::helpers::TestDb::new(backend).await;
+    let store = Store::connect(db.url(), 2, None).await.unwrap();
+    let webhook_id = uuid::Uuid::new_v4();
+    let created_at = chrono::Utc::now();
+    // 700 = 512 + 128 + 32 + 16 + 8 + 4: six statements of different sizes, one transaction.
+    let rows: Vec<NewAttempt> = (0..700u32)
+        .map(|n| NewAttempt {
+            id: uuid::Uuid::new_v4(),
+            account_id: "acct".into(),
+            webhook_id,
+            event_id: format!("event-{n}"),
+            event_type: "business.updated".into(),
+            attempt: n + 1,
+            outcome: if n % 2 == 0 { "delivered" } else { "failed" },
+            status: Some(if n % 2 == 0 { 200 } else { 503 }),
+            error: (n % 2 == 1).then(|| "http_503".to_string()),
+            duration_ms: i64::from(n),
+            created_at,
+        })
+        .collect();
+    store.insert_attempts(&rows).await.unwrap();
+    let filter = AttemptFilter::Webhook {
+        webhook_id,
+        outcome: None,
+        status: None,
+    };
+    let (page, total) = store.list_attempts("acct", &filter, 0, 1000).await.unwrap();
+    assert_eq!(total, 700);
+    let last = page.iter().find(|row| row.event_id == "event-699").unwrap();
+    assert_eq!(last.webhook_id, webhook_id.to_string());
+    assert_eq!(last.attempt, 700);
+    assert_eq!(last.outcome, "failed");
+    assert_eq!(last.status, Some(503));
+    assert_eq!(last.error.as_deref(), Some("http_503"));
+    assert_eq!(last.duration_ms, 699);
+    assert_eq!(
+        last.created_at,
+        webhook_worker::webhook::timestamp(created_at)
+    );
+    let event = AttemptFilter::Event {
+        event_id: "event-0".into(),
+    };
+    let (page, _) = store.list_attempts("acct", &event, 0, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].error, None);
+    store.close().await;
+}

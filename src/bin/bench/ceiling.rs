@@ -10,7 +10,6 @@ use lapin::{
         QueueDeleteOptions,
     },
     types::{AMQPValue, FieldTable},
-    Connection,
 };
 
 use crate::procfs::Sample;
@@ -35,8 +34,7 @@ pub async fn measure(
     body: impl Fn(usize) -> Vec<u8>,
     broker: Option<&str>,
 ) -> anyhow::Result<Ceiling> {
-    let connection =
-        Connection::connect(url, webhook_worker::worker::connection_properties()).await?;
+    let connection = webhook_worker::worker::connect(url).await?;
     let channel = connection.create_channel().await?;
     let queue = format!("{prefix}.ceiling");
     let mut args = FieldTable::default();
@@ -76,9 +74,12 @@ pub async fn measure(
         }
     }
     let last = Sample::now(broker);
+    crate::settle_before_delete().await;
     channel
         .queue_delete(&queue, QueueDeleteOptions::default())
         .await?;
+    // Closed, so that its buffers and I/O thread are not counted in the worker's memory after.
+    let _ = connection.close(200, "ceiling measured").await;
     let first = first.ok_or_else(|| anyhow::anyhow!("nothing consumed"))?;
     let (wall, own, broker) = first.until(&last);
     // The first delivery is not timed: count the others.

@@ -10,6 +10,8 @@
 //! - `--half-load`: the same, then publish N more at half the measured rate (or `--rate`) and
 //!   report latency; `--rate R` alone: the worker runs while N events are published at R/s;
 //! - neither: publish as fast as confirms allow while the worker delivers;
+//! - `--delivery-log all|failures|off`: what the worker records (`delivery_log.record`; `all`,
+//!   the default, writes a row per attempt to SQLite); the rows written and dropped are reported;
 //! - endpoint health: `--latency-ms 50 --capacity 64` makes the sink take 50 ms per request and
 //!   refuse (503) more than 64 at once; `--hanging` adds a webhook whose endpoint never
 //!   answers, subscribed to every `--hanging-every`-th event (1: all).
@@ -65,6 +67,9 @@ pub struct Args {
     /// The worker's log level.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// What the worker records in its delivery log (`delivery_log.record`): all, failures, off.
+    #[arg(long, default_value = "all")]
+    delivery_log: String,
     /// The sink takes this long per request.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -114,11 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(&prefix);
     let config = config(&args, &prefix, &dir)?;
     webhook_worker::telemetry::init_logging(&config.log);
-    let connection = lapin::Connection::connect(
-        &args.amqp_url,
-        webhook_worker::worker::connection_properties(),
-    )
-    .await?;
+    let connection = webhook_worker::worker::connect(&args.amqp_url).await?;
     let channel = connection.create_channel().await?;
     let topology = queue::Topology::from_config(&config);
     let exchange = topology.names.events_exchange.clone();
@@ -163,14 +164,21 @@ async fn main() -> anyhow::Result<()> {
         report.latency(Some(rate), &sent?, &sink.receipts().await?, args.events);
     }
     let stats = sink.stats().await?;
-    report.totals(&stats, args.events * phases, app.metrics().render());
-    report.print(args.json);
+    let metrics = app.metrics().clone();
+    report.totals(&stats, args.events * phases, metrics.render());
     sink.kill();
     // A hanging endpoint holds its requests until the timeout: do not wait for them.
     if !args.hanging {
         app.stop().await;
     }
-    queue::delete(&channel, &topology).await?;
+    // After the delivery log's last flush (the worker stopped).
+    report.delivery_log(&metrics.render());
+    report.print(args.json);
+    settle_before_delete().await;
+    if let Err(error) = queue::delete(&channel, &topology).await {
+        eprintln!("the bench's queues ({prefix}.*) are left on the broker: {error}");
+        return Err(error.into());
+    }
     let _ = std::fs::remove_dir_all(&dir);
     if args.hanging {
         std::process::exit(0);
@@ -196,6 +204,8 @@ fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Result<Co
         {retry}
         [log]
         level = "{level}"
+        [delivery_log]
+        record = "{record}"
         "#,
         retry = args.retry_delay_ms.map_or(String::new(), |ms| format!(
             "retry_schedule = [{}]",
@@ -206,6 +216,7 @@ fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Result<Co
         db = dir.join("bench.db").display(),
         key = base64_key(),
         level = args.log_level,
+        record = args.delivery_log,
     ))?)
 }
 
@@ -235,6 +246,15 @@ async fn start_worker(
         app.registry().upsert(webhook);
     }
     Ok(app)
+}
+
+/// RabbitMQ 3.10's quorum-queue segment writer crashed when a queue it was still truncating
+/// after the last acks was deleted (`ra_log_segment_writer` `{badmatch,{error,enoent}}` in the
+/// broker's log, 5 times in ~70 runs on 2026-12-01), and with it every quorum queue's Ra server
+/// on the node restarted: the bench's delete failed with INTERNAL_ERROR and left its queues. A
+/// pause after the last ack lets the broker finish with the drained queues first.
+pub async fn settle_before_delete() {
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 }
 
 fn base64_key() -> String {

@@ -20,6 +20,7 @@ impl Report {
         fields.insert("events".into(), json!(args.events));
         fields.insert("webhooks".into(), json!(args.webhooks));
         fields.insert("log_level".into(), json!(args.log_level));
+        fields.insert("delivery_log".into(), json!(args.delivery_log));
         Report {
             fields,
             ceiling: None,
@@ -82,12 +83,6 @@ impl Report {
     }
 
     pub fn totals(&mut self, s: &Stats, events: usize, metrics: String) {
-        let metric = |name: &str| {
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
         let webhooks = self.fields["webhooks"].as_u64().unwrap_or(1) as usize;
         self.set("deliveries", json!(s.count));
         // Each event reaches each of the webhooks once: beyond that, a receipt is a duplicate.
@@ -95,8 +90,19 @@ impl Report {
         self.set("duplicates", json!(s.duplicates.saturating_sub(extra)));
         self.set("bad_signatures", json!(s.bad_signatures));
         self.set("refused_503", json!(s.refused));
-        let parked = metric("webhook_worker_deliveries_total{outcome=\"parked\"}");
+        let parked = metric(
+            &metrics,
+            "webhook_worker_deliveries_total{outcome=\"parked\"}",
+        );
         self.set("parked", json!(parked));
+    }
+
+    /// Rows the delivery log wrote, and those it dropped because its writer fell behind.
+    pub fn delivery_log(&mut self, metrics: &str) {
+        let rows = metric(metrics, "webhook_worker_delivery_log_rows_total");
+        self.set("delivery_log_rows", json!(rows));
+        let dropped = metric(metrics, "webhook_worker_delivery_log_dropped_total");
+        self.set("delivery_log_dropped", json!(dropped));
     }
 
     pub fn print(&self, as_json: bool) {
@@ -109,4 +115,12 @@ impl Report {
             println!("| {key} | {value} |");
         }
     }
+}
+
+/// A sample's value in Prometheus text (0 when absent).
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
