@@ -112,29 +112,52 @@ async fn fast_and_slow_round(worker: &TestWorker, fast: &PacedReceiver) -> Durat
 
 #[tokio::test]
 async fn a_hanging_endpoint_beside_a_healthy_one_costs_it_at_most_20_percent() {
+    const PAIRS: usize = 4;
     let worker = TestWorker::start(
         "[amqp]\nprefetch = 256\n[delivery]\ntimeout = \"30s\"\nretry_schedule = [\"5s\", \"10s\"]",
     )
     .await;
     let fast = PacedReceiver::start(Behaviour::default()).await;
     subscribe(&worker, &fast, "fast").await;
-    // Once to warm up (connections, the limit), then the faster of two rounds without and two
-    // with the hanging endpoint (one round is noisy on a shared machine); its "slow" events are
-    // published either way (acked at once while nobody subscribes to them).
-    fast_and_slow_round(&worker, &fast).await;
-    let alone = fast_and_slow_round(&worker, &fast)
-        .await
-        .min(fast_and_slow_round(&worker, &fast).await);
     let hanging = PacedReceiver::hanging().await;
-    subscribe(&worker, &hanging, "slow").await;
-    let beside = fast_and_slow_round(&worker, &fast)
-        .await
-        .min(fast_and_slow_round(&worker, &fast).await);
+    let hanging_hook = worker
+        .add_webhook(
+            "acct",
+            json!({"url": hanging.url(), "enabled_events": ["slow"]}),
+        )
+        .await;
+    // The hanging endpoint's webhook on or off between rounds (its "slow" events are published
+    // either way, and acked at once while nobody takes them).
+    let hanging_subscribed = |on: bool| {
+        let mut webhook = hanging_hook.clone();
+        webhook.disabled_at = (!on).then(|| chrono::Utc::now() - chrono::TimeDelta::seconds(1));
+        worker.app().registry().upsert(webhook);
+    };
+    // One round each way to warm up (connections, the limits, the hanging endpoint's first
+    // requests and its stall), then rounds alone and beside it in turn, so that a change in the
+    // machine's load meets both alike; the fastest of each (one round is noisy on a shared
+    // machine: ±30 % seen).
+    hanging_subscribed(false);
+    fast_and_slow_round(&worker, &fast).await;
+    hanging_subscribed(true);
+    fast_and_slow_round(&worker, &fast).await;
+    let (mut alone, mut beside) = (Vec::new(), Vec::new());
+    for _ in 0..PAIRS {
+        hanging_subscribed(false);
+        alone.push(fast_and_slow_round(&worker, &fast).await);
+        hanging_subscribed(true);
+        beside.push(fast_and_slow_round(&worker, &fast).await);
+    }
+    let (best_alone, best_beside) = (
+        alone.iter().min().copied().unwrap_or_default(),
+        beside.iter().min().copied().unwrap_or_default(),
+    );
     let initial = worker.config.delivery.concurrency_initial as usize;
     println!(
-        "2,000 events: {alone:?} alone, {beside:?} beside a hanging endpoint ({:+.0} %); \
-         it held {} at once; parked {}",
-        (beside.as_secs_f64() / alone.as_secs_f64() - 1.0) * 100.0,
+        "2,000 events: {best_alone:?} alone, {best_beside:?} beside a hanging endpoint ({:+.0} %), \
+         the fastest of {PAIRS} rounds each (alone {alone:?}, beside {beside:?}); it held {} at \
+         once; parked {}",
+        (best_beside.as_secs_f64() / best_alone.as_secs_f64() - 1.0) * 100.0,
         hanging.max_in_flight(),
         worker.metric(PARKED)
     );
@@ -145,8 +168,8 @@ async fn a_hanging_endpoint_beside_a_healthy_one_costs_it_at_most_20_percent() {
     );
     assert!(worker.metric(PARKED) > 0, "its deliveries were parked");
     assert!(
-        beside.as_secs_f64() <= alone.as_secs_f64() * 1.2,
-        "{beside:?} beside a hanging endpoint, {alone:?} alone"
+        best_beside.as_secs_f64() <= best_alone.as_secs_f64() * 1.2,
+        "{best_beside:?} beside a hanging endpoint, {best_alone:?} alone"
     );
     worker.stop().await;
 }
