@@ -2,7 +2,8 @@
 # The test suite. Needs RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) running;
 # .ci/run starts them when they are not.
 #
-# 1. everything but the tests that stop a shared service, in parallel;
+# 1. everything but the tests that stop a shared service, in parallel (the fault suite's other
+#    scenarios after the rest, with their output shown);
 # 2. the timed endpoint-health tests, alone: they measure throughput;
 # 3. alone, last, one at a time: the tests that restart RabbitMQ, alarm it, and restart
 #    PostgreSQL (tests/shared_services/).
@@ -12,6 +13,8 @@ cd "$(dirname "$0")/.."
 if [ -x tests/oidc/setup.sh ]; then
   tests/oidc/setup.sh
 fi
-cargo test --lib --bins --test it
+cargo test --lib --bins --test it -- --skip faults::
+# The fault suite on its own, so that its "fault suite: …" lines (duplicates included) are shown.
+cargo test --test it faults:: -- --nocapture
 cargo test --test throughput -- --test-threads=1
-cargo test --test shared_services -- --test-threads=1
+cargo test --test shared_services -- --test-threads=1 --nocapture
