@@ -6,10 +6,8 @@ use std::{process::Command, time::Duration};
 
 use crate::{
     harness::TestWorker,
-    scenario::{assert_settled, hook, slow_receiver, Stream},
+    scenario::{assert_settled, hook, paced_config, slow_receiver, Stream, PREFETCH},
 };
-
-const PREFETCH: usize = 64;
 
 /// Starts the broker's application again when dropped, whatever happened.
 struct BrokerRestartGuard;
@@ -36,10 +34,7 @@ impl Drop for BrokerRestartGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_rabbitmq_with_10000_events_in_flight_loses_none_and_readiness_follows() {
-    let worker = TestWorker::start(&format!(
-        "[amqp]\nprefetch = {PREFETCH}\nreconnect_max_backoff = \"1s\""
-    ))
-    .await;
+    let worker = TestWorker::start(&paced_config("reconnect_max_backoff = \"1s\"")).await;
     let receiver = slow_receiver().await;
     worker.add_webhook("acct", hook(&receiver)).await;
     let stream = Stream::publish(&worker, &receiver).await;

@@ -8,7 +8,7 @@ use std::{process::Command, time::Duration};
 use crate::{
     harness::TestWorker,
     helpers::{Backend, TestDb},
-    scenario::{assert_settled, hook, slow_receiver, Stream},
+    scenario::{assert_settled, hook, paced_config, slow_receiver, Stream},
 };
 
 const OUTAGE: Duration = Duration::from_secs(10);
@@ -84,7 +84,11 @@ async fn wait_for_readyz(worker: &TestWorker, status: u16, limit: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_postgresql_under_a_replica_with_10000_events_in_flight_loses_none() {
     let db = TestDb::new(Backend::Postgres).await;
-    let worker = TestWorker::start(&format!("[database]\nurl = \"{}\"", db.url())).await;
+    let worker = TestWorker::start(&paced_config(&format!(
+        "[database]\nurl = \"{}\"",
+        db.url()
+    )))
+    .await;
     let receiver = slow_receiver().await;
     worker.add_webhook("acct", hook(&receiver)).await;
     wait_for_readyz(&worker, 200, Duration::from_secs(30)).await;

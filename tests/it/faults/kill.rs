@@ -3,15 +3,17 @@
 
 use std::time::Duration;
 
-use super::scenario::{assert_settled, hook, Stream};
+use super::scenario::{assert_settled, hook, slow_receiver, Stream, PREFETCH};
 use crate::{
     harness::{random_key, unique_prefix, TestWorker},
-    health::receiver::{Behaviour, PacedReceiver},
-    process::{seed_webhooks, WorkerCommand},
+    process::{seed_webhooks, WorkerCommand, WorkerProcess},
 };
 
-/// The worker's default prefetch, per consumed queue.
-const PREFETCH: usize = 256;
+fn worker(prefix: &str, database_url: &str, key: &str) -> WorkerProcess {
+    WorkerCommand::new(prefix, database_url, key)
+        .env("AMQP__PREFETCH", PREFETCH.to_string())
+        .spawn()
+}
 
 #[tokio::test]
 async fn a_worker_killed_with_10000_events_in_flight_loses_none_once_started_again() {
@@ -19,19 +21,19 @@ async fn a_worker_killed_with_10000_events_in_flight_loses_none_once_started_aga
     let database_url = format!("sqlite://{}/kill.db", dir.path().display());
     let key = random_key();
     let prefix = unique_prefix();
-    let receiver = PacedReceiver::start(Behaviour::default()).await;
+    let receiver = slow_receiver().await;
     seed_webhooks(&database_url, &key, "acct", &[hook(&receiver)]).await;
     // The whole backlog is queued before the worker starts, so the kill lands mid-stream.
     let broker = TestWorker::publisher_for(&prefix).await;
     let stream = Stream::publish(&broker, &receiver).await;
 
-    let mut first = WorkerCommand::new(&prefix, &database_url, &key).spawn();
+    let mut first = worker(&prefix, &database_url, &key);
     stream.until_a_fifth_delivered().await;
     first.kill().await;
     let before = stream.tally();
     assert!(!before.all_delivered(), "the kill came mid-stream");
 
-    let mut second = WorkerCommand::new(&prefix, &database_url, &key).spawn();
+    let mut second = worker(&prefix, &database_url, &key);
     let after = stream.until_all_delivered().await;
     assert_settled(&broker, Duration::from_secs(30)).await;
     assert!(second.is_running(), "the second worker still runs");

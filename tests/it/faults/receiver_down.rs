@@ -3,18 +3,18 @@
 
 use std::time::Duration;
 
-use super::scenario::{assert_settled, hook, Stream};
-use crate::{
-    harness::TestWorker,
-    health::receiver::{Behaviour, PacedReceiver},
-};
+use super::scenario::{assert_settled, hook, paced_config, slow_receiver, Stream};
+use crate::harness::TestWorker;
 
 #[tokio::test]
 async fn an_endpoint_failing_for_30_s_gets_all_10000_events_once_it_recovers() {
     // Attempts at 0, 10 s and 40 s: an event whose first two attempts fall in the 30 s of
     // failure is delivered by the third.
-    let worker = TestWorker::start("[delivery]\nretry_schedule = [\"10s\", \"30s\", \"1m\"]").await;
-    let receiver = PacedReceiver::start(Behaviour::default()).await;
+    let worker = TestWorker::start(&paced_config(
+        "[delivery]\nretry_schedule = [\"10s\", \"30s\", \"1m\"]",
+    ))
+    .await;
+    let receiver = slow_receiver().await;
     worker.add_webhook("acct", hook(&receiver)).await;
     let stream = Stream::publish(&worker, &receiver).await;
     stream.until_a_fifth_delivered().await;

@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use super::scenario::{assert_settled, hook, slow_receiver, Stream};
+use super::scenario::{assert_settled, hook, slow_receiver, Stream, PREFETCH};
 use crate::{
     harness::{random_key, unique_prefix, TestWorker},
     helpers::{Backend, TestDb},
     process::{seed_webhooks, WorkerCommand, WorkerProcess},
 };
 
-const PREFETCH: usize = 64;
 const DELIVERED: &str = "deliveries_total{outcome=\"delivered\"}";
 
 fn replica(prefix: &str, database_url: &str, key: &str) -> WorkerProcess {

@@ -21,9 +21,18 @@ pub fn hook(receiver: &PacedReceiver) -> Value {
     json!({"url": receiver.url(), "enabled_events": ["*"], "secret": "s"})
 }
 
-/// A receiver that takes 100 ms an answer: with a prefetch of 64 in flight the stream lasts
-/// long enough (about 640 events a second) for a fault to land in the middle of it, and the
-/// endpoint stays healthy throughout, so what the scenario sees is its fault alone.
+/// The prefetch the paced scenarios give the worker, per consumed queue.
+pub const PREFETCH: usize = 64;
+
+/// The worker's settings for a paced scenario, before `extra`.
+pub fn paced_config(extra: &str) -> String {
+    format!("[amqp]\nprefetch = {PREFETCH}\n{extra}")
+}
+
+/// A receiver that takes 100 ms an answer: with [`PREFETCH`] in flight the stream lasts about
+/// 16 s (640 events a second), so a fault that comes after a fifth of the events lands in the
+/// middle of it however fast the worker is, and the endpoint stays healthy throughout, so what
+/// the scenario sees is its fault alone.
 pub async fn slow_receiver() -> PacedReceiver {
     PacedReceiver::start(Behaviour {
         latency: Duration::from_millis(100),

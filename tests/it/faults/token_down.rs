@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::scenario::{assert_settled, Stream};
+use super::scenario::{assert_settled, paced_config, slow_receiver, Stream};
 use crate::{
     harness::TestWorker,
-    health::receiver::{Behaviour, PacedReceiver},
     oidc::{POST_CLIENT, POST_SECRET},
     oidc_provider::OidcProvider,
 };
@@ -26,8 +25,11 @@ fn client() -> Vec<serde_json::Value> {
 async fn a_token_endpoint_down_for_30_s_delays_deliveries_and_loses_none_of_10000() {
     let provider = OidcProvider::start_on(client(), 0).await;
     let port = provider.port;
-    let worker = TestWorker::start("[delivery]\nretry_schedule = [\"10s\", \"30s\", \"1m\"]").await;
-    let receiver = PacedReceiver::start(Behaviour::default()).await;
+    let worker = TestWorker::start(&paced_config(
+        "[delivery]\nretry_schedule = [\"10s\", \"30s\", \"1m\"]",
+    ))
+    .await;
+    let receiver = slow_receiver().await;
     // A one-second token is cached for half a second: the outage is felt at once.
     worker
         .add_webhook(
