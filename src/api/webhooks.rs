@@ -38,13 +38,23 @@ fn now() -> chrono::DateTime<Utc> {
 }
 
 /// Secrets are encrypted at rest; without a key the store cannot take them, which is the
-/// operator's doing, so the answer names the setting.
-fn secrets_storable(state: &ApiState, patch: &WebhookPatch) -> Vec<ErrorEntry> {
+/// operator's doing, so the answer names the setting. The same holds for the account's signing
+/// key that `private_key_jwt` needs (unless `oidc.signing_keys` serve the account): refused
+/// here rather than dead-lettered as `token: no_signing_key` at every delivery.
+fn secrets_storable(state: &ApiState, account: &str, patch: &WebhookPatch) -> Vec<ErrorEntry> {
     if state.registry.store().can_store_secrets() {
         return Vec::new();
     }
     let message = "cannot be stored: database.encryption_key is not configured on this server";
     let mut errors = Vec::new();
+    let wants_jwt = matches!(&patch.oidc_auth_method, Some(Some(m)) if m == "private_key_jwt");
+    if wants_jwt && !state.keys.has_file_keys(account) {
+        errors.push(ErrorEntry::field(
+            "oidc_auth_method",
+            "private_key_jwt needs the account's signing key, which cannot be stored: \
+             database.encryption_key is not configured on this server",
+        ));
+    }
     if matches!(patch.secret, Some(Some(_))) {
         errors.push(ErrorEntry::field("secret", message));
     }
@@ -95,7 +105,7 @@ pub async fn create(
     Extension(Account(account)): Extension<Account>,
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> Result<Response, ApiError> {
-    let unstorable = secrets_storable(&state, &patch);
+    let unstorable = secrets_storable(&state, &account, &patch);
     let now = now();
     let id = Uuid::new_v4();
     let draft = Draft::default().apply(patch);
@@ -181,7 +191,7 @@ pub async fn update(
         .get(&account, id)
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
-    let mut problems = secrets_storable(&state, &patch);
+    let mut problems = secrets_storable(&state, &account, &patch);
     let secret_sent = matches!(patch.oidc_client_secret, Some(Some(_)));
     let draft = Draft::of(&existing).apply(patch);
     if let Some(problem) = client_secret_rebinding(&existing, &draft, secret_sent) {

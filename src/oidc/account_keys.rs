@@ -255,6 +255,11 @@ impl AccountKeys {
         })
     }
 
+    /// Whether `oidc.signing_keys` (files, not the database) hold `account`'s keys.
+    pub fn has_file_keys(&self, account: &str) -> bool {
+        self.file_keys(account).is_some()
+    }
+
     fn file_keys(&self, account: &str) -> Option<Arc<SigningKeys>> {
         self.files
             .as_ref()

@@ -335,6 +335,21 @@ async fn secrets_are_refused_naming_the_setting_when_no_encryption_key_is_config
         .expect(422);
     assert_eq!(reply.error_fields(), ["oidc_client_secret"]);
 
+    // private_key_jwt needs a signing key kept encrypted: refused now, not at every delivery.
+    let jwt = with(json!({
+        "oidc_auth_method": "private_key_jwt",
+        "oidc_client_id": "c",
+        "oidc_token_endpoint": "https://login.example.com/token",
+        "oidc_access_token_ttl_seconds": 60,
+    }));
+    let reply = app
+        .post("/v1/webhooks", &app.token_a, &jwt)
+        .await
+        .expect(422);
+    assert_eq!(reply.error_fields(), ["oidc_auth_method"]);
+    let message = reply.json["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("database.encryption_key"), "{message}");
+
     // Without secrets everything works, and a secret cannot be added later either.
     let id = app.create(&app.token_a, &minimal()).await;
     let path = format!("/v1/webhooks/{id}");
