@@ -202,6 +202,9 @@ async fn redrive_sends_a_webhooks_500_dead_letters_once_more_and_leaves_the_othe
         "each once"
     );
     assert!(redriven.iter().all(|id| ids.contains(id)));
+    // Nothing comes a second time: a copy would have been published beside the first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(a.received().len(), before + 500, "no letter redriven twice");
     // B's dead letters stay where they were.
     worker.wait_for_ready(&dead, 500, WAIT).await;
     let other = reqwest::Client::new()

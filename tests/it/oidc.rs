@@ -205,11 +205,17 @@ async fn concurrent_calls_make_one_request(method: OidcAuthMethod) {
     let first = results[0].clone().expect("a token");
     assert!(results.iter().all(|r| r.as_ref() == Ok(&first)));
     assert_eq!(provider.token_requests(&settings.client_id).await, 1);
+    // One call more, after the token is cached: a hit.
+    assert_eq!(tokens.token(&settings).await.as_ref(), Ok(&first));
     let text = metrics.render();
-    assert!(
-        text.contains(r#"webhook_worker_token_requests_total{outcome="issued"} 1"#),
-        "{text}"
-    );
+    for line in [
+        r#"webhook_worker_token_requests_total{outcome="issued"} 1"#,
+        r#"webhook_worker_token_cache_total{outcome="miss"} 200"#,
+        r#"webhook_worker_token_cache_total{outcome="hit"} 1"#,
+        "webhook_worker_token_request_duration_seconds_count 1",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
 }
 
 #[tokio::test]

@@ -128,6 +128,13 @@ async fn a_key_rotation_with_deliveries_flowing_loses_no_delivery() {
     while started.elapsed() < Duration::from_secs(14) {
         if rotation.is_none() && started.elapsed() > Duration::from_secs(2) {
             rotation = Some(keys.rotate("acct").await.expect("rotated"));
+            // Stored and published at once, but the old key still signs until the delay ends.
+            let stored = keys.current("acct").await.expect("the account's keys");
+            assert_eq!(stored.keys.len(), 2, "the new key is stored beside the old");
+            let signing = stored
+                .signing_at(chrono::Utc::now())
+                .expect("a signing key");
+            assert_eq!(signing.kid(), old_kid, "the new key does not sign at once");
             // The provider picks up the published key before it signs (here, at once).
             provider.refresh_jwks(CLIENT).await;
         }
@@ -139,6 +146,15 @@ async fn a_key_rotation_with_deliveries_flowing_loses_no_delivery() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rotation = rotation.expect("the rotation happened");
+    let stored = keys.current("acct").await.expect("the account's keys");
+    let signing = stored
+        .signing_at(chrono::Utc::now())
+        .expect("a signing key");
+    assert_eq!(
+        signing.kid(),
+        rotation.kid,
+        "after its delay the new key signs"
+    );
     let ids: HashSet<String> = ids.into_iter().collect();
     assert!(
         ids.len() > 150,

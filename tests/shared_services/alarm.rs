@@ -1,6 +1,7 @@
-//! A memory alarm under a running worker: RabbitMQ blocks the connections that publish. The
-//! worker's readiness turns 503 while blocked, SIGTERM still ends it within the grace period,
-//! and once the alarm clears every event published before it is delivered or dead-lettered.
+//! A memory alarm: RabbitMQ blocks the connections that publish. A worker started under it is
+//! not ready and SIGTERM still ends it within the grace period; a worker already running when
+//! it comes turns not ready, and ready again by itself once it clears; either way every event
+//! published before it is delivered or dead-lettered.
 
 use std::{collections::HashSet, process::Command, time::Duration};
 
@@ -9,6 +10,7 @@ use serde_json::json;
 
 use crate::{
     harness::{event, random_key, unique_prefix, TestWorker},
+    health::receiver::{Behaviour, PacedReceiver},
     process::{free_port, seed_webhooks, WorkerCommand, WorkerProcess},
     receiver::TestReceiver,
 };
@@ -63,6 +65,19 @@ fn spawn_worker(prefix: &str, database_url: &str, key: &str, port: u16) -> Worke
         .spawn()
 }
 
+/// Waits until `/readyz` names the broker `state` (`"blocked"`, `"ok"`); panics after 30 s.
+async fn wait_for_broker_check(worker: &WorkerProcess, state: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while worker.readiness_checks().await["broker"] != state {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said the broker is {state}: {}",
+            worker.readiness_checks().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost() {
     const EVENTS: usize = 20;
@@ -92,15 +107,7 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
         receiver.wait_for(1, Duration::from_secs(30)).await;
         first.wait_for_readyz(503, Duration::from_secs(30)).await;
         // Not ready because the broker blocks it, said as such, and in the metric.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while first.readiness_checks().await["broker"] != "blocked" {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "/readyz never said the broker blocks: {}",
-                first.readiness_checks().await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_broker_check(&first, "blocked").await;
         assert_eq!(first.metric("amqp_blocked").await, 1);
         let pid = first.child.id().expect("running").to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -149,5 +156,79 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     second.kill().await;
+    broker.delete_topology().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_under_a_running_worker_makes_it_not_ready_until_it_clears_and_loses_nothing() {
+    const EVENTS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/alarm-running.db", dir.path().display());
+    let key = random_key();
+    let prefix = unique_prefix();
+    // Each first attempt takes 2 s and fails: the retries it needs are published while the
+    // alarm holds, so the worker's publishing connection is blocked under it.
+    let receiver = PacedReceiver::start(Behaviour {
+        latency: Duration::from_secs(2),
+        status: 503,
+        ..Behaviour::default()
+    })
+    .await;
+    let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
+    seed_webhooks(&database_url, &key, "acct", &[hook]).await;
+    let broker = TestWorker::publisher_for(&prefix).await;
+    // Retries 5 s apart, four of them: a first attempt failed before the alarm came is still
+    // owed a retry after it clears.
+    let mut worker = WorkerCommand::new(&prefix, &database_url, &key)
+        .env("AMQP__CONFIRM_TIMEOUT", "1s")
+        .env("DELIVERY__TIMEOUT", "3s")
+        .env(
+            "DELIVERY__RETRY_SCHEDULE",
+            "[\"5s\", \"5s\", \"5s\", \"5s\"]",
+        )
+        .show_stderr()
+        .spawn();
+    worker.wait_for_readyz(200, Duration::from_secs(30)).await;
+    let types = vec!["business.updated"; EVENTS];
+    let ids: HashSet<String> = broker
+        .publish_burst("acct", &types)
+        .await
+        .into_iter()
+        .collect();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while receiver.arrivals().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let _alarm = MemoryAlarmGuard::raise();
+        worker.wait_for_readyz(503, Duration::from_secs(30)).await;
+        wait_for_broker_check(&worker, "blocked").await;
+        assert_eq!(worker.metric("amqp_blocked").await, 1);
+        receiver.change(|b| {
+            b.status = 200;
+            b.latency = Duration::ZERO;
+        });
+    } // the guard restores the watermark: the alarm clears
+
+    worker.wait_for_readyz(200, Duration::from_secs(30)).await;
+    wait_for_broker_check(&worker, "ok").await;
+    assert_eq!(worker.metric("amqp_blocked").await, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let delivered = receiver.delivered();
+        if delivered.is_superset(&ids) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {EVENTS} events delivered after the alarm cleared",
+            delivered.intersection(&ids).count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(worker.is_running(), "the same worker delivered them");
+    worker.kill().await;
     broker.delete_topology().await;
 }
