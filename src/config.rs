@@ -54,6 +54,10 @@ pub struct AmqpConfig {
 pub struct DatabaseConfig {
     pub url: Secret,
     pub encryption_key: Secret,
+    /// Other keys stored secrets may be encrypted with (a rotation's old key, or its new one
+    /// before every replica has it): tried after `encryption_key` when reading, never used to
+    /// encrypt; at start what one of them opened is encrypted again with `encryption_key`.
+    pub decryption_keys: Vec<Secret>,
     pub max_connections: u32,
 }
 
@@ -345,6 +349,9 @@ impl Config {
         if let Err(message) = self.encryption_key() {
             return Err(("database.encryption_key", message));
         }
+        if let Err(message) = self.decryption_keys() {
+            return Err(("database.decryption_keys", message));
+        }
         for token in &self.api.tokens {
             if token.account_id.is_empty() {
                 return Err(("api.tokens", "account_id must not be empty".into()));
@@ -527,13 +534,36 @@ impl Config {
         if text.is_empty() {
             return Ok(None);
         }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| "must be base64 (of 32 random bytes)".to_string())?;
-        <[u8; 32]>::try_from(bytes.as_slice())
-            .map(Some)
-            .map_err(|_| format!("must decode to 32 bytes, not {}", bytes.len()))
+        decode_key(text).map(Some).map_err(|e| format!("must {e}"))
     }
+
+    /// The keys of `database.decryption_keys`, in order; refused when there are some but no
+    /// `database.encryption_key` to encrypt again with.
+    pub fn decryption_keys(&self) -> Result<Vec<[u8; 32]>, String> {
+        let keys = &self.database.decryption_keys;
+        if !keys.is_empty() && self.database.encryption_key.expose().trim().is_empty() {
+            return Err(
+                "needs database.encryption_key: secrets read with them are encrypted \
+                        again with it"
+                    .into(),
+            );
+        }
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| {
+                decode_key(key.expose().trim()).map_err(|e| format!("entry {}: must {e}", i + 1))
+            })
+            .collect()
+    }
+}
+
+/// base64 of 32 bytes; the error completes "must …" and never repeats the value.
+fn decode_key(text: &str) -> Result<[u8; 32], String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| "be base64 (of 32 random bytes)".to_string())?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("decode to 32 bytes, not {}", bytes.len()))
 }
 
 /// A figment error as "key `amqp.prefetch` (from WEBHOOK_WORKER__AMQP__PREFETCH): ...".

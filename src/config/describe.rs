@@ -44,9 +44,11 @@ pub fn describe(error: figment::Error) -> String {
     let key = error.path.join(".").to_lowercase();
     let source = source_name(error.metadata.as_ref(), &error.path);
     // The value itself is shown only where it cannot be a credential.
-    let secret = ["url", "encryption_key", "token_sha256"]
-        .iter()
-        .any(|suffix| key.ends_with(suffix));
+    let secret = key.split('.').any(|part| {
+        ["url", "encryption_key", "decryption_keys", "token_sha256"]
+            .iter()
+            .any(|name| part.ends_with(name))
+    });
     let message = match &error.kind {
         Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) if secret => {
             format!("must be {} (the value is not shown)", wanted(expected))

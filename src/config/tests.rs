@@ -126,6 +126,37 @@ fn a_bad_value_names_the_key() {
 }
 
 #[test]
+fn decryption_keys_are_checked_by_entry_and_need_an_encryption_key() {
+    let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let config = Config::from_toml(&format!(
+        "[database]\nencryption_key = \"{key}\"\ndecryption_keys = [\"{key}\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(config.decryption_keys().unwrap(), vec![[1u8; 32]]);
+    let err = Config::from_toml(&format!(
+        "[database]\nencryption_key = \"{key}\"\ndecryption_keys = [\"{key}\", \"c2hvcnQ=\"]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("database.decryption_keys"), "{err}");
+    assert!(
+        err.contains("entry 2") && err.contains("32 bytes, not 5"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("c2hvcnQ="),
+        "the value is not repeated: {err}"
+    );
+    let err = Config::from_toml(&format!("[database]\ndecryption_keys = [\"{key}\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("database.decryption_keys") && err.contains("database.encryption_key"),
+        "{err}"
+    );
+}
+
+#[test]
 #[allow(clippy::result_large_err)] // figment::Jail's signature
 fn environment_overrides_name_the_variable_on_error() {
     figment::Jail::expect_with(|jail| {

@@ -7,6 +7,10 @@
 //! not decrypt. Stored values are `v2:` + base64(nonce || ciphertext). The `v1:` values of
 //! earlier versions (bound to the row and column only) are read by [`Cipher::decrypt_legacy`],
 //! only to re-encrypt them as `v2:` at start.
+//!
+//! Reading tries `database.encryption_key` first, then each of `database.decryption_keys`
+//! (a rotation's other key); [`Cipher::open_noting`] says when another key opened a value, so
+//! the store can encrypt it again with the current one.
 
 use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
@@ -24,6 +28,14 @@ const LEGACY_VERSION: &str = "v1:";
 #[derive(Clone)]
 pub struct Cipher {
     aead: Aes256Gcm,
+    /// Keys that only read (`database.decryption_keys`), tried in order after `aead`.
+    others: Vec<Aes256Gcm>,
+}
+
+/// A value read, and whether it must be encrypted again (another key or format opened it).
+pub struct Opened {
+    pub secret: Secret,
+    pub stale: bool,
 }
 
 impl std::fmt::Debug for Cipher {
@@ -38,8 +50,17 @@ pub struct DecryptError;
 
 impl Cipher {
     pub fn new(key: [u8; 32]) -> Self {
+        Self::with_decryption_keys(key, &[])
+    }
+
+    /// Encrypts with `key`; reads with it, then with each of `others`.
+    pub fn with_decryption_keys(key: [u8; 32], others: &[[u8; 32]]) -> Self {
         Self {
             aead: Aes256Gcm::new(&key.into()),
+            others: others
+                .iter()
+                .map(|k| Aes256Gcm::new(&(*k).into()))
+                .collect(),
         }
     }
 
@@ -62,6 +83,24 @@ impl Cipher {
 
     pub fn decrypt(&self, stored: &str, context: &str) -> Result<Secret, DecryptError> {
         self.open(stored, VERSION, context)
+            .map(|opened| opened.secret)
+    }
+
+    /// A value in either format (`legacy_context` for `v1:`), noting whether it is stale.
+    pub fn open_noting(
+        &self,
+        stored: &str,
+        context: &str,
+        legacy_context: &str,
+    ) -> Result<Opened, DecryptError> {
+        if Self::is_legacy(stored) {
+            let opened = self.open(stored, LEGACY_VERSION, legacy_context)?;
+            return Ok(Opened {
+                stale: true,
+                ..opened
+            });
+        }
+        self.open(stored, VERSION, context)
     }
 
     /// Whether `stored` is in the earlier versions' format, to be upgraded.
@@ -72,32 +111,63 @@ impl Cipher {
     /// Reads a `v1:` value with its earlier context (`<webhook id>/<column>`).
     pub fn decrypt_legacy(&self, stored: &str, context: &str) -> Result<Secret, DecryptError> {
         self.open(stored, LEGACY_VERSION, context)
+            .map(|opened| opened.secret)
     }
 
-    fn open(&self, stored: &str, version: &str, context: &str) -> Result<Secret, DecryptError> {
+    fn open(&self, stored: &str, version: &str, context: &str) -> Result<Opened, DecryptError> {
         let blob = stored
             .strip_prefix(version)
             .and_then(|b| STANDARD.decode(b).ok())
             .filter(|b| b.len() > 12)
             .ok_or(DecryptError)?;
         let (nonce, ciphertext) = blob.split_at(12);
-        let payload = Payload {
+        let payload = || Payload {
             msg: ciphertext,
             aad: context.as_bytes(),
         };
-        let plain = self
-            .aead
-            .decrypt(Nonce::from_slice(nonce), payload)
-            .map_err(|_| DecryptError)?;
-        String::from_utf8(plain)
+        let nonce = Nonce::from_slice(nonce);
+        let (plain, stale) = match self.aead.decrypt(nonce, payload()) {
+            Ok(plain) => (plain, false),
+            Err(_) => {
+                let plain = self
+                    .others
+                    .iter()
+                    .find_map(|other| other.decrypt(nonce, payload()).ok())
+                    .ok_or(DecryptError)?;
+                (plain, true)
+            }
+        };
+        let secret = String::from_utf8(plain)
             .map(Secret::new)
-            .map_err(|_| DecryptError)
+            .map_err(|_| DecryptError)?;
+        Ok(Opened { secret, stale })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decryption_key_reads_what_it_encrypted_and_says_it_is_stale() {
+        let (old, new) = ([1; 32], [2; 32]);
+        let stored = Cipher::new(old).encrypt(&Secret::new("whsec_rotated"), "ctx");
+        let rotating = Cipher::with_decryption_keys(new, &[[3; 32], old]);
+        let opened = rotating.open_noting(&stored, "ctx", "").unwrap();
+        assert_eq!(opened.secret.expose(), "whsec_rotated");
+        assert!(opened.stale, "opened by another key");
+        let again = rotating.encrypt(&opened.secret, "ctx");
+        assert!(!rotating.open_noting(&again, "ctx", "").unwrap().stale);
+        assert!(Cipher::new(new).decrypt(&again, "ctx").is_ok());
+        assert!(
+            Cipher::new(new).decrypt(&stored, "ctx").is_err(),
+            "not without it"
+        );
+        assert!(
+            rotating.open_noting(&stored, "other", "").is_err(),
+            "context still binds"
+        );
+    }
 
     #[test]
     fn round_trips_and_hides_the_plain_text() {

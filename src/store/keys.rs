@@ -193,6 +193,40 @@ impl Store {
         Ok(cipher.encrypt(&key.private_pem, &key_context(account, &key.kid)))
     }
 
+    /// Encrypts again with `database.encryption_key` every signing key that one of
+    /// `database.decryption_keys` opened (a rotation of the encryption key); how many.
+    pub(super) async fn reencrypt_stale_signing_keys(&self) -> Result<usize, StoreError> {
+        let Some(cipher) = self.cipher.as_ref() else {
+            return Ok(0);
+        };
+        let rows = sqlx::query("SELECT kid, account_id, private_key_enc FROM account_signing_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut reencrypted = 0;
+        for row in &rows {
+            let kid: String = row.try_get("kid")?;
+            let account: String = row.try_get("account_id")?;
+            let stored: String = row.try_get("private_key_enc")?;
+            let context = key_context(&account, &kid);
+            let opened = cipher.open_noting(&stored, &context, &context)?;
+            if !opened.stale {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE account_signing_keys SET private_key_enc = $3 \
+                 WHERE kid = $1 AND account_id = $2 AND private_key_enc = $4",
+            )
+            .bind(kid)
+            .bind(account)
+            .bind(cipher.encrypt(&opened.secret, &context))
+            .bind(stored)
+            .execute(&self.pool)
+            .await?;
+            reencrypted += 1;
+        }
+        Ok(reencrypted)
+    }
+
     /// Start-up check when no webhook holds a secret: a stored signing key must decrypt.
     pub(super) async fn check_key_of_signing_keys(&self) -> Result<(), StoreError> {
         let row = sqlx::query(

@@ -66,10 +66,11 @@ impl Store {
     pub async fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
         use anyhow::Context;
         let key = config.encryption_key().map_err(anyhow::Error::msg)?;
-        Store::connect(
+        let others = config.decryption_keys().map_err(anyhow::Error::msg)?;
+        Store::connect_with(
             config.database.url.expose(),
             config.database.max_connections,
-            key,
+            key.map(|key| Cipher::with_decryption_keys(key, &others)),
         )
         .await
         .context("cannot open the database (database.url)")
@@ -80,6 +81,16 @@ impl Store {
         url: &str,
         max_connections: u32,
         key: Option<[u8; 32]>,
+    ) -> Result<Self, StoreError> {
+        Self::connect_with(url, max_connections, key.map(Cipher::new)).await
+    }
+
+    /// [`Store::connect`] with a cipher that may also read with other keys; what they open is
+    /// encrypted again with the cipher's own key before this returns.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        cipher: Option<Cipher>,
     ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let url = prepare_sqlite(url)?;
@@ -100,11 +111,11 @@ impl Store {
             .then(|| Secret::new(url.as_str()));
         let store = Store {
             pool,
-            cipher: key.map(Cipher::new),
+            cipher,
             postgres_url,
         };
         store.check_key().await?;
-        store.upgrade_legacy_secrets().await?;
+        store.reencrypt_stale_secrets().await?;
         Ok(store)
     }
 
@@ -126,7 +137,8 @@ impl Store {
         Ok(())
     }
 
-    /// Both secret columns of a row, in either format: `(secret, client secret, legacy)`.
+    /// Both secret columns of a row, in either format: `(secret, client secret, stale)`, stale
+    /// when a value is in the earlier format or was opened by one of `database.decryption_keys`.
     #[allow(clippy::type_complexity)]
     fn read_secret_columns(
         &self,
@@ -136,51 +148,56 @@ impl Store {
         let id: String = row.try_get("id")?;
         let account: String = row.try_get("account_id")?;
         let endpoint: Option<String> = row.try_get("oidc_token_endpoint")?;
-        let mut legacy = false;
+        let mut stale = false;
         let mut read = |column: &str, origin: &str| -> Result<Option<Secret>, StoreError> {
             let Some(stored) = row.try_get::<Option<String>, _>(column)? else {
                 return Ok(None);
             };
-            if Cipher::is_legacy(&stored) {
-                legacy = true;
-                return Ok(Some(
-                    cipher.decrypt_legacy(&stored, &format!("{id}/{column}"))?,
-                ));
-            }
-            Ok(Some(cipher.decrypt(
+            let opened = cipher.open_noting(
                 &stored,
                 &webhook_context(&account, &id, column, origin),
-            )?))
+                &format!("{id}/{column}"),
+            )?;
+            stale |= opened.stale;
+            Ok(Some(opened.secret))
         };
         let secret = read("secret_enc", "")?;
         let client_secret = read(
             "oidc_client_secret_enc",
             &origin_of(endpoint.as_deref().unwrap_or_default()),
         )?;
-        Ok((secret, client_secret, legacy))
+        Ok((secret, client_secret, stale))
     }
 
-    /// Re-encrypts secrets stored by earlier versions (bound to the row only) so that they are
-    /// bound to their account and token endpoint too; after this, only bound values decrypt.
-    async fn upgrade_legacy_secrets(&self) -> Result<(), StoreError> {
+    /// Encrypts again, with `database.encryption_key`, the secrets that are stale: stored by
+    /// earlier versions (bound to the row only, now bound to their account and token endpoint
+    /// too), or opened by one of `database.decryption_keys` (a rotation of the key). After
+    /// this, the old key can leave the configuration.
+    async fn reencrypt_stale_secrets(&self) -> Result<(), StoreError> {
         if self.cipher.is_none() {
             return Ok(());
         }
         let rows = sqlx::query(
             "SELECT id, account_id, oidc_token_endpoint, secret_enc, oidc_client_secret_enc \
-             FROM webhooks WHERE secret_enc LIKE 'v1:%' OR oidc_client_secret_enc LIKE 'v1:%'",
+             FROM webhooks WHERE secret_enc IS NOT NULL OR oidc_client_secret_enc IS NOT NULL",
         )
         .fetch_all(&self.pool)
         .await?;
+        let mut webhooks = 0;
         for row in &rows {
-            let (secret, client_secret, _) = self.read_secret_columns(row)?;
+            let (secret, client_secret, stale) = self.read_secret_columns(row)?;
+            if !stale {
+                continue;
+            }
             let id: String = row.try_get("id")?;
             let account: String = row.try_get("account_id")?;
             let endpoint: Option<String> = row.try_get("oidc_token_endpoint")?;
             let origin = origin_of(endpoint.as_deref().unwrap_or_default());
+            // Only if unchanged since read: a replica's API write in between wins.
             sqlx::query(
                 "UPDATE webhooks SET secret_enc = $3, oidc_client_secret_enc = $4 \
-                 WHERE id = $1 AND account_id = $2",
+                 WHERE id = $1 AND account_id = $2 AND secret_enc IS NOT DISTINCT FROM $5 \
+                 AND oidc_client_secret_enc IS NOT DISTINCT FROM $6",
             )
             .bind(id.clone())
             .bind(account.clone())
@@ -192,13 +209,18 @@ impl Store {
                 "oidc_client_secret_enc",
                 &origin,
             )?)
+            .bind(row.try_get::<Option<String>, _>("secret_enc")?)
+            .bind(row.try_get::<Option<String>, _>("oidc_client_secret_enc")?)
             .execute(&self.pool)
             .await?;
+            webhooks += 1;
         }
-        if !rows.is_empty() {
+        let signing_keys = self.reencrypt_stale_signing_keys().await?;
+        if webhooks + signing_keys > 0 {
             tracing::info!(
-                webhooks = rows.len(),
-                "re-encrypted secrets bound to their account and token endpoint"
+                webhooks,
+                signing_keys,
+                "re-encrypted stored secrets with database.encryption_key"
             );
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! Secrets at rest: a dump of the database holds no plain secret, and a store with encrypted
-//! rows refuses to open without the right key, naming `database.encryption_key`.
+//! Secrets at rest: a dump of the database holds no plain secret, a store with encrypted rows
+//! refuses to open without the right key, naming `database.encryption_key`, and the key can be
+//! rotated with `database.decryption_keys`.
 
 use base64::Engine;
 use chrono::Utc;
@@ -7,7 +8,9 @@ use serde_json::json;
 use sqlx::{Column, Row};
 use uuid::Uuid;
 use webhook_worker::{
-    store::Store,
+    config::Config,
+    oidc::AccountKeys,
+    store::{Cipher, Store},
     webhook::{Draft, UrlRules, Webhook, WebhookPatch},
 };
 
@@ -18,6 +21,7 @@ both_backends!(
     opening_encrypted_rows_without_the_key_fails_naming_the_key,
     opening_encrypted_rows_with_another_key_fails_naming_the_key,
     a_database_without_secrets_opens_without_a_key,
+    rotating_the_encryption_key_reencrypts_every_secret_and_signing_key,
 );
 
 const SECRET: &str = "whsec_plain_3a7bd3e2360a3d29eea4";
@@ -147,4 +151,65 @@ async fn a_database_without_secrets_opens_without_a_key(backend: Backend) {
     assert_eq!(store.all().await.unwrap().len(), 1);
     assert!(!store.can_store_secrets());
     store.close().await;
+}
+
+/// The kid that signs for `account` now, read through a store.
+async fn signing_kid(store: &Store, account: &str) -> String {
+    let config = Config::from_toml("").unwrap();
+    let keys = AccountKeys::new(Some(store.clone()), &config.oidc).unwrap();
+    let set = keys.current(account).await.expect("the account's keys");
+    set.signing_at(Utc::now())
+        .expect("a signing key")
+        .kid()
+        .to_string()
+}
+
+async fn rotating_the_encryption_key_reencrypts_every_secret_and_signing_key(backend: Backend) {
+    let (old, new) = ([1; 32], [2; 32]);
+    let db = database_with(backend, old, Some(SECRET)).await;
+    let store = Store::connect(db.url(), 2, Some(old)).await.unwrap();
+    let kid = signing_kid(&store, "acct").await; // made now, encrypted with the old key
+    store.close().await;
+    let error = Store::connect(db.url(), 2, Some(new))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("database.encryption_key"), "{error}");
+
+    // The new key, with the old one to read: it opens, and encrypts everything again.
+    let rotating = Cipher::with_decryption_keys(new, &[[9; 32], old]);
+    let store = Store::connect_with(db.url(), 2, Some(rotating))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.all().await.unwrap()[0]
+            .secret
+            .as_ref()
+            .unwrap()
+            .expose(),
+        SECRET
+    );
+    store.close().await;
+
+    // Now the new key alone reads every secret and the signing key; the old one none.
+    let store = Store::connect(db.url(), 2, Some(new)).await.unwrap();
+    assert_eq!(
+        store.all().await.unwrap()[0]
+            .secret
+            .as_ref()
+            .unwrap()
+            .expose(),
+        SECRET
+    );
+    assert_eq!(
+        signing_kid(&store, "acct").await,
+        kid,
+        "the same key, still signing"
+    );
+    store.close().await;
+    let error = Store::connect(db.url(), 2, Some(old))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("database.encryption_key"), "{error}");
 }
