@@ -153,6 +153,17 @@ async fn a_database_without_secrets_opens_without_a_key(backend: Backend) {
     store.close().await;
 }
 
+/// The secret of the store's first webhook, decrypted.
+async fn first_secret(store: &Store) -> String {
+    let all = store.all().await.unwrap();
+    all[0]
+        .secret
+        .as_ref()
+        .expect("a secret")
+        .expose()
+        .to_string()
+}
+
 /// The kid that signs for `account` now, read through a store.
 async fn signing_kid(store: &Store, account: &str) -> String {
     let config = Config::from_toml("").unwrap();
@@ -181,26 +192,12 @@ async fn rotating_the_encryption_key_reencrypts_every_secret_and_signing_key(bac
     let store = Store::connect_with(db.url(), 2, Some(rotating))
         .await
         .unwrap();
-    assert_eq!(
-        store.all().await.unwrap()[0]
-            .secret
-            .as_ref()
-            .unwrap()
-            .expose(),
-        SECRET
-    );
+    assert_eq!(first_secret(&store).await, SECRET);
     store.close().await;
 
     // Now the new key alone reads every secret and the signing key; the old one none.
     let store = Store::connect(db.url(), 2, Some(new)).await.unwrap();
-    assert_eq!(
-        store.all().await.unwrap()[0]
-            .secret
-            .as_ref()
-            .unwrap()
-            .expose(),
-        SECRET
-    );
+    assert_eq!(first_secret(&store).await, SECRET);
     assert_eq!(
         signing_kid(&store, "acct").await,
         kid,
