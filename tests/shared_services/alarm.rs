@@ -5,7 +5,7 @@
 
 use std::{collections::HashSet, process::Command, time::Duration};
 
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
 use serde_json::json;
 
 use crate::{
@@ -231,4 +231,10 @@ async fn an_alarm_under_a_running_worker_makes_it_not_ready_until_it_clears_and_
     assert!(worker.is_running(), "the same worker delivered them");
     worker.kill().await;
     broker.delete_topology().await;
+    // The worker's schedule declared a delay queue the publisher's topology does not name.
+    broker
+        .channel
+        .queue_delete(&format!("{prefix}.retry.5s"), QueueDeleteOptions::default())
+        .await
+        .expect("the 5 s delay queue is deleted");
 }
