@@ -8,7 +8,7 @@
 //! RabbitMQ 4.x's default limit of 20 never drops a dead letter.
 
 use lapin::{
-    options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions},
+    options::{BasicAckOptions, BasicGetOptions},
     types::FieldTable,
     Connection,
 };
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     config::Config,
-    queue::{header_int, header_text, job, Names, Publisher},
+    queue::{self, header_int, header_text, job, Names, Publisher},
 };
 
 /// The message ids the pipeline gives dead letters that carry no event id.
@@ -98,18 +98,7 @@ impl DeadQueue {
 
     /// The messages ready in the queue now (those taken and not acked are not counted).
     async fn count(&self) -> anyhow::Result<u32> {
-        let queue = self
-            .channel
-            .queue_declare(
-                &self.names.dead,
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(queue.message_count())
+        Ok(queue::counts(&self.channel, &self.names.dead).await?.0)
     }
 
     async fn close(self, why: &str) {

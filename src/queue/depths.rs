@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection};
+use lapin::Connection;
 use tokio_util::sync::CancellationToken;
 
 use super::topology::Topology;
@@ -62,20 +62,13 @@ async fn poll(connection: &Connection, queues: &[String], metrics: &Metrics) -> 
         if !channel.status().connected() {
             channel = connection.create_channel().await?;
         }
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        if let Ok(declared) = channel
-            .queue_declare(queue, passive, FieldTable::default())
-            .await
-        {
+        if let Ok((ready, _)) = super::counts(&channel, queue).await {
             metrics
                 .queue_messages
                 .get_or_create(&QueueLabels {
                     queue: queue.clone(),
                 })
-                .set(i64::from(declared.message_count()));
+                .set(i64::from(ready));
         }
     }
     let _ = channel.close(200, "polled").await;

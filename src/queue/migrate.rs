@@ -68,7 +68,7 @@ pub async fn migrate(
         .await?;
     let names = &topology.names;
     for consumed in [&names.incoming, &names.deliveries] {
-        let (_, consumers) = counts(&channel, consumed).await?;
+        let (_, consumers) = super::counts(&channel, consumed).await?;
         if consumers > 0 {
             return Err(MigrateError::InUse {
                 queue: consumed.clone(),
@@ -170,18 +170,6 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str) -> lapin::Result<(
             FieldTable::default(),
         )
         .await
-}
-
-/// (ready messages, consumers) of a queue that exists.
-async fn counts(channel: &Channel, queue: &str) -> lapin::Result<(u32, u32)> {
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let queue = channel
-        .queue_declare(queue, passive, FieldTable::default())
-        .await?;
-    Ok((queue.message_count(), queue.consumer_count()))
 }
 
 /// Moves every message of `from` into `to`, each confirmed before the original is acked, with

@@ -26,12 +26,29 @@ pub mod topology;
 
 use std::time::Duration;
 
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{
+    options::QueueDeclareOptions,
+    types::{AMQPValue, FieldTable, ShortString},
+    Channel,
+};
 
 use crate::retry::label;
 
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare, delete, DeclareError, Topology};
+
+/// (ready messages, consumers) of a queue that exists, from a passive declare. Asking for one
+/// that does not exist closes `channel`.
+pub async fn counts(channel: &Channel, queue: &str) -> lapin::Result<(u32, u32)> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let queue = channel
+        .queue_declare(queue, passive, FieldTable::default())
+        .await?;
+    Ok((queue.message_count(), queue.consumer_count()))
+}
 
 /// Every exchange and queue name, derived from `amqp.prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
