@@ -153,15 +153,12 @@ async fn a_database_without_secrets_opens_without_a_key(backend: Backend) {
     store.close().await;
 }
 
-/// The secret of the store's first webhook, decrypted.
-async fn first_secret(store: &Store) -> String {
+/// Every stored webhook's secret, decrypted.
+async fn secrets(store: &Store) -> Vec<String> {
     let all = store.all().await.unwrap();
-    all[0]
-        .secret
-        .as_ref()
-        .expect("a secret")
-        .expose()
-        .to_string()
+    all.iter()
+        .map(|w| w.secret.as_ref().expect("a secret").expose().to_string())
+        .collect()
 }
 
 /// The kid that signs for `account` now, read through a store.
@@ -176,9 +173,17 @@ async fn signing_kid(store: &Store, account: &str) -> String {
 }
 
 async fn rotating_the_encryption_key_reencrypts_every_secret_and_signing_key(backend: Backend) {
+    const WEBHOOKS: usize = 1_000;
     let (old, new) = ([1; 32], [2; 32]);
     let db = database_with(backend, old, Some(SECRET)).await;
     let store = Store::connect(db.url(), 2, Some(old)).await.unwrap();
+    // A deployment's worth of webhooks: 1,000 secrets to encrypt again.
+    for _ in 1..WEBHOOKS {
+        store
+            .insert(&webhook_with_secret(Some(SECRET)))
+            .await
+            .unwrap();
+    }
     let kid = signing_kid(&store, "acct").await; // made now, encrypted with the old key
     store.close().await;
     let error = Store::connect(db.url(), 2, Some(new))
@@ -192,12 +197,12 @@ async fn rotating_the_encryption_key_reencrypts_every_secret_and_signing_key(bac
     let store = Store::connect_with(db.url(), 2, Some(rotating))
         .await
         .unwrap();
-    assert_eq!(first_secret(&store).await, SECRET);
+    assert_eq!(secrets(&store).await, vec![SECRET; WEBHOOKS]);
     store.close().await;
 
     // Now the new key alone reads every secret and the signing key; the old one none.
     let store = Store::connect(db.url(), 2, Some(new)).await.unwrap();
-    assert_eq!(first_secret(&store).await, SECRET);
+    assert_eq!(secrets(&store).await, vec![SECRET; WEBHOOKS]);
     assert_eq!(
         signing_kid(&store, "acct").await,
         kid,
