@@ -114,6 +114,12 @@ pub struct DeliveryConfig {
     pub allow_networks: Vec<IpNet>,
     pub max_response_bytes: usize,
     pub max_in_flight: usize,
+    /// Requests in flight at once for one account, over all its webhooks: its share of
+    /// `max_in_flight` (and of the consumers' prefetch windows).
+    pub max_in_flight_per_account: usize,
+    /// Longest a delivery waits in the worker for its endpoint's or its account's turn; one that
+    /// would wait longer is parked instead, so it does not hold a place in the prefetch window.
+    pub max_wait: HumanDuration,
     /// Each webhook's adaptive limit on requests in flight: where it starts, its floor and cap.
     pub concurrency_initial: u32,
     pub concurrency_min: u32,
@@ -137,6 +143,18 @@ pub struct DeliveryConfig {
 /// How much longer than one request a whole attempt may take when `delivery.attempt_deadline`
 /// is not set: room for a token request and the retry after a 401 that do not hang.
 pub const ATTEMPT_DEADLINE_SLACK: Duration = Duration::from_secs(15);
+
+impl Config {
+    /// Requests in flight one account may have: `delivery.max_in_flight_per_account`, and never
+    /// more than half a consumer's prefetch window, so that one account's requests can never
+    /// hold all the messages the worker has taken from the broker.
+    pub fn account_share(&self) -> usize {
+        self.delivery
+            .max_in_flight_per_account
+            .min(usize::from(self.amqp.prefetch / 2))
+            .max(1)
+    }
+}
 
 impl DeliveryConfig {
     /// The deadline of a whole attempt: `attempt_deadline`, or `timeout` plus 15 s.
@@ -524,6 +542,15 @@ impl Config {
         }
         if delivery.park_delay.0 < Duration::from_millis(100) {
             return Err(("delivery.park_delay", "must be at least 100ms".into()));
+        }
+        if !(1..=delivery.max_in_flight).contains(&delivery.max_in_flight_per_account) {
+            return Err((
+                "delivery.max_in_flight_per_account",
+                "must lie between 1 and delivery.max_in_flight".into(),
+            ));
+        }
+        if delivery.max_wait.0 < Duration::from_millis(10) {
+            return Err(("delivery.max_wait", "must be at least 10ms".into()));
         }
         Ok(())
     }

@@ -92,7 +92,7 @@ impl Pipeline {
             ),
             registry,
             deliverer,
-            health: Health::new(&config.delivery, metrics.clone()),
+            health: Health::new(config, metrics.clone()),
             names: Names::new(&config.amqp.prefix),
             schedule: RetrySchedule::from_config(&config.delivery),
             default_account: config.delivery.default_account.clone(),
@@ -282,7 +282,7 @@ impl Pipeline {
         tries: impl Into<Tries>,
     ) -> Next {
         let tries = tries.into();
-        let permit = match self.health.admit(webhook.id).await {
+        let permit = match self.health.admit(webhook.id, &webhook.account_id).await {
             Admission::Send(permit) => permit,
             Admission::Park(reason) => return self.park(webhook, event, &tries, reason),
         };
@@ -393,10 +393,7 @@ impl Pipeline {
     /// The endpoint makes no progress: no request, the delivery waits in a delay queue. Parks
     /// back off and in time count as attempts (see [`RetrySchedule::park`]).
     fn park(&self, webhook: &Webhook, event: &Event, tries: &Tries, reason: ParkReason) -> Next {
-        let detail = match reason {
-            ParkReason::CircuitOpen => "parked: the webhook's circuit is open",
-            ParkReason::Stalled => "parked: the endpoint answers nothing in flight",
-        };
+        let detail = reason.detail();
         match self.schedule.park(tries, chrono::Utc::now()) {
             Parking::Park { delay, tries } => {
                 debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = tries.attempt,

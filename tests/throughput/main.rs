@@ -1,6 +1,7 @@
-//! What endpoint health promises in wall-clock time: a burst to a fast endpoint delivered soon
-//! after the last publish, a share of a limited endpoint's capacity, and the cost of a hanging
-//! endpoint to a healthy one. Timing needs the machine to itself, so this is its own test
+//! What endpoint health and fair share promise in wall-clock time: a burst to a fast endpoint
+//! delivered soon after the last publish, a share of a limited endpoint's capacity, the cost of
+//! a hanging endpoint to a healthy one, and one account's latency beside a misbehaving account
+//! ([`tenants`]). Timing needs the machine to itself, so this is its own test
 //! binary, run alone (`--test-threads=1`) after the others by scripts/test.sh. Every test also
 //! asserts what holds on any machine: nothing parked, everything delivered.
 
@@ -17,6 +18,7 @@ mod paced;
 #[allow(dead_code)]
 #[path = "../it/receiver.rs"]
 mod receiver;
+mod tenants;
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,16 @@ use serde_json::json;
 use webhook_worker::{app::Application, cli::Role};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The parks by reason, for a failure message.
+fn parks(worker: &TestWorker) -> String {
+    ["circuit_open", "stalled", "endpoint_busy", "account_busy"]
+        .map(|reason| {
+            let parked = worker.metric(&format!("parks_total{{reason=\"{reason}\"}}"));
+            format!("{reason} {parked}")
+        })
+        .join(", ")
+}
 
 async fn subscribe(worker: &TestWorker, receiver: &PacedReceiver, events: &str) {
     worker
@@ -46,7 +58,12 @@ async fn a_burst_of_2000_events_to_a_fast_endpoint_is_never_parked() {
     let last_receipt = fast.wait_for_delivered(2000, WAIT).await;
     let after = last_receipt.saturating_duration_since(last_publish);
     println!("2,000 events: the last received {after:?} after the last publish");
-    assert_eq!(worker.metric(PARKED), 0, "no delivery parked");
+    assert_eq!(
+        worker.metric(PARKED),
+        0,
+        "no delivery parked: {}",
+        parks(&worker)
+    );
     assert!(
         after < Duration::from_secs(2),
         "all received {after:?} after the last publish"
@@ -92,7 +109,12 @@ async fn an_endpoint_serving_64_at_once_gets_a_burst_at_70_percent_of_its_capaci
         rate / 12.8,
         started.elapsed()
     );
-    assert_eq!(worker.metric(PARKED), 0, "no delivery parked");
+    assert_eq!(
+        worker.metric(PARKED),
+        0,
+        "no delivery parked: {}",
+        parks(&worker)
+    );
     assert!(rate >= 0.7 * 1280.0, "{rate:.0} deliveries/s");
     worker.stop().await;
 }

@@ -10,7 +10,11 @@
 //! - **Progress watch**: a delivery over the limit waits while the endpoint answers something;
 //!   when nothing in flight has been answered for its patience (twice its recent slowest answer,
 //!   at least 500 ms, at most `delivery.timeout`), it is *stalled* and further deliveries are
-//!   parked at once.
+//!   parked at once. Only requests actually sent count: a slot whose request still waits for
+//!   its account's or the worker's turn says nothing about the endpoint.
+//! - **A bounded wait**: a delivery that would queue behind more work than the endpoint gets
+//!   through in `delivery.max_wait` (judged by its average latency and limit) is parked at once
+//!   as *busy*: a slow endpoint keeps only about `max_wait` of its work in the worker's window.
 //! - **Circuit breaker**: opens after `circuit_failures` timeouts or connection failures in a
 //!   row, or when nothing in flight has been answered for `delivery.timeout`. While open,
 //!   deliveries are parked. After a cool-down (the park delay, doubled after each failed probe,
@@ -35,6 +39,8 @@ pub struct Settings {
     pub circuit_failures: u32,
     pub timeout: Duration,
     pub cooldown: Duration,
+    /// Longest a delivery should wait for a slot (`delivery.max_wait`).
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +62,10 @@ pub enum ParkReason {
     CircuitOpen,
     /// Every slot is taken and nothing in flight has been answered for the endpoint's patience.
     Stalled,
+    /// The endpoint answers, but its turn would come later than `delivery.max_wait`.
+    Busy,
+    /// The account has its share of requests in flight, and its turn would come too late.
+    AccountBusy,
 }
 
 impl ParkReason {
@@ -63,6 +73,18 @@ impl ParkReason {
         match self {
             ParkReason::CircuitOpen => "circuit_open",
             ParkReason::Stalled => "stalled",
+            ParkReason::Busy => "endpoint_busy",
+            ParkReason::AccountBusy => "account_busy",
+        }
+    }
+
+    /// What the delivery log says of a park for this reason.
+    pub fn detail(self) -> &'static str {
+        match self {
+            ParkReason::CircuitOpen => "parked: the webhook's circuit is open",
+            ParkReason::Stalled => "parked: the endpoint answers nothing in flight",
+            ParkReason::Busy => "parked: the endpoint is busy; its turn would come too late",
+            ParkReason::AccountBusy => "parked: the account has its share of requests in flight",
         }
     }
 }
@@ -88,12 +110,17 @@ pub struct EndpointState {
     settings: Settings,
     limit: f64,
     slow_start: bool,
+    /// Slots taken: requests sent, and requests waiting for their account's or the worker's turn.
     in_flight: u32,
+    /// Requests actually sent: what the progress watch is about.
+    sent: u32,
     /// Deliveries waiting for a slot; newcomers queue behind them.
     pub waiting: u32,
     min_latency: Option<Duration>,
     /// The slowest recent answer, decaying: what "no answer for a while" is measured against.
     slow_latency: Duration,
+    /// Average latency (exponentially weighted): how fast the queue of waiting deliveries moves.
+    avg_latency: Option<Duration>,
     last_cut: Option<Instant>,
     /// The last answer, or the start of the current busy period if later.
     progress: Instant,
@@ -109,9 +136,11 @@ impl EndpointState {
             limit: f64::from(settings.initial),
             slow_start: true,
             in_flight: 0,
+            sent: 0,
             waiting: 0,
             min_latency: None,
             slow_latency: Duration::ZERO,
+            avg_latency: None,
             last_cut: None,
             progress: now,
             last_answer: now,
@@ -169,16 +198,16 @@ impl EndpointState {
                 probing: true,
                 cooldown,
             };
-            self.take(now);
+            self.take();
             return Admission::Admit { probe: true };
         }
         let full = self.in_flight >= self.limit();
         if !full && (waiter || self.waiting == 0) {
-            self.take(now);
+            self.take();
             return Admission::Admit { probe: false };
         }
         let mut until = now + RECHECK;
-        if full && self.in_flight > 0 {
+        if full && self.sent > 0 {
             let quiet = now.saturating_duration_since(self.progress);
             if quiet >= self.settings.timeout {
                 self.open(
@@ -194,22 +223,42 @@ impl EndpointState {
             }
             until = until.min(self.progress + self.patience());
         }
+        if !waiter && self.expected_wait() > self.settings.max_wait {
+            return Admission::Park(ParkReason::Busy);
+        }
         Admission::Wait {
             until: until.max(now + Duration::from_millis(1)),
         }
     }
 
-    /// A delivery that holds a slot spent `waited` queued behind something other than the
-    /// endpoint (the global limit): that long does not count as the endpoint's silence.
-    pub fn waited_elsewhere(&mut self, waited: Duration, now: Instant) {
-        self.progress = (self.progress + waited).min(now);
+    /// How long a newcomer would wait for a slot: the deliveries ahead of it, served `limit` at
+    /// a time, each round taking the average latency; in slow start the limit doubles every
+    /// round, so a queue `limit` times `2^n` long takes `n` rounds. Unknown (zero) before the
+    /// first answer: the progress watch decides then.
+    fn expected_wait(&self) -> Duration {
+        let Some(average) = self.avg_latency else {
+            return Duration::ZERO;
+        };
+        let queue = f64::from(self.waiting + 1) / f64::from(self.limit());
+        let rounds = if self.slow_start {
+            (1.0 + queue).log2()
+        } else {
+            queue
+        };
+        average.mul_f64(rounds)
     }
 
-    fn take(&mut self, now: Instant) {
-        if self.in_flight == 0 {
+    fn take(&mut self) {
+        self.in_flight += 1;
+    }
+
+    /// A slot's request goes out now. The endpoint's silence is measured from the first request
+    /// of a busy period, not from when its slot was taken.
+    pub fn sent(&mut self, now: Instant) {
+        if self.sent == 0 {
             self.progress = now;
         }
-        self.in_flight += 1;
+        self.sent += 1;
     }
 
     fn open(
@@ -240,7 +289,11 @@ impl EndpointState {
     ) {
         let in_use = self.in_flight;
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.sent = self.sent.saturating_sub(1);
         let latency = now.saturating_duration_since(started);
+        if signal != Signal::Neutral {
+            self.average(latency);
+        }
         match signal {
             Signal::Success | Signal::Answered | Signal::Overloaded => {
                 self.answered(now, latency, changes)
@@ -256,10 +309,21 @@ impl EndpointState {
         }
     }
 
-    /// A request was dropped before it ended (its task was cancelled).
-    pub fn dropped(&mut self, probe: bool) {
+    /// A slot was given up before its request ended (`sent`: it had gone out): its task was
+    /// cancelled, or the delivery was parked while waiting for its account's turn.
+    pub fn dropped(&mut self, probe: bool, sent: bool) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if sent {
+            self.sent = self.sent.saturating_sub(1);
+        }
         self.abandon(probe);
+    }
+
+    fn average(&mut self, latency: Duration) {
+        self.avg_latency = Some(match self.avg_latency {
+            Some(average) => average.mul_f64(0.875) + latency.mul_f64(0.125),
+            None => latency,
+        });
     }
 
     /// A request ended without a word about the endpoint: a probe lets another one try.

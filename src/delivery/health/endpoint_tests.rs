@@ -10,6 +10,7 @@ fn settings() -> Settings {
         circuit_failures: 3,
         timeout: Duration::from_secs(10),
         cooldown: Duration::from_secs(5),
+        max_wait: Duration::from_secs(1),
     }
 }
 
@@ -17,8 +18,17 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// Admits `n` requests at `now`, as newcomers.
+/// Admits `n` requests at `now`, as newcomers, and sends them.
 fn fill(state: &mut EndpointState, now: Instant, n: u32) {
+    reserve(state, now, n);
+    for _ in 0..n {
+        state.sent(now);
+    }
+}
+
+/// Admits `n` requests at `now` whose requests are not sent yet (they wait for their account's
+/// or the worker's turn).
+fn reserve(state: &mut EndpointState, now: Instant, n: u32) {
     for _ in 0..n {
         assert_eq!(
             state.admit(now, false, &mut Vec::new()),
@@ -217,30 +227,100 @@ fn a_failed_probe_reopens_the_circuit_for_twice_as_long() {
 }
 
 #[test]
-fn time_spent_waiting_for_the_global_limit_is_not_the_endpoints_silence() {
+fn time_spent_waiting_for_the_account_or_the_global_limit_is_not_the_endpoints_silence() {
     let t0 = Instant::now();
     let mut state = EndpointState::new(settings(), t0);
-    fill(&mut state, t0, 4);
-    // The four requests waited 12 s for the worker's global limit before they were sent:
-    // longer than the timeout, but the endpoint has not been asked yet.
-    state.waited_elsewhere(Duration::from_secs(12), t0 + Duration::from_secs(12));
+    reserve(&mut state, t0, 4);
+    // The four slots waited 12 s for their account's or the worker's turn: longer than the
+    // timeout, but the endpoint has not been asked yet.
+    let later = t0 + Duration::from_secs(12);
     assert!(matches!(
-        state.admit(
-            t0 + Duration::from_secs(12) + ms(100),
-            false,
-            &mut Vec::new()
-        ),
+        state.admit(later, false, &mut Vec::new()),
         Admission::Wait { .. }
     ));
-    // Without that, the same moment would have opened the circuit.
+    for _ in 0..4 {
+        state.sent(later);
+    }
+    assert!(matches!(
+        state.admit(later + ms(100), false, &mut Vec::new()),
+        Admission::Wait { .. }
+    ));
+    // Sent at t0 instead, the same moment would have opened the circuit.
     let mut other = EndpointState::new(settings(), t0);
     fill(&mut other, t0, 4);
     assert_eq!(
-        other.admit(
-            t0 + Duration::from_secs(12) + ms(100),
-            false,
-            &mut Vec::new()
-        ),
+        other.admit(later + ms(100), false, &mut Vec::new()),
         Admission::Park(ParkReason::CircuitOpen)
+    );
+}
+
+#[test]
+fn a_newcomer_behind_more_than_max_wait_of_work_is_parked_as_busy() {
+    let t0 = Instant::now();
+    let mut state = EndpointState::new(settings(), t0);
+    fill(&mut state, t0, 4);
+    // Overloaded answers after 400 ms: the limit is cut to 3 (and slow start ends), so 5
+    // waiting are 0.8 s of work, 8 are 1.2 s.
+    let answered = t0 + ms(400);
+    for _ in 0..4 {
+        state.finish(answered, t0, false, Signal::Overloaded, &mut Vec::new());
+    }
+    assert_eq!(state.limit(), 3);
+    fill(&mut state, answered, 3);
+    state.waiting = 5;
+    assert!(matches!(
+        state.admit(answered, false, &mut Vec::new()),
+        Admission::Wait { .. }
+    ));
+    state.waiting = 8;
+    assert_eq!(
+        state.admit(answered, false, &mut Vec::new()),
+        Admission::Park(ParkReason::Busy)
+    );
+    // One already waiting keeps its place: the deadline, not the estimate, bounds it.
+    assert!(matches!(
+        state.admit(answered, true, &mut Vec::new()),
+        Admission::Wait { .. }
+    ));
+}
+
+#[test]
+fn a_fast_endpoint_under_a_burst_keeps_its_queue_waiting() {
+    let t0 = Instant::now();
+    let mut state = EndpointState::new(settings(), t0);
+    fill(&mut state, t0, 4);
+    for _ in 0..4 {
+        state.finish(t0 + ms(2), t0, false, Signal::Success, &mut Vec::new());
+    }
+    let now = t0 + ms(2);
+    let limit = state.limit();
+    fill(&mut state, now, limit);
+    state.waiting = 500;
+    assert!(matches!(
+        state.admit(now, false, &mut Vec::new()),
+        Admission::Wait { .. }
+    ));
+}
+
+#[test]
+fn in_slow_start_a_queue_is_judged_by_the_doubling_limit() {
+    let t0 = Instant::now();
+    let mut state = EndpointState::new(settings(), t0);
+    fill(&mut state, t0, 4);
+    // 300 ms answers, still in slow start: a newcomer behind 34 waiting and 5 slots is seven
+    // limits' worth, three doublings (0.9 s), not seven rounds (2.1 s); behind 60, 1.1 s.
+    let answered = t0 + ms(300);
+    state.finish(answered, t0, false, Signal::Success, &mut Vec::new());
+    fill(&mut state, answered, 1);
+    assert_eq!(state.limit(), 5);
+    state.waiting = 34;
+    assert!(matches!(
+        state.admit(answered, false, &mut Vec::new()),
+        Admission::Wait { .. }
+    ));
+    state.waiting = 60;
+    assert_eq!(
+        state.admit(answered, false, &mut Vec::new()),
+        Admission::Park(ParkReason::Busy)
     );
 }

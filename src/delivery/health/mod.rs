@@ -1,10 +1,19 @@
-//! Each endpoint treated by its health: bounded concurrency at two levels (all requests in
-//! flight, `delivery.max_in_flight`, and each webhook's adaptive limit), waiting bounded by the
-//! endpoint's progress rather than by a clock, and a circuit breaker per webhook. The rules live
-//! in [`endpoint`]; this module keeps one state per webhook, lets deliveries wait their turn,
-//! and turns every change of state into a log line and a metric. Metrics never carry a webhook
-//! id: circuits open is one gauge, limits are counted in power-of-two buckets.
+//! Each endpoint treated by its health, and each account held to its share: bounded
+//! concurrency at three levels (each webhook's adaptive limit, each account's share
+//! `delivery.max_in_flight_per_account`, and all requests in flight, `delivery.max_in_flight`),
+//! waiting bounded by progress and by `delivery.max_wait`, and a circuit breaker per webhook.
+//! The rules live in [`endpoint`] and [`account`]; this module keeps one state per webhook and
+//! per account, lets deliveries wait their turn, and turns every change of state into a log line
+//! and a metric. Metrics never carry a webhook or account id: circuits open is one gauge, limits
+//! are counted in power-of-two buckets.
+//!
+//! A delivery takes its endpoint's slot, then its account's, then the global one. Only then is
+//! its request *sent* in the endpoints' and accounts' eyes: time spent waiting for the later
+//! levels never counts as an endpoint's silence. A delivery that would wait long at its
+//! endpoint or its account is parked (see [`ParkReason`]) rather than held: what the worker has
+//! taken from the broker is never held by one slow endpoint or account while others wait.
 
+pub mod account;
 pub mod endpoint;
 
 use std::{
@@ -19,10 +28,11 @@ use tokio::{
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use account::{AccountState, Turn};
 pub use endpoint::ParkReason;
 use endpoint::{Admission as Decision, Change, EndpointState, Settings};
 
-use crate::{config::DeliveryConfig, delivery::outcome::Signal, telemetry::Metrics};
+use crate::{config::Config, delivery::outcome::Signal, telemetry::Metrics};
 
 /// What a delivery may do now.
 pub enum Admission {
@@ -58,6 +68,30 @@ impl Endpoint {
     }
 }
 
+struct Account {
+    state: Mutex<AccountState>,
+    /// Wakes deliveries waiting for a slot of this account.
+    slots: Notify,
+}
+
+impl Account {
+    fn state(&self) -> MutexGuard<'_, AccountState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn wake(&self, state: &AccountState) {
+        for _ in 0..state
+            .free()
+            .min(state.waiting)
+            .max(u32::from(state.waiting > 0))
+        {
+            self.slots.notify_one();
+        }
+    }
+}
+
 /// Cheap to clone: one shared state.
 #[derive(Clone)]
 pub struct Health(Arc<Inner>);
@@ -73,13 +107,17 @@ impl std::ops::Deref for Health {
 pub struct Inner {
     /// Idle states are dropped after much longer than any request or park lasts.
     endpoints: moka::sync::Cache<Uuid, Arc<Endpoint>>,
+    accounts: moka::sync::Cache<String, Arc<Account>>,
+    account_limit: u32,
     global: Arc<Semaphore>,
     settings: Settings,
     metrics: Metrics,
 }
 
 impl Health {
-    pub fn new(config: &DeliveryConfig, metrics: Metrics) -> Self {
+    pub fn new(config: &Config, metrics: Metrics) -> Self {
+        let account_limit = config.account_share();
+        let config = &config.delivery;
         let settings = Settings {
             initial: config.concurrency_initial,
             min: config.concurrency_min,
@@ -87,6 +125,7 @@ impl Health {
             circuit_failures: config.circuit_failures,
             timeout: config.timeout.0,
             cooldown: config.park_delay.0,
+            max_wait: config.max_wait.0,
         };
         let evicted = metrics.clone();
         Self(Arc::new(Inner {
@@ -100,6 +139,10 @@ impl Health {
                     }
                 })
                 .build(),
+            accounts: moka::sync::Cache::builder()
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            account_limit: u32::try_from(account_limit).unwrap_or(u32::MAX),
             global: Arc::new(Semaphore::new(config.max_in_flight)),
             settings,
             metrics,
@@ -118,58 +161,143 @@ impl Health {
         })
     }
 
-    /// A permit to send to `webhook` now, after waiting for a slot while the endpoint makes
-    /// progress; or the reason to park the delivery instead.
-    pub async fn admit(&self, webhook: Uuid) -> Admission {
+    fn account(&self, account: &str) -> Arc<Account> {
+        // Looked up by reference first: the usual hit allocates no key.
+        if let Some(found) = self.accounts.get(account) {
+            return found;
+        }
+        self.accounts.get_with(account.to_owned(), || {
+            let state = AccountState::new(
+                self.account_limit,
+                self.settings.max_wait,
+                Instant::now().into_std(),
+            );
+            Arc::new(Account {
+                state: Mutex::new(state),
+                slots: Notify::new(),
+            })
+        })
+    }
+
+    /// A permit to send to `webhook` of `account` now, after waiting for a slot at the endpoint
+    /// and at the account while they make progress and the wait stays short; or the reason to
+    /// park the delivery instead.
+    pub async fn admit(&self, webhook: Uuid, account: &str) -> Admission {
         let endpoint = self.endpoint(webhook);
+        let probe = match self.endpoint_slot(&endpoint).await {
+            Ok(probe) => probe,
+            Err(reason) => return Admission::Park(reason),
+        };
+        // From here the permit gives the slots back if the delivery goes no further.
+        let mut permit = Permit {
+            endpoint,
+            account: None,
+            health: self.clone(),
+            started: Instant::now().into_std(),
+            probe,
+            sent: false,
+            finished: false,
+            _global: None,
+        };
+        let account = self.account(account);
+        if !self.account_slot(&account).await {
+            return Admission::Park(ParkReason::AccountBusy);
+        }
+        permit.account = Some(account);
+        // Closed only if the runtime shuts down; then the delivery goes ahead unlimited.
+        permit._global = match self.global.clone().try_acquire_owned() {
+            Ok(global) => Some(global),
+            Err(_) => self.global.clone().acquire_owned().await.ok(),
+        };
+        permit.send();
+        Admission::Send(permit)
+    }
+
+    /// How long a delivery that was let wait may wait in all before it is parked: the estimate
+    /// that let it wait can be wrong (the endpoint slowed down since), and waiting deliveries
+    /// are not woken strictly in order, so twice `delivery.max_wait`.
+    fn longest_wait(&self) -> Duration {
+        self.settings.max_wait * 2
+    }
+
+    /// The endpoint's slot (`Ok(probe)`), after waiting while it makes progress, for at most
+    /// [`Health::longest_wait`].
+    async fn endpoint_slot(&self, endpoint: &Arc<Endpoint>) -> Result<bool, ParkReason> {
         let mut waiting: Option<Waiting> = None;
-        let probe = loop {
-            let wake = endpoint.slots.notified();
-            tokio::pin!(wake);
-            // Registered before asking, so a slot freed in between still wakes this one.
-            wake.as_mut().enable();
-            match self.ask(&endpoint, &mut waiting) {
-                Decision::Admit { probe } => break probe,
+        let since = Instant::now();
+        // Registered before asking, so a slot freed in between still wakes this one; kept across
+        // rechecks, so a delivery keeps its place among the waiting until it is woken.
+        let wake = endpoint.slots.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        loop {
+            let mut decision = self.ask(endpoint, &mut waiting);
+            if let Decision::Wait { .. } = decision {
+                if since.elapsed() >= self.longest_wait() {
+                    decision = Decision::Park(ParkReason::Busy);
+                }
+            }
+            match decision {
+                Decision::Admit { probe } => return Ok(probe),
                 Decision::Park(reason) => {
                     if waiting.is_some() {
                         // It may have taken a wake-up meant for a slot: pass it on.
                         endpoint.slots.notify_one();
                     }
-                    return Admission::Park(reason);
+                    return Err(reason);
                 }
                 Decision::Wait { until } => {
-                    tokio::select! {
-                        _ = wake => {}
-                        _ = tokio::time::sleep_until(until.into()) => {}
+                    let woken = tokio::select! {
+                        _ = wake.as_mut() => true,
+                        _ = tokio::time::sleep_until(until.into()) => false,
+                    };
+                    if woken {
+                        wake.set(endpoint.slots.notified());
+                        wake.as_mut().enable();
                     }
                 }
             }
-        };
-        drop(waiting);
-        // The endpoint's slot is taken; the request is not sent until the global limit lets it.
-        // Time spent waiting for that is not the endpoint's silence, so its clock moves on by it
-        // (a full worker must not make healthy endpoints look stalled).
-        let global = match self.global.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                let queued = Instant::now();
-                // Closed only if the runtime shuts down; then the delivery goes ahead unlimited.
-                let permit = self.global.clone().acquire_owned().await.ok();
-                let waited = queued.elapsed();
-                endpoint
-                    .state()
-                    .waited_elsewhere(waited, Instant::now().into_std());
-                permit
+        }
+    }
+
+    /// A slot of the account's share, after waiting while its requests complete, for at most
+    /// [`Health::longest_wait`]; `false`: park instead.
+    async fn account_slot(&self, account: &Arc<Account>) -> bool {
+        let mut waiting: Option<AccountWaiting> = None;
+        let since = Instant::now();
+        let wake = account.slots.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        loop {
+            let turn = {
+                let mut state = account.state();
+                let turn = state.turn(Instant::now().into_std(), waiting.is_some());
+                if let (Turn::Wait { .. }, None) = (turn, &waiting) {
+                    state.waiting += 1;
+                    waiting = Some(AccountWaiting(account.clone()));
+                }
+                turn
+            };
+            let until = match turn {
+                Turn::Take => return true,
+                Turn::Wait { until } if since.elapsed() < self.longest_wait() => until,
+                Turn::Wait { .. } | Turn::Park => {
+                    if waiting.take().is_some() {
+                        // It may have taken a wake-up meant for a slot: pass it on.
+                        account.slots.notify_one();
+                    }
+                    return false;
+                }
+            };
+            let woken = tokio::select! {
+                _ = wake.as_mut() => true,
+                _ = tokio::time::sleep_until(until.into()) => false,
+            };
+            if woken {
+                wake.set(account.slots.notified());
+                wake.as_mut().enable();
             }
-        };
-        Admission::Send(Permit {
-            endpoint,
-            health: self.clone(),
-            started: Instant::now().into_std(),
-            probe,
-            finished: false,
-            _global: global,
-        })
+        }
     }
 
     /// One look at the endpoint's state; a delivery told to wait is counted among the waiting.
@@ -224,20 +352,51 @@ impl Drop for Waiting {
     }
 }
 
-/// One request's slot with its endpoint and the global one; say how it ended with
-/// [`Permit::finish`]. Dropped unfinished, it frees the slot and teaches nothing.
+/// Counts a delivery among its account's waiting ones until it stops waiting, even if its
+/// task is cancelled.
+struct AccountWaiting(Arc<Account>);
+
+impl Drop for AccountWaiting {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.waiting = state.waiting.saturating_sub(1);
+    }
+}
+
+/// One request's slots with its endpoint, its account and the global one; say how it ended
+/// with [`Permit::finish`]. Dropped unfinished, it frees the slots and teaches nothing.
 pub struct Permit {
     endpoint: Arc<Endpoint>,
+    /// Taken after the endpoint's slot; `None` until then.
+    account: Option<Arc<Account>>,
     health: Health,
     started: std::time::Instant,
     probe: bool,
+    /// The request goes out: the endpoint and the account count it as sent.
+    sent: bool,
     finished: bool,
     _global: Option<OwnedSemaphorePermit>,
 }
 
 impl Permit {
+    fn send(&mut self) {
+        let now = Instant::now().into_std();
+        self.endpoint.state().sent(now);
+        if let Some(account) = &self.account {
+            account.state().sent(now);
+        }
+        self.started = now;
+        self.sent = true;
+    }
+
     pub fn finish(mut self, signal: Signal) {
         self.finished = true;
+        if let Some(account) = &self.account {
+            let mut state = account.state();
+            let now = Instant::now().into_std();
+            state.finish(now, now.saturating_duration_since(self.started));
+            account.wake(&state);
+        }
         let mut changes = Vec::new();
         {
             let mut state = self.endpoint.state();
@@ -261,9 +420,16 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.finished {
-            let mut state = self.endpoint.state();
-            state.dropped(self.probe);
-            self.endpoint.wake(&state);
+            {
+                let mut state = self.endpoint.state();
+                state.dropped(self.probe, self.sent);
+                self.endpoint.wake(&state);
+            }
+            if let Some(account) = &self.account {
+                let mut state = account.state();
+                state.dropped(self.sent);
+                account.wake(&state);
+            }
         }
     }
 }
