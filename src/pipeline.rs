@@ -390,11 +390,18 @@ impl Pipeline {
         }
     }
 
-    /// The endpoint makes no progress: no request, the delivery waits in a delay queue. Parks
-    /// back off and in time count as attempts (see [`RetrySchedule::park`]).
+    /// The endpoint makes no progress, or its (or its account's) turn would come too late: no
+    /// request, the delivery waits in a delay queue. Parks back off; those of an endpoint that
+    /// makes no progress in time count as attempts (see [`RetrySchedule::park`]), busy ones
+    /// never do ([`RetrySchedule::park_busy`]).
     fn park(&self, webhook: &Webhook, event: &Event, tries: &Tries, reason: ParkReason) -> Next {
         let detail = reason.detail();
-        match self.schedule.park(tries, chrono::Utc::now()) {
+        let parking = if reason.is_busy() {
+            self.schedule.park_busy(tries)
+        } else {
+            self.schedule.park(tries, chrono::Utc::now())
+        };
+        match parking {
             Parking::Park { delay, tries } => {
                 debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = tries.attempt,
                     parks = tries.parks, reason = reason.code(), retry_in = ?delay, "delivery parked");

@@ -161,6 +161,30 @@ impl RetrySchedule {
     }
 }
 
+/// Busy parks double at most this often: `park_delay` up to 8 times it (5 s to 40 s by default).
+const BUSY_DOUBLINGS: u32 = 3;
+
+impl RetrySchedule {
+    /// Parks a delivery whose endpoint or account is busy: it answers, but the delivery's turn
+    /// would come too late to hold it in the worker. The delay grows while it stays busy
+    /// (`park_delay`, twice that, ... up to eight times), but these parks never count as
+    /// attempts, since nothing failed: the delivery waits its turn outside the worker.
+    pub fn park_busy(&self, tries: &Tries) -> Parking {
+        let doubled = self
+            .park_delay
+            .saturating_mul(1u32 << tries.parks.min(BUSY_DOUBLINGS));
+        // Every park delay shorter than the longest delay has a queue, and so does the longest.
+        let longest = self.delays.iter().max().copied().unwrap_or(self.park_delay);
+        Parking::Park {
+            delay: doubled.min(longest),
+            tries: Tries {
+                parks: tries.parks.saturating_add(1),
+                ..tries.clone()
+            },
+        }
+    }
+}
+
 /// `delay` less a random part of up to a half: spreads out the retries of many tasks (or the
 /// reconnects of many replicas) that failed at the same moment, so they do not come back in step.
 pub fn jittered(delay: Duration) -> Duration {
@@ -204,6 +228,33 @@ mod tests {
         let total: Duration = config.delivery.retry_schedule.iter().map(|d| d.0).sum();
         assert!(total > Duration::from_secs(2 * 86_400) && total < Duration::from_secs(4 * 86_400));
         assert!(config.delivery.retry_schedule[0].0 <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn busy_parks_back_off_to_eight_park_delays_and_never_use_up_attempts() {
+        let schedule = secs(&[5, 30, 120]).with_park_delay(Duration::from_secs(5));
+        let mut tries = Tries::from(2);
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            let Parking::Park { delay, tries: next } = schedule.park_busy(&tries) else {
+                panic!("a busy park never exhausts the schedule");
+            };
+            delays.push(delay.as_secs());
+            tries = next;
+        }
+        assert_eq!(delays, [5, 10, 20, 40, 40, 40]);
+        assert_eq!(tries.attempt, 2);
+        assert_eq!(tries.parked_since, None);
+        let queues = schedule.distinct_delays();
+        assert!(delays
+            .iter()
+            .all(|d| queues.contains(&Duration::from_secs(*d))));
+        // A schedule shorter than the park delay: its longest delay, which has a queue.
+        let short = RetrySchedule::new(vec![Duration::from_millis(100)]);
+        let Parking::Park { delay, .. } = short.park_busy(&Tries::from(1)) else {
+            panic!("parked");
+        };
+        assert_eq!(delay, Duration::from_millis(100));
     }
 
     #[test]

@@ -78,6 +78,12 @@ impl ParkReason {
         }
     }
 
+    /// The endpoint or the account answers but is busy: nothing failed, so the park does not
+    /// count towards the delivery's attempts (see [`crate::retry::RetrySchedule::park_busy`]).
+    pub fn is_busy(self) -> bool {
+        matches!(self, ParkReason::Busy | ParkReason::AccountBusy)
+    }
+
     /// What the delivery log says of a park for this reason.
     pub fn detail(self) -> &'static str {
         match self {
