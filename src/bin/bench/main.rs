@@ -196,7 +196,15 @@ async fn main() -> anyhow::Result<()> {
     // After the delivery log's last flush (the worker stopped).
     report.delivery_log(&metrics.render());
     report.print(args.json);
-    delete_queues(&channel, &topology, &prefix, &dir).await
+    delete_queues(&channel, &topology, &prefix, &dir).await?;
+    close(&connection).await;
+    Ok(())
+}
+
+/// Closes the bench's own connection, so that its I/O loop does not end with the runtime (an
+/// error in the log).
+pub async fn close(connection: &lapin::Connection) {
+    let _ = connection.close(200, "bench done").await;
 }
 
 /// Stops the worker once the sink is gone. Its requests to the sink ended with the sink's

@@ -206,7 +206,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     sink.kill_and_wait().await;
     crate::stop(app).await;
     report.print(args.json);
-    crate::delete_queues(&channel, &topology, &prefix, &dir).await
+    crate::delete_queues(&channel, &topology, &prefix, &dir).await?;
+    crate::close(&connection).await;
+    Ok(())
 }
 
 /// Polls the sink until `events` of quiet's arrived or `deadline` passed.
