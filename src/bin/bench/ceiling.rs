@@ -47,7 +47,16 @@ pub async fn measure(
         ..QueueDeclareOptions::default()
     };
     channel.queue_declare(&queue, durable, args).await?;
-    crate::publish::backlog(&channel, "", |_| queue.as_str(), 0, events, body).await?;
+    crate::publish::backlog(
+        &channel,
+        crate::publish::DEFAULT_ACCOUNT,
+        "",
+        |_| queue.as_str(),
+        0,
+        events,
+        body,
+    )
+    .await?;
     channel
         .basic_qos(PREFETCH, BasicQosOptions::default())
         .await?;

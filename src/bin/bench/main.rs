@@ -14,7 +14,16 @@
 //!   the default, writes a row per attempt to SQLite); the rows written and dropped are reported;
 //! - endpoint health: `--latency-ms 50 --capacity 64` makes the sink take 50 ms per request and
 //!   refuse (503) more than 64 at once; `--hanging` adds a webhook whose endpoint never
-//!   answers, subscribed to every `--hanging-every`-th event (1: all).
+//!   answers, subscribed to every `--hanging-every`-th event (1: all); the healthy endpoint's
+//!   p50/p99 publish-to-receipt latency beside it is reported when the events are published
+//!   while the worker runs (not with `--backlog`);
+//! - `--two-accounts`: two tenants side by side, a noisy one with a backlog to an endpoint that
+//!   fails slowly (or to dozens of hanging ones) and a quiet one publishing at `--rate` to a
+//!   healthy endpoint; reports the quiet account's latency (see `two_accounts` for its flags).
+//!
+//! Every mode ends the same way, also when requests hang: the sink is killed (so the worker's
+//! connections to it close and its requests end at once), the worker stopped, and the bench's
+//! queues deleted.
 
 mod ceiling;
 mod procfs;
@@ -22,6 +31,7 @@ mod publish;
 mod report;
 mod run;
 mod sink;
+mod two_accounts;
 
 use clap::Parser;
 use webhook_worker::{
@@ -86,6 +96,8 @@ pub struct Args {
     /// The hanging webhook gets every N-th event (1: every event).
     #[arg(long, default_value_t = 1)]
     hanging_every: usize,
+    #[command(flatten)]
+    two: two_accounts::Flags,
     /// Run as the sink (the bench starts itself this way).
     #[arg(long, hide = true)]
     sink: bool,
@@ -95,7 +107,10 @@ pub struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.sink {
-        return sink::serve(args.events, args.latency_ms, args.capacity).await;
+        return sink::serve(sink::Settings::new(&args, args.events)).await;
+    }
+    if args.two.two_accounts {
+        return two_accounts::run(&args).await;
     }
     let broker = procfs::broker_pid();
     let broker = broker.as_deref();
@@ -103,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     let bodies = publish::Bodies::new(if args.hanging { args.hanging_every } else { 0 })?;
     let phases = if args.half_load { 2 } else { 1 };
     let mut sink =
-        sink::SinkProcess::spawn(args.events * phases, args.latency_ms, args.capacity).await?;
+        sink::SinkProcess::spawn(sink::Settings::new(&args, args.events * phases)).await?;
     let mut report = report::Report::new(&args);
     if (args.backlog || args.half_load) && !args.no_ceiling {
         let ceiling = ceiling::measure(
@@ -128,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
     let (app, drain) = if args.backlog || args.half_load {
         publish::backlog(
             &channel,
+            publish::DEFAULT_ACCOUNT,
             &exchange,
             |s| bodies.route(s),
             0,
@@ -141,7 +157,15 @@ async fn main() -> anyhow::Result<()> {
     } else {
         let app = start_worker(&args, &config, sink.addr).await?;
         let waiting = run::drain(&sink, expected, broker);
-        let publishing = publish::paced(&channel, &exchange, &bodies, 0, args.events, args.rate);
+        let publishing = publish::paced(
+            &channel,
+            publish::DEFAULT_ACCOUNT,
+            &exchange,
+            &bodies,
+            0,
+            args.events,
+            args.rate,
+        );
         let (drain, sent) = tokio::join!(waiting, publishing);
         let (drain, sent) = (drain?, sent?);
         report.latency(args.rate, &sent, &sink.receipts().await?, 0);
@@ -154,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
         let waiting = run::drain(&sink, expected * 2, broker);
         let publishing = publish::paced(
             &channel,
+            publish::DEFAULT_ACCOUNT,
             &exchange,
             &bodies,
             args.events,
@@ -166,27 +191,49 @@ async fn main() -> anyhow::Result<()> {
     let stats = sink.stats().await?;
     let metrics = app.metrics().clone();
     report.totals(&stats, args.events * phases, metrics.render());
-    sink.kill();
-    // A hanging endpoint holds its requests until the timeout: do not wait for them.
-    if !args.hanging {
-        app.stop().await;
-    }
+    sink.kill_and_wait().await;
+    stop(app).await;
     // After the delivery log's last flush (the worker stopped).
     report.delivery_log(&metrics.render());
     report.print(args.json);
-    settle_before_delete().await;
-    if let Err(error) = queue::delete(&channel, &topology).await {
-        eprintln!("the bench's queues ({prefix}.*) are left on the broker: {error}");
-        return Err(error.into());
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    if args.hanging {
-        std::process::exit(0);
-    }
+    delete_queues(&channel, &topology, &prefix, &dir).await?;
+    close(&connection).await;
     Ok(())
 }
 
-fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Result<Config> {
+/// Closes the bench's own connection, so that its I/O loop does not end with the runtime (an
+/// error in the log).
+pub async fn close(connection: &lapin::Connection) {
+    let _ = connection.close(200, "bench done").await;
+}
+
+/// Stops the worker once the sink is gone. Its requests to the sink ended with the sink's
+/// connections, so this takes moments; the bound is for a worker that does not stop, whose
+/// tasks then end with the runtime.
+pub async fn stop(app: Application) {
+    let bound = std::time::Duration::from_secs(30);
+    if tokio::time::timeout(bound, app.stop()).await.is_err() {
+        eprintln!("the worker did not stop within {bound:?}; leaving it");
+    }
+}
+
+/// Deletes the bench's queues and its database directory, after the broker settled.
+pub async fn delete_queues(
+    channel: &lapin::Channel,
+    topology: &queue::Topology,
+    prefix: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    settle_before_delete().await;
+    if let Err(error) = queue::delete(channel, topology).await {
+        eprintln!("the bench's queues ({prefix}.*) are left on the broker: {error}");
+        return Err(error.into());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+pub fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::from_toml(&format!(
         r#"
         [amqp]
@@ -230,22 +277,34 @@ async fn start_worker(
     let hanging_events = if args.hanging_every <= 1 { "*" } else { "slow" };
     let hanging = args.hanging.then_some(("hang", hanging_events));
     for (path, events) in healthy.chain(hanging) {
-        let patch: WebhookPatch = serde_json::from_value(serde_json::json!({
-            "url": format!("http://{sink}/{path}"), "enabled_events": [events], "secret": sink::SECRET,
-        }))?;
-        let now = chrono::Utc::now();
-        let rules = UrlRules {
-            allow_http: true,
-            addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse()?]),
-        };
-        let webhook = Draft::default()
-            .apply(patch)
-            .validate(&rules, uuid::Uuid::new_v4(), "default", now, now)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        app.registry().store().insert(&webhook).await?;
-        app.registry().upsert(webhook);
+        register(&app, publish::DEFAULT_ACCOUNT, sink, path, events).await?;
     }
     Ok(app)
+}
+
+/// Adds a webhook of `account` to the sink's `path`, subscribed to `events` (a type, or `*`).
+pub async fn register(
+    app: &Application,
+    account: &str,
+    sink: std::net::SocketAddr,
+    path: &str,
+    events: &str,
+) -> anyhow::Result<()> {
+    let patch: WebhookPatch = serde_json::from_value(serde_json::json!({
+        "url": format!("http://{sink}/{path}"), "enabled_events": [events], "secret": sink::SECRET,
+    }))?;
+    let now = chrono::Utc::now();
+    let rules = UrlRules {
+        allow_http: true,
+        addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse()?]),
+    };
+    let webhook = Draft::default()
+        .apply(patch)
+        .validate(&rules, uuid::Uuid::new_v4(), account, now, now)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    app.registry().store().insert(&webhook).await?;
+    app.registry().upsert(webhook);
+    Ok(())
 }
 
 /// RabbitMQ 3.10's quorum-queue segment writer crashed when a queue it was still truncating

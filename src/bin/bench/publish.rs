@@ -13,29 +13,47 @@ use lapin::{
 
 const FIXTURE: &str = include_str!("../../../tests/fixtures/business.updated.json");
 const PLACEHOLDER: &str = "00000000-0000-4000-8000-ffffffffffff";
+/// The fixture's own type.
+const NORMAL: &str = "business.updated";
 
-/// The fixture event serialized once per type; each body only swaps in its id (same length).
-pub struct Bodies {
-    normal: Vec<u8>,
-    slow: Vec<u8>,
+/// The fixture event serialized once with a given type; each body only swaps in its id (same
+/// length).
+pub struct Template {
+    bytes: Vec<u8>,
     at: usize,
+}
+
+impl Template {
+    pub fn new(event_type: &str) -> anyhow::Result<Self> {
+        let mut template: serde_json::Value = serde_json::from_str(FIXTURE)?;
+        template["id"] = PLACEHOLDER.into();
+        template["type"] = event_type.into();
+        let bytes = serde_json::to_vec(&template)?;
+        let at = find(&bytes, PLACEHOLDER.as_bytes()).context("placeholder")?;
+        Ok(Template { bytes, at })
+    }
+
+    pub fn body(&self, seq: usize) -> Vec<u8> {
+        let mut body = self.bytes.clone();
+        body[self.at..self.at + PLACEHOLDER.len()]
+            .copy_from_slice(crate::sink::event_id(seq).as_bytes());
+        body
+    }
+}
+
+/// The bench's two event types: the fixture's own, and `slow` for the hanging webhook.
+pub struct Bodies {
+    normal: Template,
+    slow: Template,
     /// Every `slow_every`-th event has the type `slow` (0: none).
     pub slow_every: usize,
 }
 
 impl Bodies {
     pub fn new(slow_every: usize) -> anyhow::Result<Self> {
-        let mut template: serde_json::Value = serde_json::from_str(FIXTURE)?;
-        template["id"] = PLACEHOLDER.into();
-        let normal = serde_json::to_vec(&template)?;
-        template["type"] = "slow".into();
-        let slow = serde_json::to_vec(&template)?;
-        let at = find(&normal, PLACEHOLDER.as_bytes()).context("placeholder")?;
-        anyhow::ensure!(find(&slow, PLACEHOLDER.as_bytes()) == Some(at));
         Ok(Bodies {
-            normal,
-            slow,
-            at,
+            normal: Template::new(NORMAL)?,
+            slow: Template::new("slow")?,
             slow_every,
         })
     }
@@ -45,18 +63,15 @@ impl Bodies {
         if self.slow_every > 1 && seq % self.slow_every == 0 {
             "slow"
         } else {
-            "business.updated"
+            NORMAL
         }
     }
 
     pub fn body(&self, seq: usize) -> Vec<u8> {
-        let mut body = match self.route(seq) {
-            "slow" => self.slow.clone(),
-            _ => self.normal.clone(),
-        };
-        body[self.at..self.at + PLACEHOLDER.len()]
-            .copy_from_slice(crate::sink::event_id(seq).as_bytes());
-        body
+        match self.route(seq) {
+            "slow" => self.slow.body(seq),
+            _ => self.normal.body(seq),
+        }
     }
 }
 
@@ -64,18 +79,22 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn properties() -> BasicProperties {
+/// The account the bench publishes for unless a mode says otherwise (`delivery.default_account`).
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+fn properties(account: &str) -> BasicProperties {
     let mut headers = FieldTable::default();
-    headers.insert("account_id".into(), AMQPValue::LongString("default".into()));
+    headers.insert("account_id".into(), AMQPValue::LongString(account.into()));
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(headers)
 }
 
-/// Publishes sequence numbers `from..from + events` and waits for every confirm; `route` of an
+/// Publishes sequence numbers `from..from + events` for `account` and waits for every confirm; `route` of an
 /// empty exchange is the queue name.
 pub async fn backlog<'a>(
     channel: &Channel,
+    account: &str,
     exchange: &str,
     route: impl Fn(usize) -> &'a str,
     from: usize,
@@ -92,7 +111,8 @@ pub async fn backlog<'a>(
         for s in seq..end {
             let options = BasicPublishOptions::default();
             let body = body(s);
-            let publish = channel.basic_publish(exchange, route(s), options, &body, properties());
+            let publish =
+                channel.basic_publish(exchange, route(s), options, &body, properties(account));
             confirms.push(publish.await?);
         }
         for confirm in join_all(confirms).await {
@@ -103,10 +123,11 @@ pub async fn backlog<'a>(
     Ok(())
 }
 
-/// Publishes `from..from + events` at `rate` a second (`None`: as fast as it can) (to the events exchange, routed by type),
-/// returning when each was published (ns since the epoch, indexed from `from`).
+/// Publishes `from..from + events` for `account` at `rate` a second (`None`: as fast as it can)
+/// to the events exchange, routed by type, returning when each was published (ns since the epoch, indexed from `from`).
 pub async fn paced(
     channel: &Channel,
+    account: &str,
     exchange: &str,
     bodies: &Bodies,
     from: usize,
@@ -133,7 +154,7 @@ pub async fn paced(
             let route = bodies.route(seq);
             confirms.push(
                 channel
-                    .basic_publish(exchange, route, options, &body, properties())
+                    .basic_publish(exchange, route, options, &body, properties(account))
                     .await?,
             );
         }

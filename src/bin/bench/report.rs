@@ -27,7 +27,7 @@ impl Report {
         }
     }
 
-    fn set(&mut self, key: &str, value: Value) {
+    pub fn set(&mut self, key: &str, value: Value) {
         self.fields.insert(key.into(), value);
     }
 
@@ -123,4 +123,16 @@ fn metric(metrics: &str, name: &str) -> f64 {
         .lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
         .unwrap_or(0.0)
+}
+
+/// Every labelled sample of `name` in Prometheus text, as (`name{labels}`, value).
+pub fn samples(metrics: &str, name: &str) -> Vec<(String, f64)> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
 }

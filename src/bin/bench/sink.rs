@@ -2,6 +2,10 @@
 //! not counted as the worker's: verifies every signature, records when each event (by its
 //! sequence number, carried in the event id) first arrived, and answers `GET /stats` and
 //! `GET /receipts` for the bench, which reads the sink's CPU from `/proc/<pid>/stat`.
+//!
+//! Beside the healthy endpoint (`/hook`) it serves the misbehaving ones: `/hang` accepts a
+//! request and never answers; `/slow` answers `--slow-status` after `--slow-latency-ms` (the
+//! two-account mode's noisy account). `GET /noisy` counts what those two saw.
 
 use std::{
     io::Write,
@@ -52,6 +56,38 @@ struct Sink {
     last_ns: AtomicU64,
     latency: Duration,
     capacity: usize,
+    slow_status: StatusCode,
+    slow_latency: Duration,
+    slow: Misbehaving,
+    hanging: Misbehaving,
+}
+
+/// Requests seen by a misbehaving endpoint: received, answered, in flight now and at most.
+#[derive(Default)]
+struct Misbehaving {
+    received: AtomicUsize,
+    answered: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Misbehaving {
+    fn enter(&self) -> Held<'_> {
+        self.received.fetch_add(1, Relaxed);
+        let now = self.in_flight.fetch_add(1, Relaxed) + 1;
+        self.max_in_flight.fetch_max(now, Relaxed);
+        Held(&self.in_flight)
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.received.load(Relaxed),
+            self.answered.load(Relaxed),
+            self.in_flight.load(Relaxed),
+            self.max_in_flight.load(Relaxed),
+        )
+    }
 }
 
 /// Counts a request in flight until it is answered or dropped.
@@ -94,9 +130,24 @@ async fn receive(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes)
     StatusCode::OK
 }
 
-/// The hanging endpoint: accepts the request and never answers.
-async fn hang() {
+/// The hanging endpoint: accepts the request and never answers (until the worker gives up and
+/// drops the connection, which ends this future).
+async fn hang(State(sink): State<Arc<Sink>>) {
+    let _held = sink.hanging.enter();
     std::future::pending::<()>().await
+}
+
+/// The slowly misbehaving endpoint: `--slow-status` after `--slow-latency-ms`.
+async fn slow(State(sink): State<Arc<Sink>>) -> StatusCode {
+    let _held = sink.slow.enter();
+    tokio::time::sleep(sink.slow_latency).await;
+    sink.slow.answered.fetch_add(1, Relaxed);
+    sink.slow_status
+}
+
+/// `received answered in_flight max_in_flight` of `/slow`, then the same of `/hang`.
+async fn noisy(State(sink): State<Arc<Sink>>) -> String {
+    format!("{} {}", sink.slow.text(), sink.hanging.text())
 }
 
 async fn stats(State(sink): State<Arc<Sink>>) -> String {
@@ -118,8 +169,36 @@ async fn receipts(State(sink): State<Arc<Sink>>) -> Vec<u8> {
         .collect()
 }
 
+/// How the sink's endpoints behave, and how many sequence numbers it records.
+#[derive(Clone)]
+pub struct Settings {
+    pub events: usize,
+    pub latency_ms: u64,
+    pub capacity: Option<usize>,
+    pub slow_status: u16,
+    pub slow_latency_ms: u64,
+}
+
+impl Settings {
+    pub fn new(args: &crate::Args, events: usize) -> Self {
+        Settings {
+            events,
+            latency_ms: args.latency_ms,
+            capacity: args.capacity,
+            slow_status: args.two.slow_status,
+            slow_latency_ms: args.two.slow_latency_ms,
+        }
+    }
+}
+
 /// Runs the sink until killed; prints its address on the first line of stdout.
-pub async fn serve(events: usize, latency_ms: u64, capacity: Option<usize>) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let Settings {
+        events,
+        latency_ms,
+        capacity,
+        ..
+    } = settings;
     let sink = Arc::new(Sink {
         receipts: (0..events).map(|_| AtomicU64::new(0)).collect(),
         count: AtomicUsize::new(0),
@@ -131,6 +210,10 @@ pub async fn serve(events: usize, latency_ms: u64, capacity: Option<usize>) -> a
         last_ns: AtomicU64::new(0),
         latency: Duration::from_millis(latency_ms),
         capacity: capacity.unwrap_or(usize::MAX),
+        slow_status: StatusCode::from_u16(settings.slow_status)?,
+        slow_latency: Duration::from_millis(settings.slow_latency_ms),
+        slow: Misbehaving::default(),
+        hanging: Misbehaving::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mut out = std::io::stdout();
@@ -139,11 +222,22 @@ pub async fn serve(events: usize, latency_ms: u64, capacity: Option<usize>) -> a
     let app = Router::new()
         .route("/hook", post(receive))
         .route("/hang", post(hang))
+        .route("/slow", post(slow))
+        .route("/noisy", get(noisy))
         .route("/stats", get(stats))
         .route("/receipts", get(receipts))
         .with_state(sink);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// What a misbehaving endpoint saw (`GET /noisy`).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct NoisyStats {
+    pub received: usize,
+    pub answered: usize,
+    pub in_flight: usize,
+    pub max_in_flight: usize,
 }
 
 /// What `GET /stats` says.
@@ -180,18 +274,16 @@ pub struct SinkProcess {
 }
 
 impl SinkProcess {
-    pub async fn spawn(
-        events: usize,
-        latency_ms: u64,
-        capacity: Option<usize>,
-    ) -> anyhow::Result<Self> {
+    pub async fn spawn(settings: Settings) -> anyhow::Result<Self> {
         use tokio::io::AsyncBufReadExt;
         let mut command = tokio::process::Command::new(std::env::current_exe()?);
-        command.args(["--sink", "--events", &events.to_string()]);
-        command.args(["--latency-ms", &latency_ms.to_string()]);
-        if let Some(capacity) = capacity {
+        command.args(["--sink", "--events", &settings.events.to_string()]);
+        command.args(["--latency-ms", &settings.latency_ms.to_string()]);
+        if let Some(capacity) = settings.capacity {
             command.args(["--capacity", &capacity.to_string()]);
         }
+        command.args(["--slow-status", &settings.slow_status.to_string()]);
+        command.args(["--slow-latency-ms", &settings.slow_latency_ms.to_string()]);
         let mut child = command
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -229,12 +321,30 @@ impl SinkProcess {
             .collect())
     }
 
+    /// What the misbehaving endpoints saw: `(slow, hanging)`.
+    pub async fn noisy(&self) -> anyhow::Result<(NoisyStats, NoisyStats)> {
+        let url = format!("http://{}/noisy", self.addr);
+        let text = self.client.get(url).send().await?.text().await?;
+        let n: Vec<usize> = text.split(' ').filter_map(|f| f.parse().ok()).collect();
+        anyhow::ensure!(n.len() == 8, "sink noisy stats: {text}");
+        let at = |i: usize| NoisyStats {
+            received: n[i],
+            answered: n[i + 1],
+            in_flight: n[i + 2],
+            max_in_flight: n[i + 3],
+        };
+        Ok((at(0), at(4)))
+    }
+
     /// The sink's CPU seconds so far.
     pub fn cpu(&self) -> f64 {
         crate::procfs::cpu_seconds(&self.pid).unwrap_or(0.0)
     }
 
-    pub fn kill(&mut self) {
-        let _ = self.child.start_kill();
+    /// Kills the sink and waits until it is gone, so that every connection the worker holds to
+    /// it (a hanging endpoint's above all) is closed and its requests end now, not at their
+    /// timeout.
+    pub async fn kill_and_wait(&mut self) {
+        let _ = self.child.kill().await;
     }
 }
