@@ -20,9 +20,9 @@ use crate::{
     delivery_log::{DeliveryLog, LogEntry, LogOutcome},
     event::{Bodies, Body, Event},
     queue::{
-        header_text,
+        account_header,
         job::{DeadLetter, Job},
-        Names, Publisher,
+        BadAccount, Names, Publisher,
     },
     registry::Registry,
     retry::{Parking, RetrySchedule, Tries},
@@ -144,28 +144,22 @@ impl Pipeline {
         routing_key: &str,
     ) -> Disposition {
         self.metrics.events_received.inc();
-        let account = header_text(headers, crate::queue::job::ACCOUNT_ID)
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| self.default_account.clone());
+        // A header that is there but unreadable is poison, never the default account.
+        let account = match account_header(headers) {
+            Ok(account) => account.unwrap_or_else(|| self.default_account.clone()),
+            Err(bad) => {
+                let (reason, detail) = (BadAccount::CODE, bad.to_string());
+                return self
+                    .poison(publisher, raw, routing_key, reason, detail, None)
+                    .await;
+            }
+        };
         let event = match Event::parse_shared(raw, self.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
-                warn!(reason = reason.code(), detail = %reason, routing_key, "poison event; dead-lettering it");
-                self.metrics
-                    .poison_events
-                    .get_or_create(&crate::telemetry::ReasonLabels {
-                        reason: reason.code(),
-                    })
-                    .inc();
-                let dead = DeadLetter {
-                    reason: reason.code().into(),
-                    detail: reason.to_string(),
-                    account_id: Some(account),
-                    event_type: Some(routing_key.to_string()),
-                    ..DeadLetter::default()
-                };
+                let (code, detail) = (reason.code(), reason.to_string());
                 return self
-                    .settle(publisher, raw, "poison", vec![Next::Dead(dead)])
+                    .poison(publisher, raw, routing_key, code, detail, Some(account))
                     .await;
             }
         };
@@ -194,6 +188,35 @@ impl Pipeline {
             }
         };
         self.settle(publisher, raw, &event.id, nexts).await
+    }
+
+    /// Dead-letters an event that cannot be delivered to anyone (`reason`: a poison code).
+    async fn poison(
+        &self,
+        publisher: &Publisher,
+        raw: &Bytes,
+        routing_key: &str,
+        reason: &'static str,
+        detail: String,
+        account_id: Option<String>,
+    ) -> Disposition {
+        warn!(
+            reason,
+            detail, routing_key, "poison event; dead-lettering it"
+        );
+        self.metrics
+            .poison_events
+            .get_or_create(&crate::telemetry::ReasonLabels { reason })
+            .inc();
+        let dead = DeadLetter {
+            reason: reason.into(),
+            detail,
+            account_id,
+            event_type: Some(routing_key.to_string()),
+            ..DeadLetter::default()
+        };
+        self.settle(publisher, raw, "poison", vec![Next::Dead(dead)])
+            .await
     }
 
     /// A retry (or a parked first attempt) for one webhook. The webhook is read again, so a new

@@ -217,8 +217,10 @@ pub async fn update(
 }
 
 /// A stored OAuth client secret goes only to the token endpoint (origin) and client it was
-/// given for: changing either without sending the secret again is refused, so nobody who can
-/// edit a webhook can redirect its secret to a host of their choosing.
+/// given for, and the tokens it earns only to the receiver (origin of `url`), scope and
+/// resource they were asked for: changing any of these without sending the secret again is
+/// refused, so nobody who can edit a webhook can redirect its secret, or a token earned with
+/// it, to a host of their choosing. A path-only change of either URL keeps the secret.
 fn client_secret_rebinding(
     existing: &Webhook,
     draft: &Draft,
@@ -230,15 +232,19 @@ fn client_secret_rebinding(
     if !kept {
         return None;
     }
-    let old_origin = origin_of(existing.oidc_token_endpoint.as_deref().unwrap_or_default());
-    let new_origin = origin_of(draft.oidc_token_endpoint.as_deref().unwrap_or_default());
-    let moved = old_origin != new_origin;
+    let origin = |url: Option<&str>| origin_of(url.unwrap_or_default());
+    let moved = origin(existing.oidc_token_endpoint.as_deref())
+        != origin(draft.oidc_token_endpoint.as_deref());
     let other_client = existing.oidc_client_id != draft.oidc_client_id;
-    (moved || other_client).then(|| {
+    let other_receiver = origin(Some(&existing.url)) != origin(draft.url.as_deref());
+    let other_audience = existing.oidc_scope != draft.oidc_scope
+        || existing.oidc_resource_uri != draft.oidc_resource_uri;
+    (moved || other_client || other_receiver || other_audience).then(|| {
         ErrorEntry::field(
             "oidc_client_secret",
-            "must be sent again when oidc_token_endpoint (its origin) or oidc_client_id changes: \
-             a stored secret only goes where it was given for",
+            "must be sent again when oidc_token_endpoint (its origin), oidc_client_id, the \
+             origin of url, oidc_scope or oidc_resource_uri changes: a stored secret, and the \
+             tokens it earns, only go where they were given for",
         )
     })
 }

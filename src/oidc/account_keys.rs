@@ -9,7 +9,13 @@
 //!
 //! Rotation adds a key that is published at once and signs only after
 //! `oidc.key_rotation_delay` (identity providers that cache the JWKS pick it up first); the
-//! keys it replaces stay published for `oidc.key_retirement_grace` after that, then go.
+//! keys it replaces stay published for `oidc.key_retirement_grace` after that, then go. A
+//! rotation replaces a key that is still pending, and an account publishes at most
+//! [`super::rotation::MAX_PUBLISHED_KEYS`] keys (see [`super::rotation`]).
+//!
+//! The public JWKS is served from the public JWKs stored with the keys ([`super::published`]);
+//! signing decrypts only the signing key, off the async threads, and keeps it until its set next
+//! changes or a short while has passed.
 //!
 //! `oidc.signing_keys` (PEM files) remains for a deployment that serves one account: with
 //! `oidc.signing_keys_account` naming it, that account's keys are the files (the first signs),
@@ -22,19 +28,19 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
-use serde_json::{json, Value};
 
+pub use super::key_set::{AccountKey, KeySet};
 use super::{
+    key_set::{decode_key, decode_set, file_key_set},
     keygen::{generate_key, self_signed_certificate, CERTIFICATE_VALIDITY},
     keys::{SigningKey, SigningKeys},
+    published::{next_change, PublishedJwks, PublishedKey},
+    rotation::{plan, RotationTimes},
 };
 use crate::{
     config::OidcConfig,
     secret::Secret,
-    store::{
-        keys::{StoredKey, StoredKeySet},
-        Store, StoreError,
-    },
+    store::{keys::StoredKey, public_keys::PublicKeySet, Store, StoreError},
 };
 
 /// Size of the keys made for accounts.
@@ -66,44 +72,6 @@ impl From<StoreError> for KeysError {
     }
 }
 
-/// One key of a set and when it is in use.
-#[derive(Debug, Clone)]
-pub struct AccountKey {
-    pub key: SigningKey,
-    pub signs_from: DateTime<Utc>,
-    pub retire_at: Option<DateTime<Utc>>,
-}
-
-/// An account's published keys.
-#[derive(Debug, Clone)]
-pub struct KeySet {
-    /// The id of the public JWKS URL.
-    pub jwks_id: String,
-    /// Ordered by `signs_from`.
-    pub keys: Vec<AccountKey>,
-}
-
-impl KeySet {
-    /// The key that signs at `now`: of the keys whose time has come, the newest; before any has
-    /// (it cannot happen for a set made here), the oldest.
-    pub fn signing_at(&self, now: DateTime<Utc>) -> Option<&SigningKey> {
-        self.keys
-            .iter()
-            .rev()
-            .find(|k| k.signs_from <= now)
-            .or_else(|| self.keys.first())
-            .map(|k| &k.key)
-    }
-
-    /// The public JWKS: the signing key first, then the others in rotation order.
-    pub fn jwks(&self, now: DateTime<Utc>) -> Value {
-        let signing = self.signing_at(now).map(|k| k.kid().to_string());
-        let mut keys: Vec<&SigningKey> = self.keys.iter().map(|k| &k.key).collect();
-        keys.sort_by_key(|k| Some(k.kid()) != signing.as_deref());
-        json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() })
-    }
-}
-
 /// What a rotation did.
 #[derive(Debug, Clone)]
 pub struct Rotation {
@@ -113,15 +81,39 @@ pub struct Rotation {
     pub previous_retire_at: DateTime<Utc>,
 }
 
+/// The key that signs for an account, and when its set next changes by itself.
+struct Signer {
+    key: SigningKey,
+    changes_at: Option<DateTime<Utc>>,
+}
+
+/// A signer is kept until its set's next change (a pending key starts signing).
+struct SignerExpiry;
+
+impl moka::Expiry<String, Arc<Signer>> for SignerExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Signer>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let at = value.changes_at?;
+        Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    }
+}
+
 /// The accounts' signing keys. Cheap to clone.
 #[derive(Clone)]
 pub struct AccountKeys {
-    store: Option<Store>,
+    pub(super) store: Option<Store>,
     /// The single account whose keys are `oidc.signing_keys`, and those keys.
     files: Option<(String, Arc<SigningKeys>)>,
-    /// Key sets for signing, re-read after a short while so a rotation made by another replica
-    /// is seen well within the grace period.
-    signing_cache: Cache<String, Arc<KeySet>>,
+    /// The signing key of each account, re-read after a short while so a rotation made by
+    /// another replica is seen well within the grace period.
+    signing_cache: Cache<String, Arc<Signer>>,
+    /// The public JWKS of each account, by account and by public id (see [`super::published`]).
+    pub(super) published: Cache<PublishedKey, Option<Arc<PublishedJwks>>>,
+    published_ttl: Duration,
     rotation_delay: Duration,
     retirement_grace: Duration,
 }
@@ -150,13 +142,20 @@ impl AccountKeys {
         // Re-read sets for signing well within the grace, so no replica signs with a key
         // after it stopped being published.
         let cache_for = (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        // Other replicas' rotations show in the public JWKS within this; a quarter of the
+        // rotation delay, so a new key is published everywhere long before it signs.
+        let published_ttl = (config.key_rotation_delay.0 / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         Ok(Self {
             store,
             files,
             signing_cache: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_for)
+                .expire_after(SignerExpiry)
                 .build(),
+            published: published_cache(published_ttl),
+            published_ttl,
             rotation_delay: config.key_rotation_delay.0,
             retirement_grace: grace,
         })
@@ -168,6 +167,8 @@ impl AccountKeys {
             store: None,
             files: Some((account.to_string(), keys)),
             signing_cache: Cache::builder().max_capacity(1).build(),
+            published: published_cache(Duration::from_secs(5)),
+            published_ttl: Duration::from_secs(5),
             rotation_delay: Duration::ZERO,
             retirement_grace: Duration::ZERO,
         }
@@ -178,75 +179,122 @@ impl AccountKeys {
         self.rotation_delay
     }
 
+    /// How long this process may serve a public JWKS that another process changed.
+    pub fn published_ttl(&self) -> Duration {
+        self.published_ttl
+    }
+
     /// The key that signs `account`'s client assertions now (made on first need).
     pub async fn signing_key(&self, account: &str) -> Result<SigningKey, KeysError> {
         if let Some(keys) = self.file_keys(account) {
             return keys.signing().cloned().ok_or(KeysError::FileManaged);
         }
-        let set = self
+        let signer = self
             .signing_cache
-            .try_get_with_by_ref(account, async { self.current(account).await.map(Arc::new) })
+            .try_get_with_by_ref(account, async {
+                self.load_signer(account).await.map(Arc::new)
+            })
             .await
             .map_err(|e| (*e).clone())?;
-        set.signing_at(Utc::now())
-            .cloned()
-            .ok_or_else(|| KeysError::Store("the account's key set is empty".into()))
+        Ok(signer.key.clone())
     }
 
-    /// The account's key set as stored now (made on first need).
+    /// Decrypts the one key that signs now: the newest whose time has come (before any has,
+    /// which cannot happen for a set made here, the oldest).
+    async fn load_signer(&self, account: &str) -> Result<Signer, KeysError> {
+        let store = self.store.as_ref().ok_or(KeysError::NoStore)?;
+        let set = self.public_set(account).await?;
+        let now = Utc::now();
+        let row = set
+            .keys
+            .iter()
+            .rev()
+            .find(|k| k.signs_from <= now)
+            .or_else(|| set.keys.first())
+            .ok_or_else(|| KeysError::Store("the account's key set is empty".into()))?;
+        let stored = store
+            .private_key(account, &row.kid)
+            .await?
+            .ok_or_else(|| KeysError::Store(format!("stored key {} vanished", row.kid)))?;
+        Ok(Signer {
+            key: decode_key(stored).await?,
+            changes_at: next_change(&set.keys, now),
+        })
+    }
+
+    /// The account's public key set as stored now, made with a first key when it has none.
+    pub(super) async fn public_set(&self, account: &str) -> Result<PublicKeySet, KeysError> {
+        let store = self.store.as_ref().ok_or(KeysError::NoStore)?;
+        if self.file_keys(account).is_some() {
+            let jwks_id = self.jwks_id_for_file_account(store, account).await?;
+            return Ok(PublicKeySet {
+                account_id: account.to_string(),
+                jwks_id,
+                keys: Vec::new(),
+            });
+        }
+        if let Some(set) = store.public_key_set(account, Utc::now()).await? {
+            if !set.keys.is_empty() {
+                return Ok(set);
+            }
+        }
+        let first = new_key(Utc::now(), None).await?;
+        store
+            .create_key_set(account, &new_jwks_id(), &first)
+            .await?;
+        // Whoever won the race, the stored set is the account's.
+        store
+            .public_key_set(account, Utc::now())
+            .await?
+            .filter(|set| !set.keys.is_empty())
+            .ok_or_else(|| KeysError::Store("the key set vanished after it was made".into()))
+    }
+
+    /// The account's key set as stored now, decrypted (made on first need). For tools and
+    /// tests: serving and signing never decrypt more than the signing key.
     pub async fn current(&self, account: &str) -> Result<KeySet, KeysError> {
         let store = self.store.as_ref().ok_or(KeysError::NoStore)?;
         if let Some(keys) = self.file_keys(account) {
             let jwks_id = self.jwks_id_for_file_account(store, account).await?;
             return Ok(file_key_set(jwks_id, &keys));
         }
-        let now = Utc::now();
-        if let Some(set) = store.key_set(account, now).await? {
-            if !set.keys.is_empty() {
-                return decode_set(set);
-            }
-        }
-        let first = new_key(now, None).await?;
-        store
-            .create_key_set(account, &new_jwks_id(), &first)
-            .await?;
-        // Whoever won the race, the stored set is the account's.
+        self.public_set(account).await?;
         let set = store
             .key_set(account, Utc::now())
             .await?
             .ok_or_else(|| KeysError::Store("the key set vanished after it was made".into()))?;
-        decode_set(set)
-    }
-
-    /// The set behind a public JWKS id, or `None` for an unknown id.
-    pub async fn by_jwks_id(&self, jwks_id: &str) -> Result<Option<KeySet>, KeysError> {
-        let store = self.store.as_ref().ok_or(KeysError::NoStore)?;
-        let Some(set) = store.key_set_by_jwks_id(jwks_id, Utc::now()).await? else {
-            return Ok(None);
-        };
-        if let Some(keys) = self.file_keys(&set.account_id) {
-            return Ok(Some(file_key_set(set.jwks_id, &keys)));
-        }
-        decode_set(set).map(Some)
+        decode_set(set).await
     }
 
     /// Adds a key that is published now and signs after `oidc.key_rotation_delay`; the keys
-    /// it replaces stay published `oidc.key_retirement_grace` longer.
+    /// it replaces stay published `oidc.key_retirement_grace` longer. A key still pending is
+    /// replaced, and older keys beyond the cap go (see [`super::rotation`]).
     pub async fn rotate(&self, account: &str) -> Result<Rotation, KeysError> {
         if self.file_keys(account).is_some() {
             return Err(KeysError::FileManaged);
         }
         let store = self.store.as_ref().ok_or(KeysError::NoStore)?;
         // Make sure the set exists, so the new key is an addition and not the first key.
-        self.current(account).await?;
-        let now = Utc::now();
-        let signs_from = now + chrono_duration(self.rotation_delay);
-        let previous_retire_at = signs_from + chrono_duration(self.retirement_grace);
+        self.public_set(account).await?;
+        let signs_from = Utc::now() + chrono_duration(self.rotation_delay);
         let key = new_key(signs_from, None).await?;
+        // Planned with the time the store reads the keys at, not the time generation began.
+        let (grace, margin) = (self.retirement_grace, self.signing_cache_ttl());
+        let mut previous_retire_at = signs_from;
         store
-            .add_key(account, &key, previous_retire_at, now)
+            .add_key(account, &key, |keys| {
+                let times = RotationTimes {
+                    now: Utc::now(),
+                    signs_from,
+                    grace,
+                    margin,
+                };
+                previous_retire_at = times.previous_retire_at();
+                plan(keys, times)
+            })
             .await?;
         self.signing_cache.invalidate(account).await;
+        self.republish(account).await?;
         tracing::info!(account_id = %account, kid = %key.kid, %signs_from, "signing key added");
         Ok(Rotation {
             kid: key.kid,
@@ -255,12 +303,20 @@ impl AccountKeys {
         })
     }
 
+    /// How long a replica may sign with a key it read (the signing cache's time to live).
+    fn signing_cache_ttl(&self) -> Duration {
+        self.signing_cache
+            .policy()
+            .time_to_live()
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// Whether `oidc.signing_keys` (files, not the database) hold `account`'s keys.
     pub fn has_file_keys(&self, account: &str) -> bool {
         self.file_keys(account).is_some()
     }
 
-    fn file_keys(&self, account: &str) -> Option<Arc<SigningKeys>> {
+    pub(super) fn file_keys(&self, account: &str) -> Option<Arc<SigningKeys>> {
         self.files
             .as_ref()
             .filter(|(file_account, _)| file_account == account)
@@ -286,53 +342,12 @@ impl AccountKeys {
     }
 }
 
-fn file_key_set(jwks_id: String, keys: &SigningKeys) -> KeySet {
-    // The first file signs: the others are listed before it, as keys whose time came earlier.
-    let at = |days| DateTime::<Utc>::MIN_UTC + chrono::TimeDelta::days(days);
-    let mut set: Vec<AccountKey> = keys
-        .all()
-        .iter()
-        .skip(1)
-        .map(|key| AccountKey {
-            key: key.clone(),
-            signs_from: at(0),
-            retire_at: None,
-        })
-        .collect();
-    if let Some(first) = keys.all().first() {
-        set.push(AccountKey {
-            key: first.clone(),
-            signs_from: at(1),
-            retire_at: None,
-        });
-    }
-    KeySet { jwks_id, keys: set }
-}
-
-fn decode_set(set: StoredKeySet) -> Result<KeySet, KeysError> {
-    let keys = set
-        .keys
-        .into_iter()
-        .map(|stored| {
-            let pem = match &stored.certificate_pem {
-                Some(certificate) => format!("{}{certificate}", stored.private_pem.expose()),
-                None => stored.private_pem.expose().to_string(),
-            };
-            let origin = std::path::Path::new("(stored key)");
-            let key = SigningKey::from_pem(origin, &pem).map_err(|_| {
-                KeysError::Store(format!("stored key {} is not usable", stored.kid))
-            })?;
-            Ok(AccountKey {
-                key,
-                signs_from: stored.signs_from,
-                retire_at: stored.retire_at,
-            })
-        })
-        .collect::<Result<_, KeysError>>()?;
-    Ok(KeySet {
-        jwks_id: set.jwks_id,
-        keys,
-    })
+fn published_cache(ttl: Duration) -> Cache<PublishedKey, Option<Arc<PublishedJwks>>> {
+    Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(ttl)
+        .expire_after(super::published::UntilChange)
+        .build()
 }
 
 /// A fresh key with its self-signed certificate. RSA generation takes a while: off the
@@ -347,14 +362,13 @@ async fn new_key(
         let certificate = self_signed_certificate(&private, CERTIFICATE_NAME, CERTIFICATE_VALIDITY)
             .map_err(|e| KeysError::Generate(e.to_string()))?;
         let pem = format!("{private}{certificate}");
-        let kid = SigningKey::from_pem(std::path::Path::new("(new key)"), &pem)
-            .map_err(|e| KeysError::Generate(e.to_string()))?
-            .kid()
-            .to_string();
+        let key = SigningKey::from_pem(std::path::Path::new("(new key)"), &pem)
+            .map_err(|e| KeysError::Generate(e.to_string()))?;
         Ok(StoredKey {
-            kid,
+            kid: key.kid().to_string(),
             private_pem: Secret::new(private),
             certificate_pem: Some(certificate),
+            public_jwk: Some(key.jwk().to_string()),
             signs_from,
             retire_at,
         })
@@ -374,63 +388,5 @@ fn chrono_duration(duration: Duration) -> chrono::TimeDelta {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key() -> SigningKey {
-        let pem = generate_key(2048).unwrap();
-        SigningKey::from_pem(std::path::Path::new("k"), &pem).unwrap()
-    }
-
-    #[test]
-    fn the_newest_key_whose_time_has_come_signs_and_is_listed_first() {
-        let now = Utc::now();
-        let (old, new) = (key(), key());
-        let set = KeySet {
-            jwks_id: "x".into(),
-            keys: vec![
-                AccountKey {
-                    key: old.clone(),
-                    signs_from: now - chrono::TimeDelta::hours(1),
-                    retire_at: Some(now + chrono::TimeDelta::hours(2)),
-                },
-                AccountKey {
-                    key: new.clone(),
-                    signs_from: now + chrono::TimeDelta::hours(1),
-                    retire_at: None,
-                },
-            ],
-        };
-        assert_eq!(set.signing_at(now).unwrap().kid(), old.kid());
-        let later = now + chrono::TimeDelta::minutes(61);
-        assert_eq!(set.signing_at(later).unwrap().kid(), new.kid());
-        let jwks = set.jwks(now);
-        assert_eq!(jwks["keys"][0]["kid"], old.kid(), "the signer first");
-        assert_eq!(
-            jwks["keys"][1]["kid"],
-            new.kid(),
-            "the next key is published already"
-        );
-        assert_eq!(set.jwks(later)["keys"][0]["kid"], new.kid());
-    }
-
-    #[test]
-    fn jwks_ids_are_long_random_and_url_safe() {
-        let (a, b) = (new_jwks_id(), new_jwks_id());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 22);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-    }
-
-    #[tokio::test]
-    async fn an_account_not_served_by_the_files_gets_no_file_key() {
-        let keys = AccountKeys::from_files("acct-a", Arc::new(SigningKeys::new(vec![key()])));
-        assert!(keys.signing_key("acct-a").await.is_ok());
-        assert!(matches!(
-            keys.signing_key("acct-b").await,
-            Err(KeysError::NoStore)
-        ));
-    }
-}
+#[path = "account_keys_tests.rs"]
+mod tests;

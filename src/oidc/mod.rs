@@ -4,8 +4,12 @@
 //!
 //! - [`account_keys`]: each account's own signing keys (made on first need, rotated, published
 //!   per account): the tenant boundary of `private_key_jwt`.
+//! - [`key_set`]: an account's key set decoded for signing, and which key signs when.
 //! - [`keys`]: RSA signing keys from PEM (and certificates); `kid` = RFC 7638 thumbprint.
-//! - [`jwks`]: the public JWKS the worker publishes.
+//! - [`jwks`]: the public JWK of a key, and the JWKS of configured keys.
+//! - [`published`]: each account's public JWKS as served: cached, with its `ETag`, built
+//!   without decrypting a private key.
+//! - [`rotation`]: what a rotation does to an account's keys (replace the pending key, cap).
 //! - [`keygen`]: new keys and self-signed certificates (`webhook-worker keygen`).
 //! - [`assertion`]: the `private_key_jwt` client assertion.
 //! - [`token`]: one token request and the parsing of its answer; [`TokenError`].
@@ -18,8 +22,11 @@ pub mod account_keys;
 pub mod assertion;
 pub mod cache;
 pub mod jwks;
+pub mod key_set;
 pub mod keygen;
 pub mod keys;
+pub mod published;
+pub mod rotation;
 pub mod token;
 
 pub use account_keys::{AccountKeys, KeySet, KeysError, Rotation};
@@ -27,4 +34,5 @@ pub use cache::TokenProvider;
 pub use jwks::jwks_json;
 pub use keygen::{generate_key, self_signed_certificate};
 pub use keys::{KeyError, SigningKey, SigningKeys};
+pub use published::PublishedJwks;
 pub use token::{TokenClient, TokenError};

@@ -119,7 +119,8 @@ impl Job {
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, Default)]
 pub struct DeadLetter {
-    /// `retries_exhausted`, `endpoint_gone`, `too_large`, `invalid_json`, `invalid_event`, `invalid_job`.
+    /// `retries_exhausted`, `endpoint_gone`, `too_large`, `invalid_json`, `invalid_event`,
+    /// `bad_account`, `invalid_job`.
     pub reason: String,
     pub detail: String,
     pub webhook_id: Option<Uuid>,

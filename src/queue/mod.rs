@@ -15,9 +15,12 @@
 //! - queue `webhooks.dead` (quorum): dead letters, with the reason in headers (ours, or the
 //!   broker's `x-first-death-reason`); never consumed by the worker.
 //!
+//! [`account`] reads an event's `account_id` header, fail-closed.
+//!
 //! [`topology`] declares all of it; [`migrate`] moves queues an older version declared with other
 //! arguments.
 
+pub mod account;
 pub mod depths;
 pub mod job;
 pub mod migrate;
@@ -34,6 +37,7 @@ use lapin::{
 
 use crate::retry::label;
 
+pub use account::{account_header, BadAccount};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare, delete, DeclareError, Topology};
 

@@ -4,13 +4,18 @@
 //! An account's key set is one `account_key_sets` row (its public, unguessable `jwks_id`) and its
 //! `account_signing_keys` rows. Private keys are stored as PKCS#8 PEM encrypted with
 //! `database.encryption_key`, bound to the account and the kid, so a key copied to another
-//! account's set does not decrypt. Keys whose `retire_at` has passed are never read and are
-//! deleted at the next rotation.
+//! account's set does not decrypt. Each key's public JWK is stored in clear beside it (see
+//! [`super::public_keys`]), so publishing never decrypts. Keys whose `retire_at` has passed are
+//! never read and are deleted at the next rotation, which also applies the rotation's plan
+//! (replaced and capped keys, see [`crate::oidc::rotation`]) in one transaction per account.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{
+    public_keys::{public_row, PublicKeyRow},
+    Store, StoreError,
+};
 use crate::{secret::Secret, webhook::timestamp};
 
 /// One stored key, decrypted.
@@ -20,6 +25,8 @@ pub struct StoredKey {
     /// PKCS#8 PEM of the private key.
     pub private_pem: Secret,
     pub certificate_pem: Option<String>,
+    /// The public JWK as compact JSON (`None`: a key stored before it was kept).
+    pub public_jwk: Option<String>,
     /// Signs from this time on (publication starts at creation).
     pub signs_from: DateTime<Utc>,
     /// Published until this time, when set.
@@ -38,10 +45,13 @@ fn key_context(account: &str, kid: &str) -> String {
     format!("account_signing_keys|{}:{account}|{kid}", account.len())
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| StoreError::Corrupt("a signing key's time".into()))
+/// What a rotation does to an account's existing keys, besides adding the new one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChanges {
+    /// Kids to delete (retired, replaced pending keys, beyond the cap).
+    pub delete: Vec<String>,
+    /// New ends of publication.
+    pub retire: Vec<(String, DateTime<Utc>)>,
 }
 
 impl Store {
@@ -87,7 +97,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kid, private_key_enc, certificate_pem, signs_from, retire_at \
+            "SELECT kid, private_key_enc, certificate_pem, public_jwk, signs_from, retire_at \
              FROM account_signing_keys WHERE account_id = $1 \
              AND (retire_at IS NULL OR retire_at > $2) ORDER BY signs_from, kid",
         )
@@ -98,18 +108,46 @@ impl Store {
         let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
         rows.iter()
             .map(|row| {
-                let kid: String = row.try_get("kid")?;
+                let public = public_row(row)?;
                 let stored: String = row.try_get("private_key_enc")?;
-                let retire_at: Option<String> = row.try_get("retire_at")?;
                 Ok(StoredKey {
-                    private_pem: cipher.decrypt(&stored, &key_context(account, &kid))?,
+                    private_pem: cipher.decrypt(&stored, &key_context(account, &public.kid))?,
                     certificate_pem: row.try_get("certificate_pem")?,
-                    signs_from: parse_time(&row.try_get::<String, _>("signs_from")?)?,
-                    retire_at: retire_at.as_deref().map(parse_time).transpose()?,
-                    kid,
+                    public_jwk: public.public_jwk,
+                    signs_from: public.signs_from,
+                    retire_at: public.retire_at,
+                    kid: public.kid,
                 })
             })
             .collect()
+    }
+
+    /// One of the account's keys, decrypted (`None` when it is not stored).
+    pub async fn private_key(
+        &self,
+        account: &str,
+        kid: &str,
+    ) -> Result<Option<StoredKey>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kid, private_key_enc, certificate_pem, public_jwk, signs_from, retire_at \
+             FROM account_signing_keys WHERE account_id = $1 AND kid = $2",
+        )
+        .bind(account.to_string())
+        .bind(kid.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
+        let public = public_row(&row)?;
+        let stored: String = row.try_get("private_key_enc")?;
+        Ok(Some(StoredKey {
+            private_pem: cipher.decrypt(&stored, &key_context(account, &public.kid))?,
+            certificate_pem: row.try_get("certificate_pem")?,
+            public_jwk: public.public_jwk,
+            signs_from: public.signs_from,
+            retire_at: public.retire_at,
+            kid: public.kid,
+        }))
     }
 
     /// Creates the account's key set with its first key, unless another process created the
@@ -159,30 +197,48 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a key to an existing set: every key without an end of publication gets
-    /// `retire_others_at`, and keys already retired at `now` are deleted.
+    /// Adds `key` to an existing set, with the changes `plan` decides from the set's keys as
+    /// they are (all of them, retired ones included). Rotations of one account are serialized:
+    /// the transaction first writes the set's row, which holds a row lock on PostgreSQL and the
+    /// write lock on SQLite until it ends, so two rotations never plan from the same keys.
     pub async fn add_key(
         &self,
         account: &str,
         key: &StoredKey,
-        retire_others_at: DateTime<Utc>,
-        now: DateTime<Utc>,
+        plan: impl FnOnce(&[PublicKeyRow]) -> KeyChanges,
     ) -> Result<(), StoreError> {
         let encrypted = self.encrypt_key(account, key)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM account_signing_keys WHERE account_id = $1 AND retire_at <= $2")
+        sqlx::query("UPDATE account_key_sets SET jwks_id = jwks_id WHERE account_id = $1")
             .bind(account.to_string())
-            .bind(timestamp(now))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE account_signing_keys SET retire_at = $2 \
-             WHERE account_id = $1 AND retire_at IS NULL",
+        let rows = sqlx::query(
+            "SELECT kid, public_jwk, signs_from, retire_at FROM account_signing_keys \
+             WHERE account_id = $1 ORDER BY signs_from, kid",
         )
         .bind(account.to_string())
-        .bind(timestamp(retire_others_at))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        let keys = rows.iter().map(public_row).collect::<Result<Vec<_>, _>>()?;
+        let changes = plan(&keys);
+        for kid in &changes.delete {
+            sqlx::query("DELETE FROM account_signing_keys WHERE account_id = $1 AND kid = $2")
+                .bind(account.to_string())
+                .bind(kid.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (kid, at) in &changes.retire {
+            sqlx::query(
+                "UPDATE account_signing_keys SET retire_at = $3 WHERE account_id = $1 AND kid = $2",
+            )
+            .bind(account.to_string())
+            .bind(kid.clone())
+            .bind(timestamp(*at))
+            .execute(&mut *tx)
+            .await?;
+        }
         insert_key(&mut tx, account, key, encrypted).await?;
         tx.commit().await?;
         Ok(())
@@ -252,8 +308,8 @@ async fn insert_key(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO account_signing_keys \
-         (kid, account_id, private_key_enc, certificate_pem, created_at, signs_from, retire_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         (kid, account_id, private_key_enc, certificate_pem, created_at, signs_from, retire_at, \
+         public_jwk) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(key.kid.clone())
     .bind(account.to_string())
@@ -262,6 +318,7 @@ async fn insert_key(
     .bind(timestamp(Utc::now()))
     .bind(timestamp(key.signs_from))
     .bind(key.retire_at.map(timestamp))
+    .bind(key.public_jwk.clone())
     .execute(&mut **tx)
     .await?;
     Ok(())

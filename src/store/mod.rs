@@ -7,6 +7,7 @@ pub mod attempts;
 mod cipher;
 mod failing;
 pub mod keys;
+pub mod public_keys;
 
 use std::str::FromStr;
 

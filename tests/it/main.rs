@@ -10,6 +10,7 @@
 //! - [`cli`]: the built binary.
 //! - [`process`]: the worker binary as a child process, configured by environment variables.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
+//! - [`bad_account`]: an unreadable `account_id` header is poison, delivered to nobody.
 //! - [`faults`]: the fault suite, 10,000 events in flight through each fault (those that stop
 //!   a shared service are in the `shared_services` binary).
 //! - [`addresses`]: IPv6 spellings of non-public IPv4 addresses, at the API and at delivery.
@@ -36,6 +37,7 @@ mod receiver;
 
 mod addresses;
 mod api;
+mod bad_account;
 mod cli;
 mod crash;
 mod dead_letters;

@@ -4,6 +4,7 @@ mod auth;
 mod bodies;
 mod connections;
 mod crud;
+mod key_rotation;
 mod keys;
 mod metrics_listen;
 mod openapi;

@@ -11,6 +11,8 @@ both_backends!(
     secrets_never_appear_in_any_response,
     secrets_are_stored_and_kept_until_changed,
     a_client_secret_goes_only_to_the_token_endpoint_and_client_it_was_given_for,
+    a_client_secrets_tokens_go_only_to_the_receiver_scope_and_resource_they_were_given_for,
+    a_private_key_jwt_webhook_changes_url_scope_and_resource_without_a_secret,
 );
 
 const SECRET: &str = "whsec_first_5f4dcc3b5aa765d61d83";
@@ -145,9 +147,13 @@ async fn secrets_are_stored_and_kept_until_changed(backend: Backend) {
     let both = |a: &str, b: &str| (Some(a.to_string()), Some(b.to_string()));
     assert_eq!(stored().await, both(SECRET, CLIENT_SECRET));
 
-    app.patch(&path, &app.token_a, &json!({"url": "https://example.org/"}))
-        .await
-        .expect(200);
+    app.patch(
+        &path,
+        &app.token_a,
+        &json!({"url": "https://example.com/other"}),
+    )
+    .await
+    .expect(200);
     assert_eq!(
         stored().await,
         both(SECRET, CLIENT_SECRET),
@@ -218,4 +224,93 @@ async fn a_client_secret_goes_only_to_the_token_endpoint_and_client_it_was_given
             .map(|s| s.expose().to_string()),
         Some(NEW_CLIENT_SECRET.to_string())
     );
+}
+
+/// A `client_secret` webhook with a scope and a resource.
+fn with_audience() -> serde_json::Value {
+    let mut body = with_secrets();
+    body["url"] = json!("https://hooks.example.com/in");
+    body["oidc_scope"] = json!("api://hooks/.default");
+    body["oidc_resource_uri"] = json!("https://hooks.example.com");
+    body
+}
+
+async fn a_client_secrets_tokens_go_only_to_the_receiver_scope_and_resource_they_were_given_for(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let id = app.create(&app.token_a, &with_audience()).await;
+    let path = format!("/v1/webhooks/{id}");
+    for change in [
+        json!({"url": "https://attacker.example/in"}),
+        json!({"url": "https://hooks.example.com:8443/in"}),
+        json!({"url": "http://hooks.example.com/in"}),
+        json!({"oidc_scope": "api://other/.default"}),
+        json!({"oidc_scope": null}),
+        json!({"oidc_resource_uri": "https://attacker.example"}),
+        json!({"oidc_resource_uri": null}),
+    ] {
+        for method in [Method::PATCH, Method::PUT] {
+            let reply = app
+                .call(method.clone(), &path, Some(&app.token_a), Some(&change))
+                .await
+                .expect(422);
+            assert_eq!(
+                reply.json["errors"][0]["field"], "oidc_client_secret",
+                "{method} {change}: {}",
+                reply.text
+            );
+            assert_no_secret(&reply, "the refusal");
+        }
+        // Nothing was changed by the refusals.
+        let current = app.get(&path, &app.token_a).await.expect(200).json;
+        assert_eq!(current["url"], "https://hooks.example.com/in");
+        assert_eq!(current["oidc_scope"], "api://hooks/.default");
+        assert_eq!(current["oidc_resource_uri"], "https://hooks.example.com");
+    }
+    // The same origin, another path: the secret may stay.
+    let reply = app
+        .patch(
+            &path,
+            &app.token_a,
+            &json!({"url": "https://hooks.example.com/v2/in"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(reply.json["url"], "https://hooks.example.com/v2/in");
+    // Sent again with each change: accepted.
+    for (field, value) in [
+        ("url", "https://receiver.example.net/in"),
+        ("oidc_scope", "api://other/.default"),
+        ("oidc_resource_uri", "https://receiver.example.net"),
+    ] {
+        let change = json!({field: value, "oidc_client_secret": NEW_CLIENT_SECRET});
+        let reply = app.put(&path, &app.token_a, &change).await.expect(200);
+        assert_eq!(reply.json[field], value);
+        assert_no_secret(&reply, "the answer");
+    }
+}
+
+async fn a_private_key_jwt_webhook_changes_url_scope_and_resource_without_a_secret(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let body = with(json!({
+        "url": "https://hooks.example.com/in",
+        "oidc_auth_method": "private_key_jwt",
+        "oidc_client_id": "client-1",
+        "oidc_token_endpoint": "https://login.example.com/token",
+        "oidc_access_token_ttl_seconds": 300,
+        "oidc_scope": "api://hooks/.default",
+        "oidc_resource_uri": "https://hooks.example.com",
+    }));
+    let id = app.create(&app.token_a, &body).await;
+    let path = format!("/v1/webhooks/{id}");
+    for change in [
+        json!({"url": "https://receiver.example.net/in"}),
+        json!({"oidc_scope": "api://other/.default"}),
+        json!({"oidc_resource_uri": "https://receiver.example.net"}),
+    ] {
+        app.patch(&path, &app.token_a, &change).await.expect(200);
+    }
 }

@@ -258,7 +258,11 @@ async fn an_update_is_validated_on_the_merged_state(backend: Backend) {
     let switch = json!({"oidc_auth_method": "client_secret", "oidc_client_secret": "cs"});
     app.patch(&path, &app.token_a, &switch).await.expect(200);
     let reply = app
-        .put(&path, &app.token_a, &json!({"oidc_scope": "more"}))
+        .put(
+            &path,
+            &app.token_a,
+            &json!({"oidc_access_token_ttl_seconds": 120}),
+        )
         .await
         .expect(200);
     assert_eq!(reply.json["oidc_auth_method"], "client_secret");
