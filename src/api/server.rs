@@ -1,14 +1,23 @@
-//! The API's HTTP/1.1 server: the accept loop, the connection cap and the header-read timeout.
+//! The API's HTTP/1.1 server: the accept loop, the connection caps and the connections' timeouts.
 //!
 //! axum's `serve` runs hyper without a timer, so hyper cannot time out a client that sends its
 //! headers one byte at a time, and accepts every connection it is offered. Here each connection
 //! is served by hyper's HTTP/1 connection with a tokio timer, so its headers must arrive within
-//! `api.header_read_timeout` (also how long a keep-alive connection may sit idle), and a
-//! semaphore permit is taken *before* accepting: beyond `api.max_connections` new connections
-//! wait in the kernel's listen backlog instead of costing a task and buffers each.
+//! `api.header_read_timeout` (also how long a keep-alive connection may sit idle: hyper starts
+//! that clock as soon as the connection waits for a request), and a semaphore permit is taken
+//! *before* accepting: beyond `api.max_connections` new connections wait in the kernel's listen
+//! backlog instead of costing a task and buffers each.
+//!
+//! Two more guards keep clients that never read from holding the server: every connection's
+//! writes give up after `api.write_timeout` without progress ([`write_timeout`]), and one peer
+//! address holds at most `api.max_connections_per_peer` connections ([`peers`]); one more is
+//! closed as soon as it is accepted, giving its permit back at once.
 //!
 //! On cancellation the loop stops accepting, every connection finishes the request it is
 //! serving (idle ones close at once), and [`serve`] returns when the last one has closed.
+
+mod peers;
+mod write_timeout;
 
 use std::{io, sync::Arc, time::Duration};
 
@@ -21,20 +30,26 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use self::{peers::PeerCounts, write_timeout::WriteTimeout};
 use crate::config::ApiConfig;
 
-/// How many connections the server holds, and how long a client may take over its headers.
+/// How many connections the server holds (in all, and per peer address), how long a client may
+/// take over its headers, and how long it may leave an answer unread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
 }
 
 impl ConnectionLimits {
     pub fn from_config(api: &ApiConfig) -> Self {
         ConnectionLimits {
             header_read_timeout: api.header_read_timeout.0,
+            write_timeout: api.write_timeout.0,
             max_connections: api.max_connections,
+            max_connections_per_peer: api.max_connections_per_peer,
         }
     }
 }
@@ -44,7 +59,9 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_peer: 64,
         }
     }
 }
@@ -59,6 +76,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     // One permit per open connection; a permit lives as long as its connection's task.
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = PeerCounts::new(limits.max_connections_per_peer);
     let connections = TaskTracker::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -71,25 +89,34 @@ pub async fn serve(
                 Err(_) => break, // closed: never, the semaphore is ours
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     pause_after_accept_error(error).await;
                     continue;
                 }
             },
         };
+        let Some(peer_slot) = peers.admit(peer.ip()) else {
+            // Refused with a reset (no lingering close to wait out), and dropping the permit gives
+            // its slot back before the next accept.
+            let _ = stream.set_zero_linger();
+            tracing::debug!(peer = %peer.ip(), "API connection refused: api.max_connections_per_peer reached");
+            continue;
+        };
         // Answers are small: send them at once rather than wait to fill a segment.
         let _ = stream.set_nodelay(true);
         let connection = http.serve_connection(
-            TokioIo::new(stream),
+            TokioIo::new(WriteTimeout::new(stream, limits.write_timeout)),
             TowerToHyperService::new(router.clone()),
         );
         let cancel = cancel.clone();
         connections.spawn(async move {
+            // Both live as long as the connection: its place in the global and the peer's cap.
             let _permit = permit;
+            let _peer_slot = peer_slot;
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
@@ -99,7 +126,7 @@ pub async fn serve(
                 }
             };
             if let Err(error) = result {
-                // Header timeouts, resets, malformed requests: the client's business.
+                // Header and write timeouts, resets, malformed requests: the client's business.
                 tracing::debug!(%error, "API connection ended with an error");
             }
         });
