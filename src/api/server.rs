@@ -11,7 +11,9 @@
 //! Two more guards keep clients that never read from holding the server: every connection's
 //! writes give up after `api.write_timeout` without progress ([`write_timeout`]), and one peer
 //! address holds at most `api.max_connections_per_peer` connections ([`peers`]); one more is
-//! closed as soon as it is accepted, giving its permit back at once.
+//! closed as soon as it is accepted, giving its permit back at once. Both act sooner, and cost
+//! less, because a connection's buffers are bounded (hyper's, and the kernel's send buffer): a
+//! client that never reads stalls the writes after a few hundred answers, not tens of thousands.
 //!
 //! On cancellation the loop stops accepting, every connection finishes the request it is
 //! serving (idle ones close at once), and [`serve`] returns when the last one has closed.
@@ -66,6 +68,21 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// The most a connection buffers in hyper, each way: a request's head must fit, and answers
+/// not yet taken by the kernel stop the connection from reading further requests beyond it.
+/// hyper's default (about 400 KiB) let a client that pipelines requests and never reads make the
+/// server answer thousands of them before its writes stalled, and hold that memory per
+/// connection; 16 KiB is still twice the largest head common servers accept (8 KiB).
+const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The kernel's send buffer of each connection. Left to itself Linux grows it to
+/// `net.ipv4.tcp_wmem`'s maximum (4 MiB by default) even for a client that reads nothing, so such
+/// a client could make the server answer tens of thousands of pipelined requests, and keep
+/// megabytes per connection, before its writes stall and `api.write_timeout` can act. The API's
+/// answers are small (the largest, the OpenAPI document and a page of 100 webhooks, are tens of
+/// kilobytes), so a fixed buffer costs them nothing. Linux doubles the value given.
+const SEND_BUFFER_BYTES: usize = 32 * 1024;
+
 /// Serves `router` on `listener` until `cancel` fires, then waits for open connections to finish
 /// their requests.
 pub async fn serve(
@@ -80,7 +97,8 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(CONNECTION_BUFFER_BYTES);
     loop {
         let permit = tokio::select! {
             () = cancel.cancelled() => break,
@@ -108,6 +126,8 @@ pub async fn serve(
         };
         // Answers are small: send them at once rather than wait to fill a segment.
         let _ = stream.set_nodelay(true);
+        // See SEND_BUFFER_BYTES; a failure leaves the kernel's default, which still works.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
         let connection = http.serve_connection(
             TokioIo::new(WriteTimeout::new(stream, limits.write_timeout)),
             TowerToHyperService::new(router.clone()),
