@@ -84,11 +84,7 @@ pub enum ApiError {
     #[error("invalid request")]
     Unprocessable(Vec<ErrorEntry>),
     /// Over the account's write (or rotation) rate limit; answers 429 with `Retry-After`.
-    #[error(
-        "too many writes for this account (limit {key}); retry after {seconds} s",
-        key = .0.key,
-        seconds = .0.retry_after_seconds()
-    )]
+    #[error("{0}")]
     RateLimited(super::rate_limit::Limited),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -116,6 +116,26 @@ impl Limited {
     }
 }
 
+/// The 429's message: what was limited, by which key, and when to come back.
+impl std::fmt::Display for Limited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.key == ROTATION_KEY {
+            "key rotations"
+        } else {
+            "writes"
+        };
+        write!(
+            f,
+            "too many {what} for this account (limit: {}); retry after {} s",
+            self.key,
+            self.retry_after_seconds()
+        )
+    }
+}
+
+const WRITE_KEY: &str = "api.write_rate_limit";
+const ROTATION_KEY: &str = "oidc.rotation_rate_limit";
+
 #[derive(Debug)]
 struct AccountBuckets {
     writes: TokenBucket,
@@ -174,7 +194,7 @@ impl WriteLimits {
             let wait = buckets.rotations.wait(now);
             if !wait.is_zero() {
                 refusal = Some(Limited {
-                    key: "oidc.rotation_rate_limit",
+                    key: ROTATION_KEY,
                     retry_after: wait,
                 });
             }
@@ -182,7 +202,7 @@ impl WriteLimits {
         let wait = buckets.writes.wait(now);
         if !wait.is_zero() && refusal.is_none_or(|r| r.retry_after < wait) {
             refusal = Some(Limited {
-                key: "api.write_rate_limit",
+                key: WRITE_KEY,
                 retry_after: wait,
             });
         }
