@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::secret::Secret;
 
 mod describe;
+mod fairness;
 use describe::describe;
 
 /// The documented defaults; also the base layer of every configuration.
@@ -69,7 +70,14 @@ pub struct ApiConfig {
     pub metrics_listen: String,
     pub max_body_bytes: usize,
     pub header_read_timeout: HumanDuration,
+    /// A response the client takes no bytes of for this long closes its connection.
+    pub write_timeout: HumanDuration,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
+    /// Writes (create, update, delete, rotate, redrive) per account per minute, sustained.
+    pub write_rate_limit: u32,
+    /// Writes an account may make at once before `write_rate_limit` paces it.
+    pub write_burst: u32,
     pub tokens: Vec<ApiToken>,
     /// Where customers reach the API (`https://hooks.example.com`), for absolute `jwks_uri`s;
     /// empty: the JWKS URL is given as a path.
@@ -183,6 +191,8 @@ pub struct OidcConfig {
     pub key_retirement_grace: HumanDuration,
     pub assertion_lifetime: HumanDuration,
     pub token_expiry_margin: HumanDuration,
+    /// Key rotations per account per hour (and at once) through the API.
+    pub rotation_rate_limit: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -426,6 +436,7 @@ impl Config {
         if self.api.max_connections == 0 {
             return Err(("api.max_connections", "must be at least 1".into()));
         }
+        self.validate_api_fairness()?;
         if self.delivery.timeout.0.is_zero() {
             return Err(("delivery.timeout", "must be more than 0".into()));
         }

@@ -13,6 +13,7 @@ use super::{
     auth::Account,
     error::{ApiError, ErrorBody},
     path::{PathText, WebhookId},
+    rate_limit::Write,
     webhooks::Page,
     ApiState,
 };
@@ -181,6 +182,7 @@ pub struct RedriveAnswer {
         (status = 200, description = "How many dead letters went back for a fresh first attempt", body = RedriveAnswer),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
+        (status = 429, description = "Over the account's write rate limit (api.write_rate_limit); Retry-After says when to retry", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait (at least 1)"))),
         (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
         (status = 503, description = "The broker cannot be reached", body = ErrorBody),
     )
@@ -188,6 +190,7 @@ pub struct RedriveAnswer {
 pub async fn redrive(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
+    _: Write,
     WebhookId(id): WebhookId,
 ) -> Result<Json<RedriveAnswer>, ApiError> {
     require_webhook(&state, &account, id).await?;

@@ -83,6 +83,9 @@ pub enum ApiError {
     /// Well-formed input that breaks a rule; every broken rule is listed.
     #[error("invalid request")]
     Unprocessable(Vec<ErrorEntry>),
+    /// Over the account's write (or rotation) rate limit; answers 429 with `Retry-After`.
+    #[error("{0}")]
+    RateLimited(super::rate_limit::Limited),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnreadableBody | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -173,6 +177,10 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %cause_chain(cause.as_ref()), "API request failed");
         }
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::RateLimited(limited) => Some(limited.retry_after_seconds()),
+            _ => None,
+        };
         let mut response = (
             status,
             Json(ErrorBody {
@@ -184,6 +192,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -204,6 +217,21 @@ mod tests {
             error.into_response().status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+    }
+
+    #[test]
+    fn a_rate_limited_write_answers_429_with_retry_after_in_whole_seconds() {
+        let error = ApiError::RateLimited(crate::api::rate_limit::Limited {
+            key: "api.write_rate_limit",
+            retry_after: std::time::Duration::from_millis(2500),
+        });
+        assert!(
+            error.to_string().contains("api.write_rate_limit"),
+            "{error}"
+        );
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::{
     auth::Account,
     error::{ApiError, ErrorBody},
     path::PathText,
+    rate_limit::Rotation,
     ApiState,
 };
 use crate::{
@@ -132,12 +133,14 @@ pub async fn account_jwks(
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 409, description = "The keys come from oidc.signing_keys and cannot be rotated here", body = ErrorBody),
         (status = 503, description = "No database.encryption_key (or no store) to keep keys in", body = ErrorBody),
+        (status = 429, description = "Over the account's rotation or write rate limit (oidc.rotation_rate_limit, api.write_rate_limit); Retry-After says when to retry", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait (at least 1)"))),
         (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
     )
 )]
 pub async fn rotate(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
+    _: Rotation,
 ) -> Result<Json<Value>, ApiError> {
     let rotation = state.keys.rotate(&account).await?;
     let published = state.keys.published_for_account(&account).await?;

@@ -12,7 +12,9 @@
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
 //! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
-//! - [`server`]: the accept loop: connection cap, header-read timeout, graceful shutdown.
+//! - [`rate_limit`]: each account's write and key-rotation rate limits (429 with `Retry-After`).
+//! - [`server`]: the accept loop: connection caps (overall and per peer address), header-read
+//!   and write timeouts, graceful shutdown.
 //!
 //! Two routers share one [`ApiState`]: [`router`] (roles `all` and `api`) serves everything;
 //! [`ops_router`] (role `worker`) serves only `/healthz`, `/readyz` and `/metrics`, so a process
@@ -27,6 +29,7 @@ pub mod keys;
 pub mod openapi;
 pub mod ops;
 pub mod path;
+pub mod rate_limit;
 pub mod server;
 pub mod webhooks;
 
@@ -66,6 +69,9 @@ pub struct ApiState {
     pub readiness: Readiness,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
+    /// Each account's write and rotation buckets; shared by every clone, so every request of an
+    /// account in this process counts against the same limit.
+    pub write_limits: Arc<rate_limit::WriteLimits>,
     /// For what reaches the broker (redrive).
     pub config: Arc<Config>,
 }
@@ -91,6 +97,7 @@ impl ApiState {
             readiness,
             metrics,
             max_body_bytes: config.api.max_body_bytes,
+            write_limits: Arc::new(rate_limit::WriteLimits::from_config(config)),
             config: Arc::new(config.clone()),
             registry,
         })

@@ -20,6 +20,7 @@ use super::{
     body::JsonBody,
     error::{ApiError, ErrorBody, ErrorEntry},
     path::WebhookId,
+    rate_limit::Write,
     ApiState,
 };
 use crate::{
@@ -97,12 +98,14 @@ fn validated(
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, each named", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 429, description = "Over the account's write rate limit (api.write_rate_limit); Retry-After says when to retry", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait (at least 1)"))),
         (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
     )
 )]
 pub async fn create(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
+    _: Write,
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> Result<Response, ApiError> {
     let unstorable = secrets_storable(&state, &account, &patch);
@@ -177,12 +180,14 @@ pub async fn get(
         (status = 422, description = "Invalid fields, each named", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
+        (status = 429, description = "Over the account's write rate limit (api.write_rate_limit); Retry-After says when to retry", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait (at least 1)"))),
         (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
     )
 )]
 pub async fn update(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
+    _: Write,
     WebhookId(id): WebhookId,
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> Result<Json<WebhookView>, ApiError> {
@@ -260,12 +265,14 @@ fn client_secret_rebinding(
         (status = 200, description = "The deleted webhook", body = WebhookView),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
+        (status = 429, description = "Over the account's write rate limit (api.write_rate_limit); Retry-After says when to retry", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait (at least 1)"))),
         (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
     )
 )]
 pub async fn delete(
     State(state): State<ApiState>,
     Extension(Account(account)): Extension<Account>,
+    _: Write,
     WebhookId(id): WebhookId,
 ) -> Result<Json<WebhookView>, ApiError> {
     let webhook = state

@@ -143,6 +143,8 @@ pub struct Settings {
     pub public_base_url: &'static str,
     /// More TOML sections (not `[database]` or `[api]`), e.g. `[oidc]` settings.
     pub extra_toml: &'static str,
+    /// More `[api]` keys, e.g. `write_burst = 3`.
+    pub api_toml: &'static str,
     /// `api.header_read_timeout` and `api.max_connections`.
     pub limits: api::ConnectionLimits,
 }
@@ -157,6 +159,7 @@ impl Default for Settings {
             max_webhooks_per_account: 100,
             public_base_url: "",
             extra_toml: "",
+            api_toml: "",
             limits: api::ConnectionLimits::default(),
         }
     }
@@ -243,6 +246,7 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> TestApp {
         max_body_bytes = {max_body}
         max_webhooks_per_account = {max_webhooks}
         public_base_url = "{public_base_url}"
+        {api_extra}
         [[api.tokens]]
         account_id = "{ACCOUNT_A}"
         token_sha256 = "{hash_a}"
@@ -252,6 +256,7 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> TestApp {
         {extra}
         "#,
         extra = settings.extra_toml,
+        api_extra = settings.api_toml,
         max_webhooks = settings.max_webhooks_per_account,
         public_base_url = settings.public_base_url,
         url = db.url(),

@@ -10,5 +10,7 @@ mod metrics_listen;
 mod openapi;
 mod ops;
 mod pagination;
+mod rate_limits;
 mod secrets;
+mod slow_readers;
 mod validation;
