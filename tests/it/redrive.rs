@@ -162,7 +162,39 @@ both_backends!(
     a_redrive_behind_10000_letters_of_another_account_sends_its_5_once_and_reports_5_of_5,
     re_enabling_a_webhook_disabled_for_failing_then_redriving_delivers_its_pending_deliveries,
     an_event_for_a_webhook_whose_secret_cannot_be_decrypted_is_delivered_once_fixed_and_redriven,
+    a_dead_letter_is_recorded_once_the_database_takes_writes_again,
 );
+
+async fn a_dead_letter_is_recorded_once_the_database_takes_writes_again(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let toml = config("[delivery]\nretry_schedule = [\"100ms\"]");
+    let worker = TestWorker::start_on(Some(db.url()), &toml, Role::All).await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(500);
+    let webhook = worker.subscribe(&receiver).await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db.url()).await.unwrap();
+    // The table cannot be written, as while the database refuses writes.
+    sqlx::query("ALTER TABLE dead_letters RENAME TO dead_letters_away")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (id, _) = worker.publish_event().await;
+    worker.wait_for_ready(&worker.names.dead, 1, WAIT).await;
+    // Long enough for the writer to have tried and failed (it flushes every 200 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(worker.metric("dead_letters_recorded_total"), 0);
+    sqlx::query("ALTER TABLE dead_letters_away RENAME TO dead_letters")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let letters = wait_for_letters(&worker, webhook.id, 1).await;
+    assert_eq!(letters[0]["event_id"], id.as_str());
+    assert_eq!(worker.metric("dead_letters_recorded_total"), 1);
+    assert_eq!(worker.metric("dead_letters_unrecorded_total"), 0);
+    pool.close().await;
+    worker.stop().await;
+}
 
 async fn a_redrive_behind_10000_letters_of_another_account_sends_its_5_once_and_reports_5_of_5(
     backend: Backend,
