@@ -247,3 +247,35 @@ async fn replay_messages<P: ReplayProgress>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::AMQPValue;
+
+    use super::*;
+
+    fn headers(name: &str, value: &str) -> FieldTable {
+        let mut headers = FieldTable::default();
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+        headers
+    }
+
+    #[test]
+    fn every_reason_owed_to_a_webhook_is_replayable_and_poison_is_not() {
+        for reason in OWED_REASONS {
+            assert!(
+                replayable_reason(Some(&headers(job::DEAD_REASON, reason))),
+                "{reason}"
+            );
+        }
+        for reason in ["invalid_json", "too_large", "invalid_job"] {
+            assert!(
+                !replayable_reason(Some(&headers(job::DEAD_REASON, reason))),
+                "{reason}"
+            );
+        }
+        let broker = headers("x-first-death-reason", "delivery_limit");
+        assert!(replayable_reason(Some(&broker)));
+        assert!(!replayable_reason(None));
+    }
+}

@@ -26,12 +26,13 @@ use crate::{
     },
     registry::Registry,
     retry::{Parking, RetrySchedule, Tries},
-    store::{StoreError, UnreadableWebhook},
+    store::StoreError,
     telemetry::Metrics,
     webhook::Webhook,
 };
 
 mod fan_out;
+mod letters;
 mod settle;
 
 /// What to do with the message once its outcomes are durable.
@@ -118,15 +119,6 @@ impl Pipeline {
     pub fn with_dead_letter_log(mut self, dead_log: DeadLetterLog) -> Self {
         self.dead_log = dead_log;
         self
-    }
-
-    /// Records `letter` (which must name its webhook and account) of the message `raw` (event
-    /// id `event_id`) by webhook, so the tenant can list and redrive it. Call it once the letter
-    /// is durable in the dead letters: published to `<prefix>.dead` with a confirm, or the
-    /// message rejected there by the broker. Returns false when it names no webhook or could
-    /// not be handed to the writer (counted in `dead_letters_unrecorded_total`).
-    pub fn record_dead_letter(&self, letter: &DeadLetter, event_id: &str, raw: &[u8]) -> bool {
-        self.dead_log.record(letter, event_id, raw)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -225,22 +217,6 @@ impl Pipeline {
         self.settle(publisher, raw, &event.id, nexts).await
     }
 
-    /// The dead letter of an event owed to a webhook whose row cannot be decoded.
-    fn unreadable_letter(&self, row: &UnreadableWebhook, event_type: &str, attempts: u32) -> Next {
-        warn!(webhook_id = %row.id, account_id = %row.account_id,
-            "the webhook's row cannot be decoded (secret or settings); dead-lettering its delivery");
-        self.metrics.delivery("dead_lettered");
-        Next::Dead(DeadLetter {
-            reason: "webhook_unreadable".into(),
-            detail: "the webhook's stored secret or settings cannot be decoded".into(),
-            webhook_id: Some(row.id),
-            account_id: Some(row.account_id.clone()),
-            event_type: Some(event_type.to_string()),
-            attempts: Some(attempts),
-            last_status: None,
-        })
-    }
-
     /// A retry (or a parked first attempt) for one webhook. The webhook is read again, so a new
     /// URL or secret applies, and a deleted or disabled webhook ends the retries.
     pub async fn handle_job(
@@ -263,53 +239,10 @@ impl Pipeline {
                     .await;
             }
         };
-        let event_type = header_text(headers, crate::queue::job::EVENT_TYPE);
-        let made = job.attempt.saturating_sub(1);
-        let webhook = match self.current_webhook(&job).await {
+        let webhook = match self.job_webhook(publisher, raw, &job).await {
             Ok(webhook) => webhook,
-            Err(StoreError::Decrypt(_) | StoreError::Corrupt(_) | StoreError::MissingKey) => {
-                // The row is there but cannot be read: no delivery can be made until it is
-                // fixed; the delivery waits as a dead letter for it, to be redriven then.
-                let row = UnreadableWebhook {
-                    id: job.webhook_id,
-                    account_id: job.account_id.clone(),
-                    enabled_events: Vec::new(),
-                    disabled_at: None,
-                };
-                let letter = self.unreadable_letter(&row, "", made);
-                return self.settle_job_letter(publisher, raw, letter).await;
-            }
-            Err(error) => {
-                warn!(%error, webhook_id = %job.webhook_id, "cannot read the webhook; the retry goes back to the queue");
-                self.metrics.settle("requeued");
-                return Disposition::Requeue;
-            }
+            Err(disposition) => return disposition,
         };
-        let Some(webhook) = webhook else {
-            if let Some(row) = self.registry.unreadable(job.webhook_id) {
-                let letter = self.unreadable_letter(&row, "", made);
-                return self.settle_job_letter(publisher, raw, letter).await;
-            }
-            info!(webhook_id = %job.webhook_id, attempt = job.attempt, "webhook deleted; retry dropped");
-            self.metrics.delivery("dropped");
-            return Disposition::Ack;
-        };
-        if !webhook.is_enabled_at(chrono::Utc::now()) {
-            // Kept as a dead letter for the webhook: re-enabling it and redriving delivers it.
-            info!(webhook_id = %job.webhook_id, attempt = job.attempt,
-                "webhook disabled; its pending delivery becomes a dead letter (webhook_disabled)");
-            self.metrics.delivery("dead_lettered");
-            let letter = Next::Dead(DeadLetter {
-                reason: "webhook_disabled".into(),
-                detail: job.last_error.clone().unwrap_or_default(),
-                webhook_id: Some(webhook.id),
-                account_id: Some(webhook.account_id.clone()),
-                event_type,
-                attempts: Some(made),
-                last_status: None,
-            });
-            return self.settle_job_letter(publisher, raw, letter).await;
-        }
         let event = match Event::parse_shared(raw, self.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
@@ -331,26 +264,6 @@ impl Pipeline {
             .attempt(&webhook, &event, body, correlation_id, job.tries())
             .await;
         self.settle(publisher, raw, &event.id, vec![next]).await
-    }
-
-    /// Makes a job's dead letter durable, with the event's id (when its body reads) so the
-    /// letter recorded by webhook names it.
-    async fn settle_job_letter(
-        &self,
-        publisher: &Publisher,
-        raw: &Bytes,
-        letter: Next,
-    ) -> Disposition {
-        let event = Event::parse_shared(raw, self.max_message_bytes).ok();
-        let letter = match (letter, &event) {
-            (Next::Dead(mut dead), Some(event)) => {
-                dead.event_type = Some(event.event_type.clone());
-                Next::Dead(dead)
-            }
-            (letter, _) => letter,
-        };
-        let id = event.as_ref().map_or("invalid_job", |e| e.id.as_str());
-        self.settle(publisher, raw, id, vec![letter]).await
     }
 
     /// The job's webhook as it is now. The registry may lag behind the database (a webhook made

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::{
     config::Config,
     queue::{job::Job, Names, Publisher},
-    store::{dead_letters::RedriveJobRow, Store, StoreError},
+    store::{redrive_jobs::RedriveJobRow, Store, StoreError},
 };
 
 /// Letters read and published per batch (their confirms awaited together).

@@ -317,3 +317,68 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(id: Uuid, account: &str) -> Arc<Webhook> {
+        let now = Utc::now();
+        Arc::new(Webhook {
+            id,
+            account_id: account.into(),
+            url: "https://example.com/".into(),
+            secret: None,
+            enabled_events: vec!["*".into()],
+            include: None,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+            oidc_auth_method: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_token_endpoint: None,
+            oidc_resource_uri: None,
+            oidc_scope: None,
+            oidc_access_token_ttl_seconds: None,
+        })
+    }
+
+    fn unreadable(id: Uuid, account: &str, events: &[&str]) -> Arc<UnreadableWebhook> {
+        Arc::new(UnreadableWebhook {
+            id,
+            account_id: account.into(),
+            enabled_events: events.iter().map(|e| e.to_string()).collect(),
+            disabled_at: None,
+        })
+    }
+
+    #[test]
+    fn an_unreadable_row_is_kept_by_account_unless_a_decodable_copy_of_it_is_there() {
+        let (fixed, broken, readable) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let snapshot = Snapshot::build(
+            [webhook(readable, "a"), webhook(fixed, "a")],
+            [
+                unreadable(fixed, "a", &["*"]),
+                unreadable(broken, "a", &["business.updated"]),
+            ],
+        );
+        assert_eq!(snapshot.by_id.len(), 2);
+        assert_eq!(snapshot.unreadable.keys().collect::<Vec<_>>(), [&broken]);
+        assert_eq!(snapshot.unreadable_by_account["a"].len(), 1);
+        assert!(!snapshot.unreadable_by_account.contains_key("b"));
+    }
+
+    #[test]
+    fn an_unreadable_row_matches_by_its_enabled_events_and_disabled_at() {
+        let row = unreadable(Uuid::new_v4(), "a", &["business.updated"]);
+        let now = Utc::now();
+        assert!(row.subscribes("business.updated") && row.is_enabled_at(now));
+        assert!(!row.subscribes("business.created"));
+        let disabled = UnreadableWebhook {
+            disabled_at: Some(now - chrono::TimeDelta::seconds(1)),
+            ..(*row).clone()
+        };
+        assert!(!disabled.is_enabled_at(now));
+    }
+}

@@ -19,7 +19,7 @@ use super::{
     webhooks::Page,
     ApiState,
 };
-use crate::store::dead_letters::{DeadLetterRow, RedriveJobRow};
+use crate::store::{dead_letters::DeadLetterRow, redrive_jobs::RedriveJobRow};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterList {

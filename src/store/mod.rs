@@ -8,6 +8,7 @@ mod cipher;
 pub mod dead_letters;
 mod failing;
 pub mod keys;
+pub mod redrive_jobs;
 mod unreadable;
 
 use std::str::FromStr;
