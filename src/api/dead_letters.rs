@@ -134,11 +134,42 @@ pub async fn job(
     // Anything that is not a UUID names nothing: 404, as a missing one.
     let webhook = Uuid::parse_str(&webhook).map_err(|_| ApiError::WebhookNotFound)?;
     let job = Uuid::parse_str(&job).map_err(|_| ApiError::RedriveJobNotFound)?;
-    state
+    let mut job = state
         .registry
         .store()
         .get_redrive_job(&account, webhook, job)
         .await?
-        .map(Json)
-        .ok_or(ApiError::RedriveJobNotFound)
+        .ok_or(ApiError::RedriveJobNotFound)?;
+    if job.status == "running" && abandoned(&job.updated_at, chrono::Utc::now()) {
+        // Its replica stopped: it will make no more progress (the next redrive replaces it).
+        job.status = "failed".into();
+    }
+    Ok(Json(job))
+}
+
+/// A running job whose row was last refreshed at `updated_at` is abandoned by `now` when it
+/// made no progress for [`crate::redrive::STALE_AFTER`].
+fn abandoned(updated_at: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let Ok(updated) = chrono::DateTime::parse_from_rfc3339(updated_at) else {
+        return false;
+    };
+    let idle = now
+        .signed_duration_since(updated)
+        .to_std()
+        .unwrap_or_default();
+    idle > crate::redrive::STALE_AFTER
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_job_without_progress_for_two_minutes_is_abandoned() {
+        let now = chrono::Utc::now();
+        let at = |seconds| crate::webhook::timestamp(now - chrono::TimeDelta::seconds(seconds));
+        assert!(!abandoned(&at(5), now));
+        assert!(abandoned(&at(121), now));
+        assert!(!abandoned("not a time", now));
+    }
 }
