@@ -83,9 +83,16 @@ impl Application {
                 cancel.clone(),
                 &tasks,
             );
+            let dead_log = crate::delivery_log::dead_letters::DeadLetterLog::start(
+                store.clone(),
+                metrics.clone(),
+                cancel.clone(),
+                &tasks,
+            );
             let pipeline = Arc::new(
                 Pipeline::new(&config, registry.clone(), deliverer, metrics.clone())
-                    .with_delivery_log(log),
+                    .with_delivery_log(log)
+                    .with_dead_letter_log(dead_log),
             );
             tasks.spawn(crate::queue::depths::run(
                 config.amqp.url.expose().to_string(),

@@ -132,11 +132,21 @@ pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLette
     Ok(letters)
 }
 
-/// Deliveries whose retries ran out, and delivery jobs the broker itself dead-lettered (past
-/// `amqp.delivery_limit`, or rejected after `amqp.settle_timeout`): both name their webhook.
+/// The worker's reasons for a dead letter owed to a webhook (each names it): what a replay may
+/// send again once the cause is fixed.
+const OWED_REASONS: [&str; 4] = [
+    "retries_exhausted",
+    "endpoint_gone",
+    "webhook_disabled",
+    "webhook_unreadable",
+];
+
+/// Deliveries owed to a webhook (retries ran out, a 410, a webhook disabled or unreadable), and
+/// delivery jobs the broker itself dead-lettered (past `amqp.delivery_limit`, or rejected after
+/// `amqp.settle_timeout`): all name their webhook.
 fn replayable_reason(headers: Option<&FieldTable>) -> bool {
     match header_text(headers, job::DEAD_REASON) {
-        Some(reason) => reason == "retries_exhausted",
+        Some(reason) => OWED_REASONS.contains(&reason.as_str()),
         None => matches!(
             header_text(headers, "x-first-death-reason").as_deref(),
             Some("delivery_limit" | "rejected")
@@ -236,4 +246,36 @@ async fn replay_messages<P: ReplayProgress>(
         progress.advanced(summary);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::AMQPValue;
+
+    use super::*;
+
+    fn headers(name: &str, value: &str) -> FieldTable {
+        let mut headers = FieldTable::default();
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+        headers
+    }
+
+    #[test]
+    fn every_reason_owed_to_a_webhook_is_replayable_and_poison_is_not() {
+        for reason in OWED_REASONS {
+            assert!(
+                replayable_reason(Some(&headers(job::DEAD_REASON, reason))),
+                "{reason}"
+            );
+        }
+        for reason in ["invalid_json", "too_large", "invalid_job"] {
+            assert!(
+                !replayable_reason(Some(&headers(job::DEAD_REASON, reason))),
+                "{reason}"
+            );
+        }
+        let broker = headers("x-first-death-reason", "delivery_limit");
+        assert!(replayable_reason(Some(&broker)));
+        assert!(!replayable_reason(None));
+    }
 }

@@ -7,6 +7,11 @@
 //! rows are dropped, not deliveries: a full channel or a failed insert counts the rows in
 //! `delivery_log_dropped_total`. A pruner deletes rows older than `delivery_log.retention` in
 //! small batches.
+//!
+//! Dead letters by webhook are written the same way, with retries instead of drops
+//! ([`dead_letters`]).
+
+pub mod dead_letters;
 
 use std::time::Duration;
 

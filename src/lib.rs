@@ -19,7 +19,9 @@
 //!   answer means (`outcome`); each endpoint's health: adaptive concurrency, waiting bounded by
 //!   progress, the circuit breaker (`health`); disabling webhooks that are gone or failing
 //!   (`failing`).
-//! - [`delivery_log`]: the record of every attempt, written in batches off the hot path.
+//! - [`delivery_log`]: the record of every attempt, written in batches off the hot path, and
+//!   of every dead letter owed to a webhook (retried, never silently dropped).
+//! - [`redrive`]: a webhook's recorded dead letters published again, as a job.
 //! - [`oidc`]: OAuth 2.0 access tokens for webhooks (token client, cache), signing keys, JWKS.
 //! - [`queue`]: RabbitMQ topology, the confirmed publisher, job and dead-letter headers.
 //! - [`retry`]: the retry schedule, and how parks back off and count as attempts.
@@ -52,6 +54,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod publish;
 pub mod queue;
+pub mod redrive;
 pub mod registry;
 pub mod retry;
 pub mod safety;

@@ -17,7 +17,7 @@ use crate::{
         outcome::{Outcome, Signal},
         Attempt, AttemptResult, Deliverer,
     },
-    delivery_log::{DeliveryLog, LogEntry, LogOutcome},
+    delivery_log::{dead_letters::DeadLetterLog, DeliveryLog, LogEntry, LogOutcome},
     event::{Bodies, Body, Event},
     queue::{
         account_header,
@@ -32,6 +32,7 @@ use crate::{
 };
 
 mod fan_out;
+mod letters;
 mod settle;
 
 /// What to do with the message once its outcomes are durable.
@@ -75,6 +76,8 @@ pub struct Pipeline {
     max_in_flight_per_event: usize,
     metrics: Metrics,
     log: DeliveryLog,
+    /// Dead letters owed to webhooks, recorded by webhook once they are in the dead letters.
+    dead_log: DeadLetterLog,
 }
 
 impl Pipeline {
@@ -98,6 +101,7 @@ impl Pipeline {
             default_account: config.delivery.default_account.clone(),
             max_message_bytes: config.amqp.max_message_bytes,
             log: DeliveryLog::off(metrics.clone()),
+            dead_log: DeadLetterLog::off(metrics.clone()),
             settle_timeout: config.amqp.settle_timeout.0,
             fan_out_threshold: config.delivery.fan_out_threshold,
             max_in_flight_per_event: config.delivery.max_in_flight_per_event,
@@ -108,6 +112,12 @@ impl Pipeline {
     /// Records every attempt in `log`.
     pub fn with_delivery_log(mut self, log: DeliveryLog) -> Self {
         self.log = log;
+        self
+    }
+
+    /// Records every dead letter owed to a webhook in `dead_log`.
+    pub fn with_dead_letter_log(mut self, dead_log: DeadLetterLog) -> Self {
+        self.dead_log = dead_log;
         self
     }
 
@@ -164,16 +174,26 @@ impl Pipeline {
             }
         };
         let webhooks = self.registry.matching(&account, &event.event_type);
-        if webhooks.is_empty() {
+        // Webhooks whose rows cannot be decoded: the event is owed to them all the same.
+        let unreadable: Vec<Next> = self
+            .registry
+            .matching_unreadable(&account, &event.event_type)
+            .iter()
+            .map(|row| self.unreadable_letter(row, &event.event_type, 0))
+            .collect();
+        if webhooks.is_empty() && unreadable.is_empty() {
             debug!(event_id = %event.id, account, "no webhook subscribed");
             return Disposition::Ack;
         }
         if self.fans_out(webhooks.len()) {
-            return self.fan_out(publisher, raw, &event.id, &webhooks).await;
+            return self
+                .fan_out(publisher, raw, &event.id, &webhooks, unreadable)
+                .await;
         }
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
-        let nexts = match webhooks.as_slice() {
+        let mut nexts = match webhooks.as_slice() {
+            [] => Vec::new(),
             // The usual case, made in place: no set of futures to allocate and move it into.
             [webhook] => {
                 let body = bodies.get(&event, webhook.include.as_deref());
@@ -187,6 +207,7 @@ impl Pipeline {
                 self.bounded(attempts.collect()).await
             }
         };
+        nexts.extend(unreadable);
         self.settle(publisher, raw, &event.id, nexts).await
     }
 
@@ -241,18 +262,9 @@ impl Pipeline {
                     .await;
             }
         };
-        let webhook = match self.current_webhook(&job).await {
+        let webhook = match self.job_webhook(publisher, raw, &job).await {
             Ok(webhook) => webhook,
-            Err(error) => {
-                warn!(%error, webhook_id = %job.webhook_id, "cannot read the webhook; the retry goes back to the queue");
-                self.metrics.settle("requeued");
-                return Disposition::Requeue;
-            }
-        };
-        let Some(webhook) = webhook.filter(|w| w.is_enabled_at(chrono::Utc::now())) else {
-            info!(webhook_id = %job.webhook_id, attempt = job.attempt, "webhook deleted or disabled; retry dropped");
-            self.metrics.delivery("dropped");
-            return Disposition::Ack;
+            Err(disposition) => return disposition,
         };
         let event = match Event::parse_shared(raw, self.max_message_bytes) {
             Ok(event) => event,
@@ -382,9 +394,8 @@ impl Pipeline {
         if self.failing.failed(webhook).await {
             log(LogOutcome::Disabled);
             info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                reason = %failure.reason, "delivery failed and the webhook is now disabled; no retry");
-            self.metrics.delivery("dropped");
-            return Next::Done;
+                reason = %failure.reason, "delivery failed and the webhook is now disabled; kept as a dead letter");
+            return dead("webhook_disabled");
         }
         // No sooner than the endpoint asked (Retry-After), never sooner than the schedule.
         let delay = match not_before {

@@ -4,8 +4,12 @@
 //! replicas), and changes made through this process's API are applied to it at once. Readers
 //! take an `Arc` of the current snapshot, so a reload never blocks a delivery.
 //!
-//! A row that cannot be decoded is skipped and counted (`registry_rows_skipped`); the others
-//! load, so one bad row never freezes the registry. A local change made while a reload read the
+//! A row that cannot be decoded never freezes the registry: the others load. It is counted
+//! (`registry_rows_unreadable`) and, when its account and enabled events can still be read, kept
+//! as a placeholder ([`UnreadableWebhook`]) that events still match, so that they become dead
+//! letters for it (`webhook_unreadable`, redrivable once the row reads again) instead of being
+//! acked as "no webhook subscribed". A row without even that is skipped
+//! (`registry_rows_skipped`). A local change made while a reload read the
 //! database is laid over what the reload read, so no reload is thrown away (on a busy replica
 //! that would starve it of other replicas' changes) and no local change is overwritten by an
 //! older read. On PostgreSQL, changes also arrive from other replicas at once ([`listen`]). The
@@ -28,7 +32,7 @@ use uuid::Uuid;
 mod listen;
 
 use crate::{
-    store::{Store, StoreError},
+    store::{Store, StoreError, UnreadableWebhook},
     telemetry::Metrics,
     webhook::Webhook,
 };
@@ -37,10 +41,16 @@ use crate::{
 struct Snapshot {
     by_id: HashMap<Uuid, Arc<Webhook>>,
     by_account: HashMap<String, Vec<Arc<Webhook>>>,
+    /// Rows that cannot be decoded, by id and by account: placeholders events still match.
+    unreadable: HashMap<Uuid, Arc<UnreadableWebhook>>,
+    unreadable_by_account: HashMap<String, Vec<Arc<UnreadableWebhook>>>,
 }
 
 impl Snapshot {
-    fn build(webhooks: impl IntoIterator<Item = Arc<Webhook>>) -> Self {
+    fn build(
+        webhooks: impl IntoIterator<Item = Arc<Webhook>>,
+        unreadable: impl IntoIterator<Item = Arc<UnreadableWebhook>>,
+    ) -> Self {
         let mut snapshot = Snapshot::default();
         for webhook in webhooks {
             snapshot
@@ -49,6 +59,18 @@ impl Snapshot {
                 .or_default()
                 .push(webhook.clone());
             snapshot.by_id.insert(webhook.id, webhook);
+        }
+        for row in unreadable {
+            // A decodable copy (a local change laid over an older read) wins.
+            if snapshot.by_id.contains_key(&row.id) {
+                continue;
+            }
+            snapshot
+                .unreadable_by_account
+                .entry(row.account_id.clone())
+                .or_default()
+                .push(row.clone());
+            snapshot.unreadable.insert(row.id, row);
         }
         snapshot
     }
@@ -68,6 +90,8 @@ pub struct Registry {
     loaded_at: AtomicI64,
     /// Older than this (milliseconds), the snapshot is stale; 0 until the refresh loop runs.
     stale_after_ms: AtomicI64,
+    /// Undecodable rows of the last load without even readable routing columns.
+    skipped: AtomicI64,
     metrics: Metrics,
 }
 
@@ -89,6 +113,7 @@ impl Registry {
             recent: Mutex::new(Vec::new()),
             loaded_at: AtomicI64::new(0),
             stale_after_ms: AtomicI64::new(0),
+            skipped: AtomicI64::new(0),
             metrics,
         });
         registry.reload().await?;
@@ -111,6 +136,9 @@ impl Registry {
         self.metrics
             .registry_webhooks
             .set(snapshot.by_id.len() as i64);
+        self.metrics
+            .registry_rows_unreadable
+            .set(snapshot.unreadable.len() as i64 + self.skipped.load(Ordering::Acquire));
         *self
             .snapshot
             .write()
@@ -137,12 +165,44 @@ impl Registry {
         self.current().by_id.get(&id).cloned()
     }
 
+    /// The account's enabled webhooks subscribed to `event_type` whose rows cannot be decoded:
+    /// what the event is owed to but cannot be delivered to (it becomes a dead letter for each).
+    pub fn matching_unreadable(
+        &self,
+        account_id: &str,
+        event_type: &str,
+    ) -> Vec<Arc<UnreadableWebhook>> {
+        let now = Utc::now();
+        self.current()
+            .unreadable_by_account
+            .get(account_id)
+            .map(|rows| {
+                rows.iter()
+                    .filter(|w| w.is_enabled_at(now) && w.subscribes(event_type))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The placeholder of webhook `id`, when its row cannot be decoded.
+    pub fn unreadable(&self, id: Uuid) -> Option<Arc<UnreadableWebhook>> {
+        self.current().unreadable.get(&id).cloned()
+    }
+
+    /// Webhook rows the last load could not decode (placeholders and skipped rows).
+    pub fn unreadable_count(&self) -> usize {
+        let skipped = usize::try_from(self.skipped.load(Ordering::Acquire)).unwrap_or(0);
+        self.current().unreadable.len() + skipped
+    }
+
     /// Reads every webhook from the store and makes that the snapshot, with the local changes
     /// made meanwhile laid over it. Rows that cannot be decoded are skipped and counted.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let changes_before = self.local_changes.load(Ordering::Acquire);
         let rows = self.store.all_decodable().await?;
         let mut by_id = HashMap::with_capacity(rows.len());
+        let mut unreadable = HashMap::new();
         let mut bad = Vec::new();
         for row in rows {
             match row {
@@ -152,10 +212,21 @@ impl Registry {
                 Err(row) => bad.push(row),
             }
         }
-        if let Some(first) = bad.first() {
-            tracing::warn!(skipped = bad.len(), first = %first, "webhook rows that cannot be decoded were skipped");
+        let mut skipped = 0;
+        for row in &bad {
+            match &row.routing {
+                Some(routing) => {
+                    unreadable.insert(routing.id, Arc::new(routing.as_ref().clone()));
+                }
+                None => skipped += 1,
+            }
         }
-        self.metrics.registry_rows_skipped.set(bad.len() as i64);
+        if let Some(first) = bad.first() {
+            tracing::warn!(unreadable = bad.len(), skipped, first = %first,
+                "webhook rows that cannot be decoded: their events are dead-lettered (webhook_unreadable)");
+        }
+        self.metrics.registry_rows_skipped.set(skipped);
+        self.skipped.store(skipped, Ordering::Release);
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         // Changes counted before the read began were in the database before it: the read has
@@ -166,9 +237,13 @@ impl Registry {
                 Some(webhook) => by_id.insert(*id, webhook.clone()),
                 None => by_id.remove(id),
             };
+            unreadable.remove(id);
         }
         recent.clear();
-        self.replace(Snapshot::build(by_id.into_values()));
+        self.replace(Snapshot::build(
+            by_id.into_values(),
+            unreadable.into_values(),
+        ));
         let now = Utc::now();
         self.loaded_at
             .store(now.timestamp_millis(), Ordering::Release);
@@ -212,7 +287,9 @@ impl Registry {
             .push((number, id, webhook.clone()));
         let current = self.current();
         let others = current.by_id.values().filter(|w| w.id != id).cloned();
-        self.replace(Snapshot::build(others.chain(webhook)));
+        // A change read whole (or a deletion) replaces the row's placeholder.
+        let unreadable = current.unreadable.values().filter(|w| w.id != id).cloned();
+        self.replace(Snapshot::build(others.chain(webhook), unreadable));
     }
 
     /// Reloads every `every` until cancelled. A failed reload keeps the last snapshot.
@@ -238,5 +315,70 @@ impl Registry {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(id: Uuid, account: &str) -> Arc<Webhook> {
+        let now = Utc::now();
+        Arc::new(Webhook {
+            id,
+            account_id: account.into(),
+            url: "https://example.com/".into(),
+            secret: None,
+            enabled_events: vec!["*".into()],
+            include: None,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+            oidc_auth_method: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_token_endpoint: None,
+            oidc_resource_uri: None,
+            oidc_scope: None,
+            oidc_access_token_ttl_seconds: None,
+        })
+    }
+
+    fn unreadable(id: Uuid, account: &str, events: &[&str]) -> Arc<UnreadableWebhook> {
+        Arc::new(UnreadableWebhook {
+            id,
+            account_id: account.into(),
+            enabled_events: events.iter().map(|e| e.to_string()).collect(),
+            disabled_at: None,
+        })
+    }
+
+    #[test]
+    fn an_unreadable_row_is_kept_by_account_unless_a_decodable_copy_of_it_is_there() {
+        let (fixed, broken, readable) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let snapshot = Snapshot::build(
+            [webhook(readable, "a"), webhook(fixed, "a")],
+            [
+                unreadable(fixed, "a", &["*"]),
+                unreadable(broken, "a", &["business.updated"]),
+            ],
+        );
+        assert_eq!(snapshot.by_id.len(), 2);
+        assert_eq!(snapshot.unreadable.keys().collect::<Vec<_>>(), [&broken]);
+        assert_eq!(snapshot.unreadable_by_account["a"].len(), 1);
+        assert!(!snapshot.unreadable_by_account.contains_key("b"));
+    }
+
+    #[test]
+    fn an_unreadable_row_matches_by_its_enabled_events_and_disabled_at() {
+        let row = unreadable(Uuid::new_v4(), "a", &["business.updated"]);
+        let now = Utc::now();
+        assert!(row.subscribes("business.updated") && row.is_enabled_at(now));
+        assert!(!row.subscribes("business.created"));
+        let disabled = UnreadableWebhook {
+            disabled_at: Some(now - chrono::TimeDelta::seconds(1)),
+            ..(*row).clone()
+        };
+        assert!(!disabled.is_enabled_at(now));
     }
 }

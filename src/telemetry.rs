@@ -82,6 +82,13 @@ pub struct Metrics {
     pub amqp_connected: Gauge,
     pub delivery_log_rows: Counter<u64, AtomicU64>,
     pub delivery_log_dropped: Counter<u64, AtomicU64>,
+    /// Dead letters recorded by webhook in the database.
+    pub dead_letters_recorded: Counter<u64, AtomicU64>,
+    /// Dead letters that could not be recorded by webhook (they stay in `<prefix>.dead`).
+    pub dead_letters_unrecorded: Counter<u64, AtomicU64>,
+    /// Webhook rows that cannot be decoded (secret or settings): their events become dead
+    /// letters (`webhook_unreadable`) when their account and events can be read.
+    pub registry_rows_unreadable: Gauge,
     /// 1 while the broker blocks the publishing connection (memory or disk alarm).
     pub amqp_blocked: Gauge,
     /// What happened to messages that could not be acked straight away.
@@ -132,6 +139,9 @@ impl Metrics {
             amqp_connected: Gauge::default(),
             delivery_log_rows: Counter::default(),
             delivery_log_dropped: Counter::default(),
+            dead_letters_recorded: Counter::default(),
+            dead_letters_unrecorded: Counter::default(),
+            registry_rows_unreadable: Gauge::default(),
             amqp_blocked: Gauge::default(),
             settles: Family::default(),
             token_cache: Family::default(),
@@ -168,6 +178,23 @@ impl Metrics {
             "delivery_log_dropped",
             "Delivery attempts the log could not record (writer behind, database slow or down); the deliveries themselves went on",
             metrics.delivery_log_dropped.clone(),
+        );
+        registry.register(
+            "dead_letters_recorded",
+            "Dead letters recorded by webhook in the database (listed and redriven by the API)",
+            metrics.dead_letters_recorded.clone(),
+        );
+        registry.register(
+            "dead_letters_unrecorded",
+            "Dead letters that could not be recorded by webhook after retries; they stay in the \
+             dead-letter queue for the operator to replay",
+            metrics.dead_letters_unrecorded.clone(),
+        );
+        registry.register(
+            "registry_rows_unreadable",
+            "Webhook rows whose secret or settings cannot be decoded; matching events are \
+             dead-lettered as webhook_unreadable",
+            metrics.registry_rows_unreadable.clone(),
         );
         registry.register(
             "events_received",

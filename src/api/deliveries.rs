@@ -1,7 +1,7 @@
-//! The delivery log and redrive through the API, scoped to the token's account like every other
-//! route: `GET /v1/webhooks/{id}/deliveries` (newest first, `status` filters by outcome or HTTP
-//! status), `GET /v1/events/{event_id}/deliveries` (the answer to "did you send it?"), and
-//! `POST /v1/webhooks/{id}/redrive` (the webhook's dead letters back for a fresh first attempt).
+//! The delivery log through the API, scoped to the token's account like every other route:
+//! `GET /v1/webhooks/{id}/deliveries` (newest first, `status` filters by outcome or HTTP
+//! status) and `GET /v1/events/{event_id}/deliveries` (the answer to "did you send it?").
+//! Dead letters and redrive are in [`super::dead_letters`].
 
 use axum::{
     extract::{RawQuery, State},
@@ -13,7 +13,6 @@ use super::{
     auth::Account,
     error::{ApiError, ErrorBody},
     path::{PathText, WebhookId},
-    rate_limit::Write,
     webhooks::Page,
     ApiState,
 };
@@ -21,9 +20,6 @@ use crate::{
     delivery_log::LogOutcome,
     store::attempts::{AttemptFilter, AttemptRow},
 };
-
-/// Dead letters one redrive looks at, at most; a larger backlog takes more calls.
-const REDRIVE_LIMIT: usize = 10_000;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = DeliveryAttemptList)]
@@ -158,53 +154,4 @@ pub async fn for_event(
     // An id that does not decode names no event: no attempts.
     let event_id = event_id.unwrap_or_default();
     page_of(&state, &account, AttemptFilter::Event { event_id }, page).await
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = Redrive)]
-pub struct RedriveAnswer {
-    /// Always `redrive`.
-    #[schema(value_type = String)]
-    object: &'static str,
-    webhook_id: String,
-    /// Dead letters sent back for a fresh first attempt.
-    redriven: usize,
-}
-
-#[utoipa::path(
-    operation_id = "redrive_webhook",
-    post,
-    path = "/v1/webhooks/{id}/redrive",
-    tag = "deliveries",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The webhook's id")),
-    responses(
-        (status = 200, description = "How many dead letters went back for a fresh first attempt", body = RedriveAnswer),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such webhook in the token's account (or not a UUID)", body = ErrorBody),
-        (status = 429, description = "Over the account's write rate limit (api.write_rate_limit); Retry-After says when to retry", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait (at least 1)"))),
-        (status = 500, description = "Internal error (logged; the body says no more)", body = ErrorBody),
-        (status = 503, description = "The broker cannot be reached", body = ErrorBody),
-    )
-)]
-pub async fn redrive(
-    State(state): State<ApiState>,
-    Extension(Account(account)): Extension<Account>,
-    _: Write,
-    WebhookId(id): WebhookId,
-) -> Result<Json<RedriveAnswer>, ApiError> {
-    require_webhook(&state, &account, id).await?;
-    let summary = crate::dead_letters::replay(&state.config, REDRIVE_LIMIT, Some(id))
-        .await
-        .map_err(|error| {
-            // The cause (hosts, IO details) is the operator's, not the customer's.
-            tracing::warn!(error = format!("{error:#}"), webhook_id = %id, "redrive could not reach the broker");
-            ApiError::Unavailable("cannot reach the broker to redrive; try again later".into())
-        })?;
-    tracing::info!(webhook_id = %id, account_id = %account, redriven = summary.replayed, "dead letters redriven");
-    Ok(Json(RedriveAnswer {
-        object: "redrive",
-        webhook_id: id.to_string(),
-        redriven: summary.replayed,
-    }))
 }

@@ -58,6 +58,9 @@ pub enum ApiError {
     WebhookNotFound,
     #[error("no such route")]
     RouteNotFound,
+    /// A redrive job id that is not one of this webhook's (of the token's account).
+    #[error("no such redrive job")]
+    RedriveJobNotFound,
     /// An unknown public JWKS id: the same answer whatever the id, so none can be probed.
     #[error("no such key set")]
     KeySetNotFound,
@@ -98,9 +101,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::WebhookNotFound | ApiError::RouteNotFound | ApiError::KeySetNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::WebhookNotFound
+            | ApiError::RouteNotFound
+            | ApiError::KeySetNotFound
+            | ApiError::RedriveJobNotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -8,7 +8,8 @@
 //! - [`body`]: reading a JSON body with our own 415/413/400/422 answers.
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`webhooks`]: the handlers.
-//! - [`deliveries`]: the delivery log per webhook and per event, and redrive.
+//! - [`deliveries`]: the delivery log per webhook and per event.
+//! - [`dead_letters`]: a webhook's dead letters, and their redrive as a job.
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
 //! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
@@ -23,6 +24,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dead_letters;
 pub mod deliveries;
 pub mod error;
 pub mod keys;
@@ -130,7 +132,9 @@ pub fn api_router(state: ApiState, with_metrics: bool) -> Router {
         .route("/v1/webhooks/oidc_keys", get(keys::account_jwks))
         .route("/v1/webhooks/oidc_keys/rotate", post(keys::rotate))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::for_webhook))
-        .route("/v1/webhooks/{id}/redrive", post(deliveries::redrive))
+        .route("/v1/webhooks/{id}/dead_letters", get(dead_letters::list))
+        .route("/v1/webhooks/{id}/redrive", post(dead_letters::redrive))
+        .route("/v1/webhooks/{id}/redrive/{job_id}", get(dead_letters::job))
         .route(
             "/v1/events/{event_id}/deliveries",
             get(deliveries::for_event),

@@ -15,7 +15,7 @@ use utoipa::{
     IntoParams, Modify, OpenApi, ToSchema,
 };
 
-use super::{deliveries, error::ErrorBody, keys, ops, webhooks};
+use super::{dead_letters, deliveries, error::ErrorBody, keys, ops, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,7 +36,9 @@ use super::{deliveries, error::ErrorBody, keys, ops, webhooks};
         keys::public_jwks,
         deliveries::for_webhook,
         deliveries::for_event,
-        deliveries::redrive,
+        dead_letters::list,
+        dead_letters::redrive,
+        dead_letters::job,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -47,7 +49,7 @@ use super::{deliveries, error::ErrorBody, keys, ops, webhooks};
     tags(
         (name = "webhooks", description = "Webhook registrations of the token's account"),
         (name = "keys", description = "The account's signing keys for private_key_jwt"),
-        (name = "deliveries", description = "The delivery log and redrive"),
+        (name = "deliveries", description = "The delivery log, dead letters and redrive"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -177,6 +179,9 @@ pub struct Readiness {
     pub checks: ReadinessChecks,
     /// Seconds since the webhook registry was last loaded from the database.
     pub registry_age_seconds: u64,
+    /// Webhook rows that cannot be decoded (secret or settings); their events are
+    /// dead-lettered as `webhook_unreadable` (does not make the process not ready).
+    pub registry_rows_unreadable: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

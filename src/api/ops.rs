@@ -66,6 +66,8 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
             "registry": word(registry),
         },
         "registry_age_seconds": state.registry.snapshot_age().as_secs(),
+        // Not a reason to be unready (the other webhooks deliver), but an operator's to fix.
+        "registry_rows_unreadable": state.registry.unreadable_count(),
     });
     (status, Json(body)).into_response()
 }

@@ -20,13 +20,15 @@ impl Pipeline {
         matched > self.fan_out_threshold
     }
 
-    /// Publishes one first-attempt job per webhook to the deliveries queue.
+    /// Publishes one first-attempt job per webhook to the deliveries queue (and the dead letters
+    /// owed to webhooks that cannot be read).
     pub(super) async fn fan_out(
         &self,
         publisher: &Publisher,
         raw: &[u8],
         event_id: &str,
         webhooks: &[Arc<Webhook>],
+        dead_letters: Vec<Next>,
     ) -> Disposition {
         info!(
             event_id,
@@ -45,6 +47,7 @@ impl Pipeline {
                     parked_since: None,
                 })
             })
+            .chain(dead_letters)
             .collect();
         let disposition = self.settle(publisher, raw, event_id, jobs).await;
         if disposition == Disposition::Ack {

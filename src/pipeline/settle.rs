@@ -25,6 +25,8 @@ use crate::{
     retry::jittered,
 };
 
+/// Message ids of dead letters that carry no event (nothing a redrive could deliver).
+const POISON_IDS: [&str; 2] = ["poison", "invalid_job"];
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -37,13 +39,21 @@ impl Pipeline {
         message_id: &str,
         nexts: Vec<Next>,
     ) -> Disposition {
+        // Letters owed to a webhook: recorded by webhook once they are in the dead letters.
+        let mut owed = Vec::new();
         let mut pending: Vec<(String, FieldTable)> = nexts
             .into_iter()
             .filter_map(|next| match next {
                 Next::Done => None,
                 Next::Job(job) => Some((self.names.deliveries.clone(), job.headers())),
                 Next::Retry { delay, job } => Some((self.names.retry(delay), job.headers())),
-                Next::Dead(dead) => Some((self.names.dead.clone(), dead.headers())),
+                Next::Dead(dead) => {
+                    let headers = dead.headers();
+                    if dead.webhook_id.is_some() && !POISON_IDS.contains(&message_id) {
+                        owed.push(dead);
+                    }
+                    Some((self.names.dead.clone(), headers))
+                }
             })
             .collect();
         let mut deadline = Instant::now() + self.settle_timeout;
@@ -64,6 +74,9 @@ impl Pipeline {
                 })
                 .collect();
             let Some(last_error) = last_error else {
+                for letter in &owed {
+                    self.record_dead_letter(letter, message_id, raw);
+                }
                 return Disposition::Ack;
             };
             let wait = jittered(backoff);

@@ -119,8 +119,9 @@ impl Job {
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, Default)]
 pub struct DeadLetter {
-    /// `retries_exhausted`, `endpoint_gone`, `too_large`, `invalid_json`, `invalid_event`,
-    /// `bad_account`, `invalid_job`.
+    /// Owed to a webhook (named in `webhook_id`, also recorded by webhook): `retries_exhausted`,
+    /// `endpoint_gone`, `webhook_disabled`, `webhook_unreadable`. Poison: `too_large`,
+    /// `invalid_json`, `invalid_event`, `bad_account`, `invalid_job`.
     pub reason: String,
     pub detail: String,
     pub webhook_id: Option<Uuid>,

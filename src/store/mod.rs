@@ -5,9 +5,12 @@
 
 pub mod attempts;
 mod cipher;
+pub mod dead_letters;
 mod failing;
 pub mod keys;
 pub mod public_keys;
+pub mod redrive_jobs;
+mod unreadable;
 
 use std::str::FromStr;
 
@@ -16,6 +19,7 @@ use sqlx::{any::AnyRow, AnyPool, Row};
 use uuid::Uuid;
 
 pub use cipher::{Cipher, DecryptError};
+pub use unreadable::UnreadableWebhook;
 
 use crate::{
     secret::Secret,
@@ -44,6 +48,9 @@ pub enum StoreError {
 pub struct BadRow {
     pub id: String,
     pub error: StoreError,
+    /// What can still be read of it to match events, when that much can (boxed: rare, and
+    /// it keeps the `Result` of every decodable row small).
+    pub routing: Option<Box<UnreadableWebhook>>,
 }
 
 #[derive(Debug, Clone)]
@@ -389,6 +396,7 @@ impl Store {
                 self.decode(row).map_err(|error| BadRow {
                     id: row.try_get("id").unwrap_or_default(),
                     error,
+                    routing: UnreadableWebhook::read(row).map(Box::new),
                 })
             })
             .collect())

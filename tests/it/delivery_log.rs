@@ -1,6 +1,6 @@
 //! The delivery log end to end: attempts recorded by a running worker and read back through the
 //! API per webhook and per event (account-scoped), deliveries unaffected when the log cannot be
-//! written, retention, and redrive of a webhook's dead letters from the API.
+//! written, and retention. (Dead letters and redrive: `redrive`.)
 
 use std::{collections::HashSet, time::Duration};
 
@@ -152,72 +152,6 @@ async fn retention_prunes_attempts_older_than_it() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    worker.stop().await;
-}
-
-#[tokio::test]
-async fn redrive_sends_a_webhooks_500_dead_letters_once_more_and_leaves_the_others() {
-    let worker = TestWorker::start_as(
-        &api_toml("[delivery]\nretry_schedule = [\"100ms\"]\n[delivery_log]\nrecord = \"off\"\n"),
-        Role::All,
-    )
-    .await;
-    let (a, b) = (TestReceiver::start().await, TestReceiver::start().await);
-    a.always(500);
-    b.always(500);
-    let hook_a = worker.subscribe(&a).await;
-    worker.subscribe(&b).await;
-    let mut ids = HashSet::new();
-    for _ in 0..500 {
-        ids.insert(worker.publish_event().await.0);
-    }
-    let dead = worker.names.dead.clone();
-    worker
-        .wait_for_ready(&dead, 1000, Duration::from_secs(120))
-        .await;
-
-    a.always(200);
-    let before = a.count();
-    let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/webhooks/{}/redrive",
-            worker.app().api_addr(),
-            hook_a.id
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["redriven"], 500, "{answer}");
-    a.wait_for(before + 500, WAIT).await;
-    let redriven: Vec<String> = a.received()[before..]
-        .iter()
-        .filter_map(|r| r.header("x-webhook-event-id"))
-        .collect();
-    assert_eq!(
-        redriven.iter().collect::<HashSet<_>>().len(),
-        500,
-        "each once"
-    );
-    assert!(redriven.iter().all(|id| ids.contains(id)));
-    // Nothing comes a second time: a copy would have been published beside the first.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(a.received().len(), before + 500, "no letter redriven twice");
-    // B's dead letters stay where they were.
-    worker.wait_for_ready(&dead, 500, WAIT).await;
-    let other = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/webhooks/{}/redrive",
-            worker.app().api_addr(),
-            hook_a.id
-        ))
-        .bearer_auth(OTHER_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other.status(), 404, "another account cannot redrive it");
     worker.stop().await;
 }
 

@@ -272,9 +272,18 @@ impl TestWorker {
 
     /// A worker in `role` (`Role::All` also serves the API and the public JWKS).
     pub async fn start_as(overrides: &str, role: Role) -> Self {
+        Self::start_on(None, overrides, role).await
+    }
+
+    /// A worker in `role` on the database at `database_url` (which the caller keeps while the
+    /// worker runs), or on a SQLite file of its own.
+    pub async fn start_on(database_url: Option<&str>, overrides: &str, role: Role) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let prefix = unique_prefix();
-        let database_url = format!("sqlite://{}/test.db", dir.path().display());
+        let database_url = match database_url {
+            Some(url) => url.to_string(),
+            None => format!("sqlite://{}/test.db", dir.path().display()),
+        };
         let config = test_config(&prefix, &database_url, overrides);
         let broker = Broker::connect(Topology::from_config(&config)).await;
         let app = Application::start(config.clone(), role)

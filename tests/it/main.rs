@@ -18,7 +18,9 @@
 //! - [`postgres_tls`]: the store over TLS (`sslmode=require`, `verify-full`).
 //! - [`dead_letters`]: listing and replaying the dead-letter queue, and the replay command's
 //!   progress lines.
-//! - [`delivery_log`]: the attempt log and redrive through the API.
+//! - [`delivery_log`]: the attempt log through the API.
+//! - [`redrive`]: dead letters by webhook and redrive as a job, behind another tenant's 10,000
+//!   letters, after a webhook was disabled for failing, and for an undecodable webhook row.
 //! - [`devtools`]: `listen` and `publish`, the development tools, as built binaries.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`], [`oidc_tenants`]: token acquisition against
 //!   a real OAuth server (panva's `oidc-provider`, run by node), and the tenant boundary.
@@ -53,6 +55,7 @@ mod oidc_errors;
 mod oidc_tenants;
 mod pipeline;
 mod postgres_tls;
+mod redrive;
 mod registry;
 mod settling;
 mod store;

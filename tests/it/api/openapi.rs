@@ -37,6 +37,7 @@ async fn every_documented_operation_is_routed_and_v1_ones_need_a_token() {
         let concrete = path
             .replace("{id}", &uuid::Uuid::new_v4().to_string())
             .replace("{event_id}", "evt_1")
+            .replace("{job_id}", &uuid::Uuid::new_v4().to_string())
             .replace("{jwks_id}", "unknown");
         for (method, operation) in item.as_object().expect("a path item") {
             let method: Method = method.to_uppercase().parse().expect("an HTTP method");
@@ -56,7 +57,7 @@ async fn every_documented_operation_is_routed_and_v1_ones_need_a_token() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 16);
+    assert_eq!(operations, 18);
 }
 
 #[tokio::test]

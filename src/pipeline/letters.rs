@@ -1,0 +1,132 @@
+//! Dead letters owed to webhooks: the letter of an event for a webhook whose row cannot be
+//! decoded (`webhook_unreadable`), of a retry for a webhook disabled meanwhile
+//! (`webhook_disabled`), and their recording by webhook once they are durable in the dead
+//! letters. A disabled or unreadable webhook keeps its deliveries this way, so re-enabling (or
+//! fixing) it and redriving delivers them; only a deleted webhook's retries are dropped.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::{Disposition, Next, Pipeline};
+use crate::{
+    event::Event,
+    queue::{
+        job::{DeadLetter, Job},
+        Publisher,
+    },
+    store::{StoreError, UnreadableWebhook},
+    webhook::Webhook,
+};
+
+impl Pipeline {
+    /// Records `letter` (which must name its webhook and account) of the message `raw` (event
+    /// id `event_id`) by webhook, so the tenant can list and redrive it. Call it once the letter
+    /// is durable in the dead letters: published to `<prefix>.dead` with a confirm, or the
+    /// message rejected there by the broker. Returns false when it names no webhook or could
+    /// not be handed to the writer (counted in `dead_letters_unrecorded_total`).
+    pub fn record_dead_letter(&self, letter: &DeadLetter, event_id: &str, raw: &[u8]) -> bool {
+        self.dead_log.record(letter, event_id, raw)
+    }
+
+    /// The dead letter of an event owed to a webhook whose row cannot be decoded.
+    pub(super) fn unreadable_letter(
+        &self,
+        row: &UnreadableWebhook,
+        event_type: &str,
+        attempts: u32,
+    ) -> Next {
+        warn!(webhook_id = %row.id, account_id = %row.account_id,
+            "the webhook's row cannot be decoded (secret or settings); dead-lettering its delivery");
+        self.metrics.delivery("dead_lettered");
+        Next::Dead(DeadLetter {
+            reason: "webhook_unreadable".into(),
+            detail: "the webhook's stored secret or settings cannot be decoded".into(),
+            webhook_id: Some(row.id),
+            account_id: Some(row.account_id.clone()),
+            event_type: Some(event_type.to_string()),
+            attempts: Some(attempts),
+            last_status: None,
+        })
+    }
+
+    /// The retry job's webhook, when a delivery can be made to it; otherwise what became of
+    /// the message: requeued (the database cannot be read), dropped (the webhook was deleted),
+    /// or a dead letter for it (disabled, or its row cannot be decoded).
+    pub(super) async fn job_webhook(
+        &self,
+        publisher: &Publisher,
+        raw: &Bytes,
+        job: &Job,
+    ) -> Result<Arc<Webhook>, Disposition> {
+        let made = job.attempt.saturating_sub(1);
+        let webhook = match self.current_webhook(job).await {
+            Ok(webhook) => webhook,
+            Err(StoreError::Decrypt(_) | StoreError::Corrupt(_) | StoreError::MissingKey) => {
+                // The row is there but cannot be read: no delivery can be made until it is
+                // fixed; the delivery waits as a dead letter for it, to be redriven then.
+                let row = UnreadableWebhook {
+                    id: job.webhook_id,
+                    account_id: job.account_id.clone(),
+                    enabled_events: Vec::new(),
+                    disabled_at: None,
+                };
+                let letter = self.unreadable_letter(&row, "", made);
+                return Err(self.settle_job_letter(publisher, raw, letter).await);
+            }
+            Err(error) => {
+                warn!(%error, webhook_id = %job.webhook_id, "cannot read the webhook; the retry goes back to the queue");
+                self.metrics.settle("requeued");
+                return Err(Disposition::Requeue);
+            }
+        };
+        let Some(webhook) = webhook else {
+            if let Some(row) = self.registry.unreadable(job.webhook_id) {
+                let letter = self.unreadable_letter(&row, "", made);
+                return Err(self.settle_job_letter(publisher, raw, letter).await);
+            }
+            info!(webhook_id = %job.webhook_id, attempt = job.attempt, "webhook deleted; retry dropped");
+            self.metrics.delivery("dropped");
+            return Err(Disposition::Ack);
+        };
+        if !webhook.is_enabled_at(chrono::Utc::now()) {
+            // Kept as a dead letter for the webhook: re-enabling it and redriving delivers it.
+            info!(webhook_id = %job.webhook_id, attempt = job.attempt,
+                "webhook disabled; its pending delivery becomes a dead letter (webhook_disabled)");
+            self.metrics.delivery("dead_lettered");
+            let letter = Next::Dead(DeadLetter {
+                reason: "webhook_disabled".into(),
+                detail: job.last_error.clone().unwrap_or_default(),
+                webhook_id: Some(webhook.id),
+                account_id: Some(webhook.account_id.clone()),
+                // Filled from the event by settle_job_letter.
+                event_type: None,
+                attempts: Some(made),
+                last_status: None,
+            });
+            return Err(self.settle_job_letter(publisher, raw, letter).await);
+        }
+        Ok(webhook)
+    }
+
+    /// Makes a job's dead letter durable, with the event's id (when its body reads) so the
+    /// letter recorded by webhook names it.
+    async fn settle_job_letter(
+        &self,
+        publisher: &Publisher,
+        raw: &Bytes,
+        letter: Next,
+    ) -> Disposition {
+        let event = Event::parse_shared(raw, self.max_message_bytes).ok();
+        let letter = match (letter, &event) {
+            (Next::Dead(mut dead), Some(event)) => {
+                dead.event_type = Some(event.event_type.clone());
+                Next::Dead(dead)
+            }
+            (letter, _) => letter,
+        };
+        let id = event.as_ref().map_or("invalid_job", |e| e.id.as_str());
+        self.settle(publisher, raw, id, vec![letter]).await
+    }
+}
