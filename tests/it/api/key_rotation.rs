@@ -6,7 +6,9 @@ use reqwest::{header, Method};
 use serde_json::Value;
 use webhook_worker::{config::Config, oidc::AccountKeys};
 
-use crate::helpers::{both_backends, spawn_app, Backend, TestApp, ACCOUNT_A};
+use crate::helpers::{
+    both_backends, spawn_app, spawn_app_with, Backend, Settings, TestApp, ACCOUNT_A,
+};
 
 both_backends!(
     many_rotations_leave_at_most_ten_keys_published_and_the_signer_kept_first,
@@ -61,8 +63,14 @@ async fn two_hundred_rotations_leave_at_most_ten_keys_published_and_the_signer_k
 }
 
 async fn rotations_leave_at_most_ten_keys_published(backend: Backend, rotations: usize) {
-    // The default rotation delay (1 h): every rotation's key is still pending at the next.
-    let app = spawn_app(backend).await;
+    // The default rotation delay (1 h): every rotation's key is still pending at the next. The
+    // rate limits (tested in api::rate_limits) raised so that only the key cap is at work here.
+    let settings = Settings {
+        extra_toml: "[oidc]\nrotation_rate_limit = 1000",
+        api_toml: "write_burst = 1000",
+        ..Settings::default()
+    };
+    let app = spawn_app_with(backend, settings).await;
     let before = app
         .get("/v1/webhooks/oidc_keys", &app.token_a)
         .await
