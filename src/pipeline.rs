@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     delivery::{
         failing::{DisableReason, Failing},
-        health::{Admission, Health, ParkReason},
+        health::{Admission, Health},
         outcome::{Outcome, Signal},
         Attempt, AttemptResult, Deliverer,
     },
@@ -22,17 +22,23 @@ use crate::{
     queue::{
         header_text,
         job::{DeadLetter, Job},
-        Names, Publisher,
+        Names, Outlet,
     },
     registry::Registry,
-    retry::{Parking, RetrySchedule, Tries},
+    retry::{RetrySchedule, Tries},
     store::StoreError,
     telemetry::Metrics,
     webhook::Webhook,
 };
 
+mod dead;
 mod fan_out;
+mod park;
+pub mod session;
 mod settle;
+
+use dead::dead_letter;
+pub use settle::Owed;
 
 /// What to do with the message once its outcomes are durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +144,7 @@ impl Pipeline {
     /// A new event: first attempt to every subscribed webhook of its account.
     pub async fn handle_event(
         &self,
-        publisher: &Publisher,
+        outlet: &Outlet,
         raw: &Bytes,
         headers: Option<&FieldTable>,
         routing_key: &str,
@@ -164,9 +170,7 @@ impl Pipeline {
                     event_type: Some(routing_key.to_string()),
                     ..DeadLetter::default()
                 };
-                return self
-                    .settle(publisher, raw, "poison", vec![Next::Dead(dead)])
-                    .await;
+                return self.poison(outlet, raw, &reason, dead).await;
             }
         };
         let webhooks = self.registry.matching(&account, &event.event_type);
@@ -175,7 +179,7 @@ impl Pipeline {
             return Disposition::Ack;
         }
         if self.fans_out(webhooks.len()) {
-            return self.fan_out(publisher, raw, &event.id, &webhooks).await;
+            return self.fan_out(outlet, raw, &event.id, &webhooks).await;
         }
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
@@ -193,14 +197,14 @@ impl Pipeline {
                 self.bounded(attempts.collect()).await
             }
         };
-        self.settle(publisher, raw, &event.id, nexts).await
+        self.settle(outlet, raw, &event.id, nexts).await
     }
 
     /// A retry (or a parked first attempt) for one webhook. The webhook is read again, so a new
     /// URL or secret applies, and a deleted or disabled webhook ends the retries.
     pub async fn handle_job(
         &self,
-        publisher: &Publisher,
+        outlet: &Outlet,
         raw: &Bytes,
         headers: Option<&FieldTable>,
     ) -> Disposition {
@@ -214,7 +218,7 @@ impl Pipeline {
                     ..DeadLetter::default()
                 };
                 return self
-                    .settle(publisher, raw, "invalid_job", vec![Next::Dead(dead)])
+                    .settle(outlet, raw, "invalid_job", vec![Next::Dead(dead)])
                     .await;
             }
         };
@@ -241,9 +245,7 @@ impl Pipeline {
                     account_id: Some(job.account_id),
                     ..DeadLetter::default()
                 };
-                return self
-                    .settle(publisher, raw, "poison", vec![Next::Dead(dead)])
-                    .await;
+                return self.poison(outlet, raw, &reason, dead).await;
             }
         };
         let body = Bodies::default().get(&event, webhook.include.as_deref());
@@ -251,7 +253,7 @@ impl Pipeline {
         let next = self
             .attempt(&webhook, &event, body, correlation_id, job.tries())
             .await;
-        self.settle(publisher, raw, &event.id, vec![next]).await
+        self.settle(outlet, raw, &event.id, vec![next]).await
     }
 
     /// The job's webhook as it is now. The registry may lag behind the database (a webhook made
@@ -286,6 +288,10 @@ impl Pipeline {
             Admission::Send(permit) => permit,
             Admission::Park(reason) => return self.park(webhook, event, &tries, reason),
         };
+        if session::is_lost() {
+            // Never settled: `settle` leaves the message to the broker (see [`session`]).
+            return Next::Done;
+        }
         let attempt = Attempt {
             event,
             body,
@@ -388,81 +394,5 @@ impl Pipeline {
                 failure.reason.clone(),
             ),
         }
-    }
-
-    /// The endpoint makes no progress, or its (or its account's) turn would come too late: no
-    /// request, the delivery waits in a delay queue. Parks back off; those of an endpoint that
-    /// makes no progress in time count as attempts (see [`RetrySchedule::park`]), busy ones
-    /// never do ([`RetrySchedule::park_busy`]).
-    fn park(&self, webhook: &Webhook, event: &Event, tries: &Tries, reason: ParkReason) -> Next {
-        let detail = reason.detail();
-        let parking = if reason.is_busy() {
-            self.schedule.park_busy(tries)
-        } else {
-            self.schedule.park(tries, chrono::Utc::now())
-        };
-        match parking {
-            Parking::Park { delay, tries } => {
-                debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = tries.attempt,
-                    parks = tries.parks, reason = reason.code(), retry_in = ?delay, "delivery parked");
-                self.metrics.delivery("parked");
-                let labels = crate::telemetry::ReasonLabels {
-                    reason: reason.code(),
-                };
-                self.metrics.parks.get_or_create(&labels).inc();
-                let outcome = LogOutcome::Parked;
-                let error = Some(detail);
-                self.record(
-                    webhook,
-                    event,
-                    tries.attempt,
-                    outcome,
-                    None,
-                    error,
-                    Duration::ZERO,
-                );
-                Next::Retry {
-                    delay,
-                    job: Job::new(webhook.id, &webhook.account_id, &tries, detail.into()),
-                }
-            }
-            Parking::Exhausted { attempts } => {
-                warn!(event_id = %event.id, webhook_id = %webhook.id, attempts,
-                    reason = reason.code(), "delivery parked through its whole schedule; dead-lettering");
-                let (outcome, error) = (LogOutcome::DeadLettered, Some(detail));
-                self.record(
-                    webhook,
-                    event,
-                    attempts,
-                    outcome,
-                    None,
-                    error,
-                    Duration::ZERO,
-                );
-                self.metrics.delivery("dead_lettered");
-                let letter =
-                    dead_letter(webhook, event, "retries_exhausted", detail, attempts, None);
-                Next::Dead(letter)
-            }
-        }
-    }
-}
-
-fn dead_letter(
-    webhook: &Webhook,
-    event: &Event,
-    reason: &str,
-    detail: &str,
-    attempts: u32,
-    last_status: Option<u16>,
-) -> DeadLetter {
-    DeadLetter {
-        reason: reason.into(),
-        detail: detail.into(),
-        webhook_id: Some(webhook.id),
-        account_id: Some(webhook.account_id.clone()),
-        event_type: Some(event.event_type.clone()),
-        attempts: Some(attempts),
-        last_status,
     }
 }

@@ -21,6 +21,7 @@
 pub mod depths;
 pub mod job;
 pub mod migrate;
+pub mod outlet;
 pub mod publisher;
 pub mod topology;
 
@@ -34,6 +35,7 @@ use lapin::{
 
 use crate::retry::label;
 
+pub use outlet::{Outlet, OutletSender};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare, delete, DeclareError, Topology};
 

@@ -1,0 +1,81 @@
+//! The worker's current confirmed [`Publisher`], shared by every message's task and replaced
+//! when the publishing connection (or its channel) is opened again on its own: a failure of the
+//! publishing side alone never tears down a healthy consumer. A task whose publish was lost with
+//! the old channel waits here for the new one and publishes there: the only legitimate second
+//! copy of an outcome.
+
+use std::sync::Arc;
+
+use tokio::{sync::watch, time::Instant};
+
+use super::Publisher;
+
+/// Why no publisher could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// None was open before the deadline.
+    Timeout,
+    /// The session ended: no publisher will come on this consumer's connection.
+    Ended,
+}
+
+/// Sets the publisher; dropping it ends the session's outlet.
+pub struct OutletSender(watch::Sender<Option<Arc<Publisher>>>);
+
+impl OutletSender {
+    /// Makes `publisher` the current one (`None`: the publishing side is being re-opened).
+    pub fn set(&self, publisher: Option<Arc<Publisher>>) {
+        self.0.send_replace(publisher);
+    }
+
+    /// The current publisher, open or not.
+    pub fn current(&self) -> Option<Arc<Publisher>> {
+        self.0.borrow().clone()
+    }
+}
+
+/// Where a task gets the current publisher. Cheap to clone.
+#[derive(Clone)]
+pub struct Outlet(watch::Receiver<Option<Arc<Publisher>>>);
+
+impl Outlet {
+    /// An outlet with no publisher yet, and its sender.
+    pub fn channel() -> (OutletSender, Outlet) {
+        let (sender, receiver) = watch::channel(None);
+        (OutletSender(sender), Outlet(receiver))
+    }
+
+    /// An outlet that always offers `publisher` (for callers without reconnects).
+    pub fn fixed(publisher: Arc<Publisher>) -> Outlet {
+        let (sender, receiver) = watch::channel(Some(publisher));
+        // Kept alive for ever: the receiver keeps the value, and `ready` never reports an end.
+        std::mem::forget(sender);
+        Outlet(receiver)
+    }
+
+    /// The current publisher when its channel is open.
+    pub fn current(&self) -> Option<Arc<Publisher>> {
+        self.0.borrow().clone().filter(|p| p.is_open())
+    }
+
+    /// An open publisher, waiting for one until `deadline`.
+    pub async fn ready(&self, deadline: Instant) -> Result<Arc<Publisher>, Unavailable> {
+        let mut receiver = self.0.clone();
+        loop {
+            let current = receiver.borrow_and_update().clone();
+            if let Some(publisher) = current.filter(|p| p.is_open()) {
+                return Ok(publisher);
+            }
+            tokio::select! {
+                changed = receiver.changed() => {
+                    if changed.is_err() {
+                        return Err(Unavailable::Ended);
+                    }
+                }
+                // A closed channel is replaced without a word to us until the worker notices.
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(Unavailable::Timeout),
+            }
+        }
+    }
+}
