@@ -21,6 +21,8 @@
 //! - [`devtools`]: `listen` and `publish`, the development tools, as built binaries.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`], [`oidc_tenants`]: token acquisition against
 //!   a real OAuth server (panva's `oidc-provider`, run by node), and the tenant boundary.
+//! - [`sessions`]: a publisher-only failure, a reconnect mid-stream, a panic in handling, an
+//!   oversized message.
 //! - [`settling`]: bounded redelivery, partial publish failures, re-declared queues.
 //! - [`registry`]: undecodable rows, a stale registry, two replicas on PostgreSQL.
 //! - [`topology`]: starting against queues declared with older arguments.
@@ -52,6 +54,7 @@ mod oidc_tenants;
 mod pipeline;
 mod postgres_tls;
 mod registry;
+mod sessions;
 mod settling;
 mod store;
 mod topology;
