@@ -79,3 +79,32 @@ impl Outlet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn without_a_publisher_a_wait_ends_at_its_deadline() {
+        let (_sender, outlet) = Outlet::channel();
+        let deadline = Instant::now() + Duration::from_millis(50);
+        assert_eq!(
+            outlet.ready(deadline).await.err(),
+            Some(Unavailable::Timeout)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_when_the_session_drops_its_sender() {
+        let (sender, outlet) = Outlet::channel();
+        let waiting = tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            outlet.ready(deadline).await.err()
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(sender);
+        assert_eq!(waiting.await.unwrap(), Some(Unavailable::Ended));
+    }
+}

@@ -236,3 +236,21 @@ impl Publisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::PublishError;
+
+    #[test]
+    fn only_a_refusal_or_a_lost_channel_may_be_published_again() {
+        let lost = lapin::Error::InvalidChannelState(lapin::ChannelState::Closed);
+        assert!(PublishError::Broker(lost).may_publish_again());
+        assert!(PublishError::Nacked.may_publish_again());
+        assert!(PublishError::Unroutable.may_publish_again());
+        // Sent and unconfirmed: the first copy may still arrive.
+        assert!(!PublishError::Timeout(Duration::from_secs(2)).may_publish_again());
+        assert!(!PublishError::Blocked.may_publish_again());
+    }
+}
