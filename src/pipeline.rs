@@ -50,8 +50,8 @@ pub enum Disposition {
     /// Attempts were made but their outcomes could not be made durable in time: the broker
     /// dead-letters the message (never requeued: that would repeat every attempt).
     Reject,
-    /// The publishing connection went away before the outcomes were durable: leave the message
-    /// unacked; the broker hands it back once the consuming connection closes too.
+    /// The session was lost (or ended) before the outcomes were durable: leave the message
+    /// unacked; the broker hands it back once the consuming connection closes.
     Leave,
 }
 

@@ -256,8 +256,9 @@ impl Worker {
             deliveries.batcher.abort();
             lost_token.cancel();
             tracker.close();
-            // Requests in flight finish (each within delivery.timeout); nothing else starts.
-            let limit = self.config.delivery.timeout.0 + CLOSE_RESERVE;
+            // Attempts in flight finish (each within delivery.attempt_deadline); nothing else
+            // starts.
+            let limit = self.config.delivery.attempt_deadline() + CLOSE_RESERVE;
             let waited = tokio::select! {
                 waited = tokio::time::timeout(limit, tracker.wait()) => waited.is_ok(),
                 _ = cancel.cancelled() => false,

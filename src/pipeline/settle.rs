@@ -112,7 +112,14 @@ impl Pipeline {
             let publishes = pending.iter().map(|(queue, headers)| {
                 publisher.publish_until("", queue, raw, headers.clone(), message_id, deadline)
             });
-            let results = join_all(publishes).await;
+            let results = tokio::select! {
+                results = join_all(publishes) => results,
+                _ = outlet.ended() => {
+                    warn!(message_id, failed = pending.len(),
+                        "the session ended before the outcomes were confirmed; the broker will hand the message back");
+                    return Disposition::Leave;
+                }
+            };
             let mut last_error: Option<PublishError> = None;
             let mut final_error = false;
             pending = pending

@@ -45,17 +45,17 @@ impl Outlet {
         (OutletSender(sender), Outlet(receiver))
     }
 
-    /// An outlet that always offers `publisher` (for callers without reconnects).
-    pub fn fixed(publisher: Arc<Publisher>) -> Outlet {
-        let (sender, receiver) = watch::channel(Some(publisher));
-        // Kept alive for ever: the receiver keeps the value, and `ready` never reports an end.
-        std::mem::forget(sender);
-        Outlet(receiver)
-    }
-
     /// The current publisher when its channel is open.
     pub fn current(&self) -> Option<Arc<Publisher>> {
         self.0.borrow().clone().filter(|p| p.is_open())
+    }
+
+    /// Resolves once the session ended (its sender dropped): a publish still waiting for its
+    /// confirm then has nothing more to wait for (a blocked connection's close never completes,
+    /// so its confirms would never be answered).
+    pub async fn ended(&self) {
+        let mut receiver = self.0.clone();
+        while receiver.changed().await.is_ok() {}
     }
 
     /// An open publisher, waiting for one until `deadline`.
@@ -106,5 +106,19 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(sender);
         assert_eq!(waiting.await.unwrap(), Some(Unavailable::Ended));
+    }
+
+    #[tokio::test]
+    async fn ended_resolves_once_the_sender_is_dropped() {
+        let (sender, outlet) = Outlet::channel();
+        sender.set(None);
+        let ended = tokio::spawn(async move { outlet.ended().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!ended.is_finished());
+        drop(sender);
+        tokio::time::timeout(Duration::from_secs(5), ended)
+            .await
+            .expect("ended")
+            .unwrap();
     }
 }
