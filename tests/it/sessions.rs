@@ -206,6 +206,16 @@ async fn a_reconnect_mid_stream_never_has_two_requests_for_one_event_in_flight()
          {EVENTS} events, at most {} requests for one event at once",
         receiver.max_in_flight_per_event()
     );
+    if receiver.max_in_flight_per_event() > 1 {
+        // Which answers the events with more than one had, for the failure's message.
+        let mut answers: HashMap<String, Vec<String>> = HashMap::new();
+        for arrival in receiver.arrivals() {
+            let answer = format!("attempt {} at {:?}", arrival.attempt, arrival.at);
+            answers.entry(arrival.event_id).or_default().push(answer);
+        }
+        answers.retain(|_, answers| answers.len() > 1);
+        eprintln!("events answered more than once: {answers:?}");
+    }
     assert_eq!(receiver.max_in_flight_per_event(), 1);
     worker.stop().await;
 }
