@@ -33,11 +33,11 @@ use crate::{
 
 mod dead;
 mod fan_out;
+mod in_flight;
 mod park;
 pub mod session;
 mod settle;
 
-use dead::dead_letter;
 pub use settle::Owed;
 
 /// What to do with the message once its outcomes are durable.
@@ -50,8 +50,7 @@ pub enum Disposition {
     /// Attempts were made but their outcomes could not be made durable in time: the broker
     /// dead-letters the message (never requeued: that would repeat every attempt).
     Reject,
-    /// The session was lost (or ended) before the outcomes were durable: leave the message
-    /// unacked; the broker hands it back once the consuming connection closes.
+    /// The session was lost or ended first: left unacked, the broker hands the message back.
     Leave,
 }
 
@@ -81,6 +80,7 @@ pub struct Pipeline {
     max_in_flight_per_event: usize,
     metrics: Metrics,
     log: DeliveryLog,
+    in_flight: Arc<in_flight::InFlight>,
 }
 
 impl Pipeline {
@@ -108,6 +108,7 @@ impl Pipeline {
             fan_out_threshold: config.delivery.fan_out_threshold,
             max_in_flight_per_event: config.delivery.max_in_flight_per_event,
             metrics,
+            in_flight: Arc::default(),
         }
     }
 
@@ -288,10 +289,10 @@ impl Pipeline {
             Admission::Send(permit) => permit,
             Admission::Park(reason) => return self.park(webhook, event, &tries, reason),
         };
-        if session::is_lost() {
-            // Never settled: `settle` leaves the message to the broker (see [`session`]).
+        // None: the session is lost; never settled (`settle` leaves the message, see [`session`]).
+        let Some(_claim) = self.in_flight.claim(&event.id, webhook.id).await else {
             return Next::Done;
-        }
+        };
         let attempt = Attempt {
             event,
             body,
@@ -342,7 +343,7 @@ impl Pipeline {
         };
         let dead = |reason: &str| {
             self.metrics.delivery("dead_lettered");
-            Next::Dead(dead_letter(
+            Next::Dead(dead::dead_letter(
                 webhook,
                 event,
                 reason,
