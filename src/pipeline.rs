@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     delivery::{
         failing::{DisableReason, Failing},
-        health::{Admission, Health, ParkReason},
+        health::{Admission, Health},
         outcome::{Outcome, Signal},
         Attempt, AttemptResult, Deliverer,
     },
@@ -22,18 +22,24 @@ use crate::{
     queue::{
         account_header,
         job::{DeadLetter, Job},
-        BadAccount, Names, Publisher,
+        BadAccount, Names, Outlet,
     },
     registry::Registry,
-    retry::{Parking, RetrySchedule, Tries},
+    retry::{RetrySchedule, Tries},
     store::StoreError,
     telemetry::Metrics,
     webhook::Webhook,
 };
 
+mod dead;
 mod fan_out;
+mod in_flight;
 mod letters;
+mod park;
+pub mod session;
 mod settle;
+
+pub use settle::Owed;
 
 /// What to do with the message once its outcomes are durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +51,7 @@ pub enum Disposition {
     /// Attempts were made but their outcomes could not be made durable in time: the broker
     /// dead-letters the message (never requeued: that would repeat every attempt).
     Reject,
-    /// The publishing connection went away before the outcomes were durable: leave the message
-    /// unacked; the broker hands it back once the consuming connection closes too.
+    /// The session was lost or ended first: left unacked, the broker hands the message back.
     Leave,
 }
 
@@ -78,6 +83,7 @@ pub struct Pipeline {
     log: DeliveryLog,
     /// Dead letters owed to webhooks, recorded by webhook once they are in the dead letters.
     dead_log: DeadLetterLog,
+    in_flight: Arc<in_flight::InFlight>,
 }
 
 impl Pipeline {
@@ -102,6 +108,7 @@ impl Pipeline {
             max_message_bytes: config.amqp.max_message_bytes,
             log: DeliveryLog::off(metrics.clone()),
             dead_log: DeadLetterLog::off(metrics.clone()),
+            in_flight: Arc::default(),
             settle_timeout: config.amqp.settle_timeout.0,
             fan_out_threshold: config.delivery.fan_out_threshold,
             max_in_flight_per_event: config.delivery.max_in_flight_per_event,
@@ -148,7 +155,7 @@ impl Pipeline {
     /// A new event: first attempt to every subscribed webhook of its account.
     pub async fn handle_event(
         &self,
-        publisher: &Publisher,
+        outlet: &Outlet,
         raw: &Bytes,
         headers: Option<&FieldTable>,
         routing_key: &str,
@@ -160,7 +167,7 @@ impl Pipeline {
             Err(bad) => {
                 let (reason, detail) = (BadAccount::CODE, bad.to_string());
                 return self
-                    .poison(publisher, raw, routing_key, reason, detail, None)
+                    .poison_event(outlet, raw, routing_key, reason, detail, None)
                     .await;
             }
         };
@@ -168,8 +175,13 @@ impl Pipeline {
             Ok(event) => event,
             Err(reason) => {
                 let (code, detail) = (reason.code(), reason.to_string());
+                // A message over amqp.max_message_bytes is not published again: headers only.
+                let body: &[u8] = match reason {
+                    crate::event::PoisonReason::TooLarge { .. } => &[],
+                    _ => raw,
+                };
                 return self
-                    .poison(publisher, raw, routing_key, code, detail, Some(account))
+                    .poison_event(outlet, body, routing_key, code, detail, Some(account))
                     .await;
             }
         };
@@ -187,7 +199,7 @@ impl Pipeline {
         }
         if self.fans_out(webhooks.len()) {
             return self
-                .fan_out(publisher, raw, &event.id, &webhooks, unreadable)
+                .fan_out(outlet, raw, &event.id, &webhooks, unreadable)
                 .await;
         }
         let correlation_id = event.correlation_id();
@@ -208,14 +220,14 @@ impl Pipeline {
             }
         };
         nexts.extend(unreadable);
-        self.settle(publisher, raw, &event.id, nexts).await
+        self.settle(outlet, raw, &event.id, nexts).await
     }
 
     /// Dead-letters an event that cannot be delivered to anyone (`reason`: a poison code).
-    async fn poison(
+    async fn poison_event(
         &self,
-        publisher: &Publisher,
-        raw: &Bytes,
+        outlet: &Outlet,
+        raw: &[u8],
         routing_key: &str,
         reason: &'static str,
         detail: String,
@@ -236,7 +248,7 @@ impl Pipeline {
             event_type: Some(routing_key.to_string()),
             ..DeadLetter::default()
         };
-        self.settle(publisher, raw, "poison", vec![Next::Dead(dead)])
+        self.settle(outlet, raw, "poison", vec![Next::Dead(dead)])
             .await
     }
 
@@ -244,7 +256,7 @@ impl Pipeline {
     /// URL or secret applies, and a deleted or disabled webhook ends the retries.
     pub async fn handle_job(
         &self,
-        publisher: &Publisher,
+        outlet: &Outlet,
         raw: &Bytes,
         headers: Option<&FieldTable>,
     ) -> Disposition {
@@ -258,11 +270,11 @@ impl Pipeline {
                     ..DeadLetter::default()
                 };
                 return self
-                    .settle(publisher, raw, "invalid_job", vec![Next::Dead(dead)])
+                    .settle(outlet, raw, "invalid_job", vec![Next::Dead(dead)])
                     .await;
             }
         };
-        let webhook = match self.job_webhook(publisher, raw, &job).await {
+        let webhook = match self.job_webhook(outlet, raw, &job).await {
             Ok(webhook) => webhook,
             Err(disposition) => return disposition,
         };
@@ -276,9 +288,7 @@ impl Pipeline {
                     account_id: Some(job.account_id),
                     ..DeadLetter::default()
                 };
-                return self
-                    .settle(publisher, raw, "poison", vec![Next::Dead(dead)])
-                    .await;
+                return self.poison(outlet, raw, &reason, dead).await;
             }
         };
         let body = Bodies::default().get(&event, webhook.include.as_deref());
@@ -286,7 +296,7 @@ impl Pipeline {
         let next = self
             .attempt(&webhook, &event, body, correlation_id, job.tries())
             .await;
-        self.settle(publisher, raw, &event.id, vec![next]).await
+        self.settle(outlet, raw, &event.id, vec![next]).await
     }
 
     /// The job's webhook as it is now. The registry may lag behind the database (a webhook made
@@ -320,6 +330,10 @@ impl Pipeline {
         let permit = match self.health.admit(webhook.id, &webhook.account_id).await {
             Admission::Send(permit) => permit,
             Admission::Park(reason) => return self.park(webhook, event, &tries, reason),
+        };
+        // None: the session is lost; never settled (`settle` leaves the message, see [`session`]).
+        let Some(_claim) = self.in_flight.claim(&event.id, webhook.id).await else {
+            return Next::Done;
         };
         let attempt = Attempt {
             event,
@@ -371,7 +385,7 @@ impl Pipeline {
         };
         let dead = |reason: &str| {
             self.metrics.delivery("dead_lettered");
-            Next::Dead(dead_letter(
+            Next::Dead(dead::dead_letter(
                 webhook,
                 event,
                 reason,
@@ -422,81 +436,5 @@ impl Pipeline {
                 failure.reason.clone(),
             ),
         }
-    }
-
-    /// The endpoint makes no progress, or its (or its account's) turn would come too late: no
-    /// request, the delivery waits in a delay queue. Parks back off; those of an endpoint that
-    /// makes no progress in time count as attempts (see [`RetrySchedule::park`]), busy ones
-    /// never do ([`RetrySchedule::park_busy`]).
-    fn park(&self, webhook: &Webhook, event: &Event, tries: &Tries, reason: ParkReason) -> Next {
-        let detail = reason.detail();
-        let parking = if reason.is_busy() {
-            self.schedule.park_busy(tries)
-        } else {
-            self.schedule.park(tries, chrono::Utc::now())
-        };
-        match parking {
-            Parking::Park { delay, tries } => {
-                debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = tries.attempt,
-                    parks = tries.parks, reason = reason.code(), retry_in = ?delay, "delivery parked");
-                self.metrics.delivery("parked");
-                let labels = crate::telemetry::ReasonLabels {
-                    reason: reason.code(),
-                };
-                self.metrics.parks.get_or_create(&labels).inc();
-                let outcome = LogOutcome::Parked;
-                let error = Some(detail);
-                self.record(
-                    webhook,
-                    event,
-                    tries.attempt,
-                    outcome,
-                    None,
-                    error,
-                    Duration::ZERO,
-                );
-                Next::Retry {
-                    delay,
-                    job: Job::new(webhook.id, &webhook.account_id, &tries, detail.into()),
-                }
-            }
-            Parking::Exhausted { attempts } => {
-                warn!(event_id = %event.id, webhook_id = %webhook.id, attempts,
-                    reason = reason.code(), "delivery parked through its whole schedule; dead-lettering");
-                let (outcome, error) = (LogOutcome::DeadLettered, Some(detail));
-                self.record(
-                    webhook,
-                    event,
-                    attempts,
-                    outcome,
-                    None,
-                    error,
-                    Duration::ZERO,
-                );
-                self.metrics.delivery("dead_lettered");
-                let letter =
-                    dead_letter(webhook, event, "retries_exhausted", detail, attempts, None);
-                Next::Dead(letter)
-            }
-        }
-    }
-}
-
-fn dead_letter(
-    webhook: &Webhook,
-    event: &Event,
-    reason: &str,
-    detail: &str,
-    attempts: u32,
-    last_status: Option<u16>,
-) -> DeadLetter {
-    DeadLetter {
-        reason: reason.into(),
-        detail: detail.into(),
-        webhook_id: Some(webhook.id),
-        account_id: Some(webhook.account_id.clone()),
-        event_type: Some(event.event_type.clone()),
-        attempts: Some(attempts),
-        last_status,
     }
 }

@@ -12,7 +12,8 @@
 //! (`registry_rows_skipped`). A local change made while a reload read the
 //! database is laid over what the reload read, so no reload is thrown away (on a busy replica
 //! that would starve it of other replicas' changes) and no local change is overwritten by an
-//! older read. On PostgreSQL, changes also arrive from other replicas at once ([`listen`]). The
+//! older read. Reloads run one at a time, so of two overlapping ones the older read never
+//! replaces the newer. On PostgreSQL, changes also arrive from other replicas at once ([`listen`]). The
 //! snapshot's age is known: `/readyz` reports not ready when it is older than
 //! [`STALE_AFTER_REFRESHES`] refresh periods.
 
@@ -81,6 +82,9 @@ pub struct Registry {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Serializes writers, so a local change and a reload never overwrite each other.
     writer: Mutex<()>,
+    /// Serializes reloads (the refresh loop's, a notification's): one reads the database only
+    /// after the one before it has replaced the snapshot, so an older read never wins.
+    reloading: tokio::sync::Mutex<()>,
     /// Counts local changes, so a reload can tell which of them it may have missed.
     local_changes: AtomicU64,
     /// The local changes not yet known to be in a reload's read, by their count: laid over the
@@ -109,6 +113,7 @@ impl Registry {
             store,
             snapshot: RwLock::new(Arc::default()),
             writer: Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(()),
             local_changes: AtomicU64::new(0),
             recent: Mutex::new(Vec::new()),
             loaded_at: AtomicI64::new(0),
@@ -199,6 +204,7 @@ impl Registry {
     /// Reads every webhook from the store and makes that the snapshot, with the local changes
     /// made meanwhile laid over it. Rows that cannot be decoded are skipped and counted.
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let _reloading = self.reloading.lock().await;
         let changes_before = self.local_changes.load(Ordering::Acquire);
         let rows = self.store.all_decodable().await?;
         let mut by_id = HashMap::with_capacity(rows.len());

@@ -93,6 +93,11 @@ pub struct Metrics {
     pub amqp_blocked: Gauge,
     /// What happened to messages that could not be acked straight away.
     pub settles: Family<OutcomeLabels, Counter>,
+    /// Webhooks named by dead letters the broker made of rejected messages, by reason: what
+    /// they are still owed (see `pipeline::settle::Owed`).
+    pub owed_dead_letters: Family<ReasonLabels, Counter>,
+    /// Panics caught in a message's handling (the message is dead-lettered, reason `panic`).
+    pub handler_panics: Counter<u64, AtomicU64>,
     /// Token cache lookups: hit or miss.
     pub token_cache: Family<OutcomeLabels, Counter>,
     pub token_request_seconds: Histogram,
@@ -144,6 +149,8 @@ impl Metrics {
             registry_rows_unreadable: Gauge::default(),
             amqp_blocked: Gauge::default(),
             settles: Family::default(),
+            owed_dead_letters: Family::default(),
+            handler_panics: Counter::default(),
             token_cache: Family::default(),
             token_request_seconds: Histogram::new([
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -258,6 +265,16 @@ impl Metrics {
             metrics.settles.clone(),
         );
         registry.register(
+            "owed_dead_letters",
+            "Webhooks named by dead letters of rejected messages, by reason",
+            metrics.owed_dead_letters.clone(),
+        );
+        registry.register(
+            "handler_panics",
+            "Panics caught in a message's handling (dead-lettered, reason panic)",
+            metrics.handler_panics.clone(),
+        );
+        registry.register(
             "parks",
             "Deliveries parked instead of attempted, by reason",
             metrics.parks.clone(),
@@ -291,6 +308,13 @@ impl Metrics {
 
     pub fn settle(&self, outcome: &'static str) {
         self.settles.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// `webhooks` more webhooks named by dead letters of rejected messages.
+    pub fn owed_dead_letters(&self, reason: &'static str, webhooks: usize) {
+        self.owed_dead_letters
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(webhooks as u64);
     }
 
     /// Moves one endpoint between limit buckets (`None`: it appears or goes away).

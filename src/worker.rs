@@ -19,17 +19,19 @@
 //! a connect to an unreachable broker: SIGTERM interrupts it.
 
 mod acks;
+mod connect;
+mod handle;
+mod publishing;
 
 use std::{sync::Arc, time::Duration};
 
-use acks::{Acks, Limits, Settlement};
+use acks::{Acks, Limits};
+use connect::consume;
+pub use connect::{connect, connect_named, connection_properties};
 use futures_util::StreamExt;
-use lapin::{
-    message::Delivery,
-    options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions},
-    types::FieldTable,
-    Channel, Connection, ConnectionProperties, Consumer,
-};
+use handle::handle;
+use lapin::{options::BasicCancelOptions, Channel, Connection, Consumer};
+use publishing::Publishing;
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
@@ -37,8 +39,8 @@ use tracing::{info, warn};
 use crate::{
     config::Config,
     health::Readiness,
-    pipeline::{Disposition, Pipeline},
-    queue::{self, DeclareError, Publisher, Topology},
+    pipeline::Pipeline,
+    queue::{self, DeclareError, Topology},
     retry::jittered,
     telemetry::Metrics,
 };
@@ -92,20 +94,10 @@ impl Stream {
     }
 }
 
-/// The two connections of one session.
+/// The two connections of one session, as connected.
 struct Connections {
     consuming: Connection,
     publishing: Connection,
-}
-
-impl Connections {
-    /// Closes both, each within `limit`.
-    async fn close(self, limit: Duration, why: &str) {
-        let close = |connection: Connection| async move {
-            let _ = tokio::time::timeout(limit, connection.close(200, why)).await;
-        };
-        tokio::join!(close(self.consuming), close(self.publishing));
-    }
 }
 
 pub struct Worker {
@@ -170,8 +162,8 @@ impl Worker {
     async fn connect(&self, cancel: &CancellationToken) -> lapin::Result<Option<Connections>> {
         let url = self.config.amqp.url.expose();
         let both = async {
-            let consuming = connect(url).await?;
-            let publishing = connect(url).await?;
+            let consuming = connect_named(url, &self.connection_name("consuming")).await?;
+            let publishing = connect_named(url, &self.connection_name("publishing")).await?;
             Ok(Connections {
                 consuming,
                 publishing,
@@ -183,6 +175,11 @@ impl Worker {
         }
     }
 
+    /// The name a connection shows at the broker: `webhook-worker <prefix> <role>`.
+    fn connection_name(&self, role: &str) -> String {
+        format!("webhook-worker {} {role}", self.config.amqp.prefix)
+    }
+
     /// One session's life. `Ok` means shut down on request; `Err` means the broker went away
     /// (or refused the topology).
     async fn session(&self, cancel: &CancellationToken) -> Result<(), SessionError> {
@@ -192,30 +189,40 @@ impl Worker {
         let setup = connections.publishing.create_channel().await?;
         queue::declare(&setup, &self.topology).await?;
         let _ = setup.close(200, "topology declared").await;
-        // Shared by every message's task: a lapin channel is a dozen reference counts to clone.
-        let publisher = Arc::new(
-            Publisher::open(&connections.publishing)
-                .await?
-                .with_confirm_timeout(self.config.amqp.confirm_timeout.0)
-                .with_topology(self.topology.clone()),
-        );
-        let prefetch = self.config.amqp.prefetch;
+        let amqp = &self.config.amqp;
+        let (mut publishing, outlet) = Publishing::open(
+            connections.publishing,
+            amqp.url.expose(),
+            self.connection_name("publishing"),
+            amqp.confirm_timeout.0,
+            self.topology.clone(),
+            amqp.reconnect_max_backoff.0,
+        )
+        .await?;
+        let consuming = connections.consuming;
+        let prefetch = amqp.prefetch;
         let names = &self.topology.names;
-        let mut incoming = Stream::open(&connections.consuming, &names.incoming, prefetch).await?;
-        let mut deliveries =
-            Stream::open(&connections.consuming, &names.deliveries, prefetch).await?;
+        let mut incoming = Stream::open(&consuming, &names.incoming, prefetch).await?;
+        let mut deliveries = Stream::open(&consuming, &names.deliveries, prefetch).await?;
         self.set_state(true, false);
         info!(incoming = %names.incoming, deliveries = %names.deliveries, "consuming");
 
         let tracker = TaskTracker::new();
+        // Fired when the session is lost: every task of it stops (see [`handle`]).
+        let lost_token = CancellationToken::new();
         let mut check = tokio::time::interval(CHECK_EVERY);
         let lost = loop {
             let (source, next) = tokio::select! {
                 _ = cancel.cancelled() => break None,
-                _ = check.tick() => match self.check(&connections, &publisher) {
-                    Ok(()) => continue,
-                    Err(error) => break Some(error),
-                },
+                _ = check.tick() => {
+                    if !consuming.status().connected() {
+                        break Some(closed());
+                    }
+                    let publishing_ok = publishing.check().await;
+                    let blocked = publishing.is_blocked() || consuming.status().blocked();
+                    self.follow(publishing_ok, blocked);
+                    continue;
+                }
                 next = incoming.consumer.next() => (Source::Incoming, next),
                 next = deliveries.consumer.next() => (Source::Deliveries, next),
             };
@@ -226,8 +233,15 @@ impl Worker {
                         Source::Deliveries => &deliveries.acks,
                     };
                     acks.delivered(delivery.delivery_tag);
-                    let (pipeline, publisher) = (self.pipeline.clone(), publisher.clone());
-                    tracker.spawn(handle(pipeline, publisher, source, delivery, acks.clone()));
+                    let task = handle(
+                        self.pipeline.clone(),
+                        outlet.clone(),
+                        source,
+                        delivery,
+                        acks.clone(),
+                        lost_token.clone(),
+                    );
+                    tracker.spawn(task);
                 }
                 Some(Err(error)) => break Some(error),
                 None => break Some(closed()),
@@ -235,34 +249,54 @@ impl Worker {
         };
         if let Some(error) = lost {
             // Nothing the batchers hold is sent now: the broker redelivers every message it
-            // had not been told to ack, and tasks still running fail to settle theirs.
+            // had not been told to ack. Every task of this session ends before the next session
+            // takes a message, so no request of this one is still in flight when the broker
+            // hands its message to the next (see `pipeline::session`).
             incoming.batcher.abort();
             deliveries.batcher.abort();
+            lost_token.cancel();
             tracker.close();
-            connections.close(CLOSE_RESERVE, "connection lost").await;
+            // Attempts in flight finish (each within delivery.attempt_deadline); nothing else
+            // starts.
+            let limit = self.config.delivery.attempt_deadline() + CLOSE_RESERVE;
+            let waited = tokio::select! {
+                waited = tokio::time::timeout(limit, tracker.wait()) => waited.is_ok(),
+                _ = cancel.cancelled() => false,
+            };
+            if !waited {
+                warn!(
+                    left = tracker.len(),
+                    "tasks of the lost session still running"
+                );
+            }
+            let close = |connection: Connection| async move {
+                let _ = tokio::time::timeout(CLOSE_RESERVE, connection.close(200, "lost")).await;
+            };
+            tokio::join!(close(consuming), publishing.close(CLOSE_RESERVE, "lost"));
             return Err(error.into());
         }
         self.drain([incoming, deliveries], &tracker).await;
-        connections.close(CLOSE_RESERVE, "shutting down").await;
+        let close = |connection: Connection| async move {
+            let _ =
+                tokio::time::timeout(CLOSE_RESERVE, connection.close(200, "shutting down")).await;
+        };
+        tokio::join!(
+            close(consuming),
+            publishing.close(CLOSE_RESERVE, "shutting down")
+        );
         Ok(())
     }
 
-    /// Follows the connections' state: a blocked one shows in readiness and metrics; a closed
-    /// confirm channel ends the session like a lost connection, since without it the worker can
-    /// settle nothing.
-    fn check(&self, connections: &Connections, publisher: &Publisher) -> lapin::Result<()> {
-        if !publisher.is_open() {
-            return Err(closed());
-        }
-        let blocked = publisher.is_blocked() || connections.consuming.status().blocked();
+    /// Follows the connections' state: a blocked one, or a publisher being opened again, shows
+    /// in readiness and metrics.
+    fn follow(&self, publishing: bool, blocked: bool) {
         if blocked != self.readiness.broker_blocked() {
             warn!(
                 blocked,
                 "the broker changed the blocked state of a connection"
             );
         }
-        self.set_state(true, blocked);
-        Ok(())
+        self.set_state(publishing, blocked);
     }
 
     /// Stops the consumers, waits for in-flight messages and sends the acks the batchers still
@@ -311,88 +345,4 @@ impl Worker {
 
 fn closed() -> lapin::Error {
     lapin::Error::InvalidChannelState(lapin::ChannelState::Closed)
-}
-
-/// The largest frame the worker asks for (RabbitMQ offers 128 KiB). lapin keeps two buffers of
-/// 32 frames per connection, zero-filled, so 128 KiB frames cost 8 MiB of memory per
-/// connection, and the worker has three (consuming, publishing, the queue-depth poller): a
-/// fifth of its peak RSS in the bench's heap profile. 16 KiB holds the sample event (3.2 KB as
-/// compact JSON) in one frame; a larger message is sent and received in more frames.
-const FRAME_MAX: u32 = 16 * 1024;
-
-/// Connects as the worker does: on the application's runtime, with frames of at most
-/// [`FRAME_MAX`] unless the URL sets `frame_max` itself.
-pub async fn connect(url: &str) -> lapin::Result<Connection> {
-    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|_| {
-        // The parser's message may quote the URL, credentials and all.
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "amqp.url is not a valid AMQP URI",
-        )
-    })?;
-    uri.query.frame_max.get_or_insert(FRAME_MAX);
-    Connection::connect_uri(uri, connection_properties()).await
-}
-
-/// lapin on the application's tokio runtime instead of an executor and reactor of its own:
-/// measured with the bench binary, this is what lets one event cost one wake-up, not a hop
-/// between two thread pools.
-pub fn connection_properties() -> ConnectionProperties {
-    ConnectionProperties::default()
-        .with_executor(tokio_executor_trait::Tokio::current())
-        .with_reactor(tokio_reactor_trait::Tokio)
-}
-
-async fn consume(
-    connection: &Connection,
-    queue: &str,
-    prefetch: u16,
-) -> lapin::Result<(Channel, Consumer)> {
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
-    let consumer = channel
-        .basic_consume(
-            queue,
-            "",
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok((channel, consumer))
-}
-
-async fn handle(
-    pipeline: Arc<Pipeline>,
-    publisher: Arc<Publisher>,
-    source: Source,
-    mut delivery: Delivery,
-    acks: Acks,
-) {
-    // Shared from here on: the event's text and its bodies are views of it, not copies.
-    let data = bytes::Bytes::from(std::mem::take(&mut delivery.data));
-    let headers = delivery.properties.headers().as_ref();
-    let disposition = match source {
-        Source::Incoming => {
-            let routing_key = delivery.routing_key.as_str();
-            pipeline
-                .handle_event(&publisher, &data, headers, routing_key)
-                .await
-        }
-        Source::Deliveries => pipeline.handle_job(&publisher, &data, headers).await,
-    };
-    let settlement = match disposition {
-        Disposition::Ack => Settlement::Ack,
-        Disposition::Requeue => {
-            // Give the broker a moment before the message comes round again.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            Settlement::Nack { requeue: true }
-        }
-        // The queue's dead-letter route takes it, with reason "rejected".
-        Disposition::Reject => Settlement::Nack { requeue: false },
-        // The publishing connection is gone with outcomes not durable: the broker hands it back.
-        Disposition::Leave => return,
-    };
-    acks.settle(delivery.delivery_tag, settlement);
 }

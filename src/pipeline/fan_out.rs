@@ -12,7 +12,7 @@ use futures_util::{stream, StreamExt};
 use tracing::info;
 
 use super::{Disposition, Next, Pipeline};
-use crate::{queue::job::Job, queue::Publisher, webhook::Webhook};
+use crate::{queue::job::Job, queue::Outlet, webhook::Webhook};
 
 impl Pipeline {
     /// Whether an event matching `matched` webhooks is split into jobs.
@@ -24,7 +24,7 @@ impl Pipeline {
     /// owed to webhooks that cannot be read).
     pub(super) async fn fan_out(
         &self,
-        publisher: &Publisher,
+        outlet: &Outlet,
         raw: &[u8],
         event_id: &str,
         webhooks: &[Arc<Webhook>],
@@ -49,7 +49,7 @@ impl Pipeline {
             })
             .chain(dead_letters)
             .collect();
-        let disposition = self.settle(publisher, raw, event_id, jobs).await;
+        let disposition = self.settle(outlet, raw, event_id, jobs).await;
         if disposition == Disposition::Ack {
             self.metrics.settle("fanned_out");
         }

@@ -14,7 +14,7 @@ use crate::{
     event::Event,
     queue::{
         job::{DeadLetter, Job},
-        Publisher,
+        Outlet,
     },
     store::{StoreError, UnreadableWebhook},
     webhook::Webhook,
@@ -56,7 +56,7 @@ impl Pipeline {
     /// or a dead letter for it (disabled, or its row cannot be decoded).
     pub(super) async fn job_webhook(
         &self,
-        publisher: &Publisher,
+        outlet: &Outlet,
         raw: &Bytes,
         job: &Job,
     ) -> Result<Arc<Webhook>, Disposition> {
@@ -73,7 +73,7 @@ impl Pipeline {
                     disabled_at: None,
                 };
                 let letter = self.unreadable_letter(&row, "", made);
-                return Err(self.settle_job_letter(publisher, raw, letter).await);
+                return Err(self.settle_job_letter(outlet, raw, letter).await);
             }
             Err(error) => {
                 warn!(%error, webhook_id = %job.webhook_id, "cannot read the webhook; the retry goes back to the queue");
@@ -84,7 +84,7 @@ impl Pipeline {
         let Some(webhook) = webhook else {
             if let Some(row) = self.registry.unreadable(job.webhook_id) {
                 let letter = self.unreadable_letter(&row, "", made);
-                return Err(self.settle_job_letter(publisher, raw, letter).await);
+                return Err(self.settle_job_letter(outlet, raw, letter).await);
             }
             info!(webhook_id = %job.webhook_id, attempt = job.attempt, "webhook deleted; retry dropped");
             self.metrics.delivery("dropped");
@@ -105,19 +105,14 @@ impl Pipeline {
                 attempts: Some(made),
                 last_status: None,
             });
-            return Err(self.settle_job_letter(publisher, raw, letter).await);
+            return Err(self.settle_job_letter(outlet, raw, letter).await);
         }
         Ok(webhook)
     }
 
     /// Makes a job's dead letter durable, with the event's id (when its body reads) so the
     /// letter recorded by webhook names it.
-    async fn settle_job_letter(
-        &self,
-        publisher: &Publisher,
-        raw: &Bytes,
-        letter: Next,
-    ) -> Disposition {
+    async fn settle_job_letter(&self, outlet: &Outlet, raw: &Bytes, letter: Next) -> Disposition {
         let event = Event::parse_shared(raw, self.max_message_bytes).ok();
         let letter = match (letter, &event) {
             (Next::Dead(mut dead), Some(event)) => {
@@ -127,6 +122,6 @@ impl Pipeline {
             (letter, _) => letter,
         };
         let id = event.as_ref().map_or("invalid_job", |e| e.id.as_str());
-        self.settle(publisher, raw, id, vec![letter]).await
+        self.settle(outlet, raw, id, vec![letter]).await
     }
 }

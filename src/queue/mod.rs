@@ -24,6 +24,7 @@ pub mod account;
 pub mod depths;
 pub mod job;
 pub mod migrate;
+pub mod outlet;
 pub mod publisher;
 pub mod topology;
 
@@ -38,6 +39,7 @@ use lapin::{
 use crate::retry::label;
 
 pub use account::{account_header, BadAccount};
+pub use outlet::{Outlet, OutletSender};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare, delete, DeclareError, Topology};
 

@@ -13,7 +13,9 @@
 //!   not know). A delivery in flight, or left unsettled on purpose (shutdown with its outcomes not
 //!   durable: it goes back with the connection), ends the run: nothing passes it.
 //! - sends a nack (requeue, or reject into the dead letters) on its own, at once, queued before
-//!   any later ack, so a multiple ack never swallows it.
+//!   any later ack, so a multiple ack never swallows it. It goes out as `basic.reject` (one
+//!   message, never `multiple`): RabbitMQ 4.x counts a reject, not a nack, towards
+//!   `x-delivery-limit`.
 //! - acks deliveries settled *behind* one still in flight on their own once that one has held
 //!   them back for [`Limits::gap_delay`] (it is a slow endpoint's, not a moment's reordering),
 //!   or when half the prefetch window waits: a slow endpoint holds back only its own messages,
@@ -36,7 +38,7 @@ use std::{
 };
 
 use lapin::{
-    options::{BasicAckOptions, BasicNackOptions},
+    options::{BasicAckOptions, BasicRejectOptions},
     Channel,
 };
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
@@ -375,12 +377,12 @@ async fn send(channel: &Channel, frames: &[Frame], failed: &mut bool) {
             Frame::Ack { tag, multiple } => {
                 channel.basic_ack(tag, BasicAckOptions { multiple }).await
             }
+            // basic.reject, not basic.nack: RabbitMQ 4.x counts only a reject towards
+            // x-delivery-limit, which bounds the requeue loop of a message the database cannot serve.
             Frame::Nack { tag, requeue } => {
-                let options = BasicNackOptions {
-                    multiple: false,
-                    requeue,
-                };
-                channel.basic_nack(tag, options).await
+                channel
+                    .basic_reject(tag, BasicRejectOptions { requeue })
+                    .await
             }
         };
         if let Err(error) = result {

@@ -22,6 +22,12 @@ use webhook_worker::{
 };
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The broker the harness and worker processes use: `TEST_AMQP_URL`, or the machine's
+/// ([`AMQP_URL`]). The shared-service tests run against a private node this way.
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| AMQP_URL.to_string())
+}
 pub const FIXTURE: &str = include_str!("../fixtures/business.updated.json");
 
 pub fn unique_prefix() -> String {
@@ -46,6 +52,7 @@ pub fn test_config(prefix: &str, database_url: &str, overrides: &str) -> Config 
     let base = format!(
         r#"
         [amqp]
+        url = "{amqp_url}"
         prefix = "{prefix}"
         prefetch = 64
         [api]
@@ -63,7 +70,8 @@ pub fn test_config(prefix: &str, database_url: &str, overrides: &str) -> Config 
         [shutdown]
         grace = "5s"
         "#,
-        key = random_key()
+        key = random_key(),
+        amqp_url = amqp_url(),
     );
     let merged = merge_toml(&base, overrides);
     Config::from_toml(&merged).expect("valid test configuration")
@@ -95,9 +103,9 @@ pub struct Broker {
 
 impl Broker {
     pub async fn connect(topology: Topology) -> Self {
-        let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
             .await
-            .expect("RabbitMQ at 127.0.0.1:5672");
+            .expect("RabbitMQ at TEST_AMQP_URL or 127.0.0.1:5672");
         let channel = connection.create_channel().await.unwrap();
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -241,7 +249,7 @@ impl Broker {
         if self.channel.status().connected() {
             return (self.channel.clone(), None);
         }
-        let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();

@@ -24,6 +24,8 @@
 //! - [`devtools`]: `listen` and `publish`, the development tools, as built binaries.
 //! - [`oidc_provider`], [`oidc`], [`oidc_errors`], [`oidc_tenants`]: token acquisition against
 //!   a real OAuth server (panva's `oidc-provider`, run by node), and the tenant boundary.
+//! - [`sessions`]: a publisher-only failure, a reconnect mid-stream, a panic in handling, an
+//!   oversized message.
 //! - [`settling`]: bounded redelivery, partial publish failures, re-declared queues.
 //! - [`registry`]: undecodable rows, a stale registry, two replicas on PostgreSQL.
 //! - [`topology`]: starting against queues declared with older arguments.
@@ -57,6 +59,7 @@ mod pipeline;
 mod postgres_tls;
 mod redrive;
 mod registry;
+mod sessions;
 mod settling;
 mod store;
 mod topology;

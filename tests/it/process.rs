@@ -7,7 +7,7 @@ use std::{process::Stdio, time::Duration};
 use tokio::process::{Child, Command};
 use webhook_worker::{store::Store, webhook::Webhook};
 
-use crate::harness::{validated, AMQP_URL};
+use crate::harness::{amqp_url, validated};
 
 /// A worker process to be: the settings every test needs, then the test's own.
 pub struct WorkerCommand {
@@ -28,7 +28,7 @@ impl WorkerCommand {
             .kill_on_drop(true);
         let worker = Self { command, port };
         worker
-            .env("AMQP__URL", AMQP_URL)
+            .env("AMQP__URL", amqp_url())
             .env("AMQP__PREFIX", prefix)
             .env("DATABASE__URL", database_url)
             .env("DATABASE__ENCRYPTION_KEY", key)

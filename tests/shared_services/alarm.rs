@@ -19,13 +19,13 @@ const GRACE: Duration = Duration::from_secs(6);
 
 /// Raises a memory alarm; restores the watermark that was set before when dropped, whatever
 /// happened.
-struct MemoryAlarmGuard {
+pub struct MemoryAlarmGuard {
     previous: Vec<String>,
 }
 
 impl MemoryAlarmGuard {
-    fn raise() -> Self {
-        let output = Command::new("rabbitmqctl")
+    pub fn raise() -> Self {
+        let output = crate::rabbitmqctl()
             .args(["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."])
             .output()
             .expect("rabbitmqctl");
@@ -37,7 +37,7 @@ impl MemoryAlarmGuard {
             None => panic!("cannot read the memory watermark: {text:?}"),
         };
         let guard = MemoryAlarmGuard { previous };
-        let status = Command::new("rabbitmqctl")
+        let status = crate::rabbitmqctl()
             .args(["set_vm_memory_high_watermark", "0.0001"])
             .status()
             .expect("rabbitmqctl");
@@ -48,7 +48,7 @@ impl MemoryAlarmGuard {
 
 impl Drop for MemoryAlarmGuard {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
+        let _ = crate::rabbitmqctl()
             .arg("set_vm_memory_high_watermark")
             .args(&self.previous)
             .status();

@@ -2,7 +2,7 @@
 //! ready while the broker is away, reconnects, and delivers every event; only what it held
 //! unacked when the broker went comes again.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use crate::{
     harness::TestWorker,
@@ -14,7 +14,7 @@ struct BrokerRestartGuard;
 
 impl BrokerRestartGuard {
     fn stop_app() -> Self {
-        let status = Command::new("rabbitmqctl")
+        let status = crate::rabbitmqctl()
             .arg("stop_app")
             .status()
             .expect("rabbitmqctl");
@@ -25,8 +25,8 @@ impl BrokerRestartGuard {
 
 impl Drop for BrokerRestartGuard {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").status();
-        let _ = Command::new("rabbitmqctl")
+        let _ = crate::rabbitmqctl().arg("start_app").status();
+        let _ = crate::rabbitmqctl()
             .args(["await_startup", "--timeout", "60"])
             .status();
     }

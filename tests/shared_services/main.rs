@@ -3,7 +3,12 @@
 //! under a replica running on it ([`postgres_restart`]). They are their own test binary, run
 //! alone after every other test (see scripts/test.sh), one at a time, and each restores the
 //! service in a guard's `Drop`, even when it fails. The first and the last belong to the fault
-//! suite (`tests/it/faults/`): 10,000 events in flight, their duplicates printed.
+//! suite (`tests/it/faults/`): 10,000 events in flight, their duplicates printed. Issue 17's:
+//! a 30 s memory alarm while retries are published ([`outcome_alarm`]), and the broker's
+//! `max_message_size` ([`message_size`]).
+//!
+//! `TEST_AMQP_URL` and `TEST_RABBITMQ_NODE` point them at another RabbitMQ node (a private one
+//! for development: the machine's broker is shared); by default, the machine's.
 
 // Shared with the main integration tests; this binary uses only part of them.
 #[allow(dead_code)]
@@ -29,4 +34,15 @@ mod scenario;
 
 mod alarm;
 mod broker_restart;
+mod message_size;
+mod outcome_alarm;
 mod postgres_restart;
+
+/// `rabbitmqctl`, aimed at `TEST_RABBITMQ_NODE` when it is set.
+pub fn rabbitmqctl() -> std::process::Command {
+    let mut command = std::process::Command::new("rabbitmqctl");
+    if let Ok(node) = std::env::var("TEST_RABBITMQ_NODE") {
+        command.args(["-n", &node]);
+    }
+    command
+}

@@ -1,10 +1,11 @@
 //! A receiver with a character, for endpoint-health tests: it takes a given time per request,
 //! serves at most a given number at once (refusing the rest at once with a status), answers a
 //! status the test can change, and keeps the highest number of requests it held at once (a
-//! request dropped by the client stops counting). Every answer is recorded with its time.
+//! request dropped by the client stops counting), also per event id. Every answer is recorded
+//! with its time.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -68,6 +69,9 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Requests in flight per event id (`X-Webhook-Event-Id`), and the most ever for one event.
+    per_event: Mutex<HashMap<String, usize>>,
+    max_per_event: AtomicUsize,
     arrivals: Mutex<Vec<Arrival>>,
 }
 
@@ -77,12 +81,15 @@ pub struct PacedReceiver {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Counts a request in flight until its handler ends or is dropped.
-struct InFlight(Arc<Shared>);
+/// Counts a request in flight (in all and for its event) until its handler ends or is dropped.
+struct InFlight(Arc<Shared>, String);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(n) = self.0.per_event.lock().unwrap().get_mut(&self.1) {
+            *n -= 1;
+        }
     }
 }
 
@@ -92,6 +99,8 @@ impl PacedReceiver {
             behaviour: Mutex::new(behaviour),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            per_event: Mutex::default(),
+            max_per_event: AtomicUsize::new(0),
             arrivals: Mutex::default(),
         });
         let app = Router::new()
@@ -149,6 +158,12 @@ impl PacedReceiver {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// The most requests for one event id held at once.
+    #[allow(dead_code)] // used by tests/it/sessions.rs only
+    pub fn max_in_flight_per_event(&self) -> usize {
+        self.shared.max_per_event.load(Ordering::SeqCst)
+    }
+
     pub fn reset_max_in_flight(&self) {
         let now = self.shared.in_flight.load(Ordering::SeqCst);
         self.shared.max_in_flight.store(now, Ordering::SeqCst);
@@ -179,7 +194,19 @@ impl Drop for PacedReceiver {
 
 async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl IntoResponse {
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    let guard = InFlight(shared.clone());
+    let event_id = headers
+        .get("x-webhook-event-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let for_event = {
+        let mut per_event = shared.per_event.lock().unwrap();
+        let n = per_event.entry(event_id.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    shared.max_per_event.fetch_max(for_event, Ordering::SeqCst);
+    let guard = InFlight(shared.clone(), event_id);
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let behaviour = shared.behaviour.lock().unwrap().clone();
     let status = if now > behaviour.capacity {

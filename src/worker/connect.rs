@@ -1,0 +1,68 @@
+//! Connecting to the broker as the worker does, and opening a consumer.
+
+use lapin::{
+    options::{BasicConsumeOptions, BasicQosOptions},
+    types::FieldTable,
+    Channel, Connection, ConnectionProperties, Consumer,
+};
+
+/// The largest frame the worker asks for (RabbitMQ offers 128 KiB). lapin keeps two buffers of
+/// 32 frames per connection, zero-filled, so 128 KiB frames cost 8 MiB of memory per
+/// connection, and the worker has three (consuming, publishing, the queue-depth poller): a
+/// fifth of its peak RSS in the bench's heap profile. 16 KiB holds the sample event (3.2 KB as
+/// compact JSON) in one frame; a larger message is sent and received in more frames.
+const FRAME_MAX: u32 = 16 * 1024;
+
+/// Connects as the worker does: on the application's runtime, with frames of at most
+/// [`FRAME_MAX`] unless the URL sets `frame_max` itself.
+pub async fn connect(url: &str) -> lapin::Result<Connection> {
+    connect_with(url, connection_properties()).await
+}
+
+/// [`connect`], with a `connection_name` the broker shows (`rabbitmqctl list_connections
+/// client_properties`, the management UI), e.g. `webhook-worker webhooks publishing`.
+pub async fn connect_named(url: &str, name: &str) -> lapin::Result<Connection> {
+    let properties = connection_properties().with_connection_name(name.into());
+    connect_with(url, properties).await
+}
+
+async fn connect_with(url: &str, properties: ConnectionProperties) -> lapin::Result<Connection> {
+    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|_| {
+        // The parser's message may quote the URL, credentials and all.
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "amqp.url is not a valid AMQP URI",
+        )
+    })?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    Connection::connect_uri(uri, properties).await
+}
+
+/// lapin on the application's tokio runtime instead of an executor and reactor of its own:
+/// measured with the bench binary, this is what lets one event cost one wake-up, not a hop
+/// between two thread pools.
+pub fn connection_properties() -> ConnectionProperties {
+    ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio)
+}
+
+pub(super) async fn consume(
+    connection: &Connection,
+    queue: &str,
+    prefetch: u16,
+) -> lapin::Result<(Channel, Consumer)> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((channel, consumer))
+}
