@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::{
     config::Config,
     queue::{self, header_int, header_text, job, Names, Publisher},
+    store::Store,
 };
 
 /// The message ids the pipeline gives dead letters that carry no event id.
@@ -134,11 +135,12 @@ pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLette
 
 /// The worker's reasons for a dead letter owed to a webhook (each names it): what a replay may
 /// send again once the cause is fixed.
-const OWED_REASONS: [&str; 4] = [
+const OWED_REASONS: [&str; 5] = [
     "retries_exhausted",
     "endpoint_gone",
     "webhook_disabled",
     "webhook_unreadable",
+    "delivery_limit",
 ];
 
 /// Deliveries owed to a webhook (retries ran out, a 410, a webhook disabled or unreadable), and
@@ -192,8 +194,27 @@ pub async fn replay_with_progress<P: ReplayProgress>(
     progress: &mut P,
 ) -> anyhow::Result<ReplaySummary> {
     let dead = DeadQueue::open(config).await?;
+    // The letters recorded by webhook are told what the replay sent, so that a tenant's redrive
+    // does not send it again (and a letter the tenant redrove already is not sent twice). The
+    // queue is the operator's record: without the database, the replay still goes on.
+    let store = match Store::from_config(config).await {
+        Ok(store) => Some(store),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"),
+                "the dead letters recorded by webhook cannot be read; replaying without marking them redriven");
+            None
+        }
+    };
     let mut summary = ReplaySummary::default();
-    let result = replay_messages(&dead, limit, webhook, &mut summary, progress).await;
+    let result = replay_messages(
+        &dead,
+        store.as_ref(),
+        limit,
+        webhook,
+        &mut summary,
+        progress,
+    )
+    .await;
     progress.finished(&summary, result.is_ok());
     dead.close("replayed").await;
     result.map(|()| summary)
@@ -201,6 +222,7 @@ pub async fn replay_with_progress<P: ReplayProgress>(
 
 async fn replay_messages<P: ReplayProgress>(
     dead: &DeadQueue,
+    store: Option<&Store>,
     limit: usize,
     webhook: Option<Uuid>,
     summary: &mut ReplaySummary,
@@ -232,6 +254,18 @@ async fn replay_messages<P: ReplayProgress>(
             parked_since: None,
         };
         let message_id = message_id(&message).unwrap_or_default();
+        if let Some(store) = store {
+            if store
+                .event_letters_redriven(webhook_id, &message_id)
+                .await
+                .unwrap_or(false)
+            {
+                // The tenant's redrive sent it already.
+                summary.skipped += 1;
+                progress.advanced(summary);
+                continue;
+            }
+        }
         publisher
             .publish(
                 "",
@@ -242,6 +276,15 @@ async fn replay_messages<P: ReplayProgress>(
             )
             .await?;
         message.ack(BasicAckOptions::default()).await?;
+        if let Some(store) = store {
+            if let Err(error) = store
+                .mark_event_redriven(webhook_id, &message_id, chrono::Utc::now())
+                .await
+            {
+                tracing::warn!(%error, %webhook_id, event_id = message_id,
+                    "replayed, but its letter recorded by webhook could not be marked redriven");
+            }
+        }
         summary.replayed += 1;
         progress.advanced(summary);
     }

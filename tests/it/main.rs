@@ -46,6 +46,7 @@ mod cli;
 mod crash;
 mod dead_letters;
 mod deadline;
+mod delivery_limit;
 mod delivery_log;
 mod devtools;
 mod fan_out;
