@@ -11,15 +11,15 @@ use lapin::{
 use serde_json::json;
 
 use crate::{
-    harness::{event, TestWorker},
     pipeline::text,
-    receiver::TestReceiver,
+    support::TestReceiver,
+    support::{event, InProcessWorker},
 };
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Publishes `body` with `account_id` set to `value`, as a producer would, confirmed.
-async fn publish_with_account(worker: &TestWorker, value: AMQPValue, body: &[u8]) {
+async fn publish_with_account(worker: &InProcessWorker, value: AMQPValue, body: &[u8]) {
     let mut headers = FieldTable::default();
     headers.insert("account_id".into(), value);
     let properties = BasicProperties::default()
@@ -43,7 +43,7 @@ async fn publish_with_account(worker: &TestWorker, value: AMQPValue, body: &[u8]
 
 #[tokio::test]
 async fn an_unreadable_account_header_is_dead_lettered_as_bad_account_and_delivered_to_nobody() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     worker
         .add_webhook(

@@ -185,7 +185,7 @@ async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
     ))
     .unwrap();
     let topology = webhook_worker::queue::Topology::from_config(&config);
-    crate::harness::Broker::connect(topology)
+    crate::support::Broker::connect(topology)
         .await
         .delete_topology()
         .await;
@@ -195,7 +195,7 @@ async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
 fn rotate_key_adds_a_key_that_jwks_then_publishes_beside_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/keys.db", dir.path().display());
-    let key = crate::harness::random_key();
+    let key = crate::support::random_key();
     let run = |args: &[&str]| {
         let output = binary()
             .args(args)

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::{
-    harness::{random_key, unique_prefix, TestWorker},
-    process::WorkerCommand,
+    support::WorkerProcessBuilder,
+    support::{random_key, unique_prefix, InProcessWorker},
 };
 
 #[tokio::test]
@@ -13,8 +13,8 @@ async fn the_worker_binary_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/term.db", dir.path().display());
     let prefix = unique_prefix();
-    let broker = TestWorker::publisher_for(&prefix).await;
-    let mut worker = WorkerCommand::new(&prefix, &database_url, &random_key()).spawn();
+    let broker = InProcessWorker::publisher_for(&prefix).await;
+    let mut worker = WorkerProcessBuilder::new(&prefix, &database_url, &random_key()).spawn();
     // Wait until it consumes, so that SIGTERM meets a running worker.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -47,7 +47,7 @@ async fn sigterm_interrupts_a_connect_to_a_broker_that_never_answers() {
     });
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/hang.db", dir.path().display());
-    let mut worker = WorkerCommand::new(&unique_prefix(), &database_url, &random_key())
+    let mut worker = WorkerProcessBuilder::new(&unique_prefix(), &database_url, &random_key())
         .env("AMQP__URL", &url)
         .spawn();
     tokio::time::sleep(Duration::from_secs(2)).await;

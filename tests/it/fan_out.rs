@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::{
-    harness::{event, TestWorker},
-    receiver::TestReceiver,
+    support::TestReceiver,
+    support::{event, InProcessWorker},
 };
 
 const WEBHOOKS: usize = 1_000;
@@ -24,7 +24,7 @@ fn peak_memory_mib() -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_for_1000_webhooks_reaches_all_while_other_accounts_keep_flowing() {
-    let worker = TestWorker::start("[delivery]\nfan_out_threshold = 32").await;
+    let worker = InProcessWorker::start("[delivery]\nfan_out_threshold = 32").await;
     // The 1,000 endpoints answer about 500 requests a second in all, so the fan-out lasts a
     // couple of seconds and the other account's events are published while it runs.
     let many = std::sync::Arc::new(TestReceiver::gated().await);
@@ -91,7 +91,7 @@ async fn one_event_for_1000_webhooks_reaches_all_while_other_accounts_keep_flowi
 
 #[tokio::test]
 async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_flight() {
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[delivery]\nfan_out_threshold = 32\nmax_in_flight_per_event = 2\ntimeout = \"30s\"",
     )
     .await;
@@ -118,8 +118,8 @@ async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_fligh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_printed() {
     use crate::{
-        harness::{random_key, unique_prefix},
-        process::{seed_webhooks, WorkerCommand},
+        support::{random_key, unique_prefix},
+        support::{seed_webhooks, WorkerProcessBuilder},
     };
 
     let dir = tempfile::tempdir().unwrap();
@@ -129,8 +129,8 @@ async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_pri
     let many = TestReceiver::start().await;
     let hooks = vec![json!({"url": many.url(), "enabled_events": ["*"]}); WEBHOOKS];
     seed_webhooks(&database_url, &key, "big", &hooks).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
-    let mut worker = WorkerCommand::new(&prefix, &database_url, &key).spawn();
+    let broker = InProcessWorker::publisher_for(&prefix).await;
+    let mut worker = WorkerProcessBuilder::new(&prefix, &database_url, &key).spawn();
     let pid = worker.child.id().expect("running");
     let peak = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -8,8 +8,8 @@ use serde_json::json;
 use sha2::Sha256;
 
 use crate::{
-    harness::{event, TestWorker},
-    receiver::TestReceiver,
+    support::TestReceiver,
+    support::{event, InProcessWorker},
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -40,7 +40,7 @@ fn int(headers: &lapin::types::FieldTable, name: &str) -> i64 {
 
 #[tokio::test]
 async fn each_event_reaches_exactly_the_subscribed_enabled_webhooks_of_its_account() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receivers: Vec<TestReceiver> =
         futures_util::future::join_all((0..6).map(|_| TestReceiver::start())).await;
     let hook = |i: usize, events: serde_json::Value| json!({"url": receivers[i].url(), "enabled_events": events});
@@ -94,7 +94,7 @@ async fn each_event_reaches_exactly_the_subscribed_enabled_webhooks_of_its_accou
 
 #[tokio::test]
 async fn the_include_setting_shapes_data_object_and_leaves_the_envelope() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let settings = [
         None,
         Some("*"),
@@ -159,7 +159,7 @@ async fn the_include_setting_shapes_data_object_and_leaves_the_envelope() {
 
 #[tokio::test]
 async fn the_signature_verifies_over_the_raw_body_and_the_contract_headers_are_sent() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     let secret = "whsec_test_0123456789";
     worker
@@ -204,7 +204,7 @@ async fn the_signature_verifies_over_the_raw_body_and_the_contract_headers_are_s
 
 #[tokio::test]
 async fn a_webhook_without_a_secret_gets_no_signature_header() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     worker.publish_event().await;
@@ -215,7 +215,7 @@ async fn a_webhook_without_a_secret_gets_no_signature_header() {
 
 #[tokio::test]
 async fn a_receiver_failing_twice_then_succeeding_gets_the_event_on_attempt_3() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[500, 503]);
     worker.subscribe(&receiver).await;
@@ -233,7 +233,7 @@ async fn a_receiver_failing_twice_then_succeeding_gets_the_event_on_attempt_3() 
 
 #[tokio::test]
 async fn a_receiver_that_always_fails_ends_in_the_dead_letter_queue_with_the_reason() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
     let webhook = worker.subscribe(&receiver).await;
@@ -259,7 +259,7 @@ async fn a_receiver_that_always_fails_ends_in_the_dead_letter_queue_with_the_rea
 
 #[tokio::test]
 async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = []").await;
     let target = TestReceiver::start().await;
     let redirecting = TestReceiver::start().await;
     redirecting.redirect_to(&target.url());
@@ -281,7 +281,8 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
 #[tokio::test]
 async fn non_public_addresses_are_refused_and_never_connected_to() {
     // No allow-list: the default rules apply.
-    let worker = TestWorker::start("[delivery]\nallow_networks = []\nretry_schedule = []").await;
+    let worker =
+        InProcessWorker::start("[delivery]\nallow_networks = []\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     let port = receiver.addr.port();
     // Without IPv6 loopback on the machine the URL is still refused; only the check is skipped.
@@ -326,7 +327,7 @@ async fn non_public_addresses_are_refused_and_never_connected_to() {
 
 #[tokio::test]
 async fn a_poison_message_is_dead_lettered_and_the_next_good_event_is_still_delivered() {
-    let worker = TestWorker::start("[amqp]\nmax_message_bytes = 20000").await;
+    let worker = InProcessWorker::start("[amqp]\nmax_message_bytes = 20000").await;
     let receiver = TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     worker
@@ -360,7 +361,7 @@ async fn a_poison_message_is_dead_lettered_and_the_next_good_event_is_still_deli
 
 #[tokio::test]
 async fn deleting_a_webhook_stops_its_retries_without_a_dead_letter() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
     let webhook = worker.subscribe(&receiver).await;
@@ -387,7 +388,7 @@ async fn deleting_a_webhook_stops_its_retries_without_a_dead_letter() {
 
 #[tokio::test]
 async fn a_retry_uses_the_webhooks_current_url() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = [\"500ms\"]").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = [\"500ms\"]").await;
     let old = TestReceiver::start().await;
     old.always(503);
     let new = TestReceiver::start().await;
@@ -406,7 +407,7 @@ async fn a_retry_uses_the_webhooks_current_url() {
 
 #[tokio::test]
 async fn a_hanging_endpoint_does_not_hold_back_deliveries_to_other_endpoints() {
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[amqp]\nprefetch = 16\n[delivery]\nconcurrency_initial = 2\nconcurrency_max = 2\ntimeout = \"60s\"\nretry_schedule = [\"1s\", \"2s\", \"4s\", \"8s\", \"16s\"]",
     )
     .await;
@@ -444,7 +445,7 @@ async fn a_hanging_endpoint_does_not_hold_back_deliveries_to_other_endpoints() {
 
 #[tokio::test]
 async fn on_shutdown_an_unfinished_delivery_goes_back_to_the_queue() {
-    let mut worker = TestWorker::start("[shutdown]\ngrace = \"300ms\"").await;
+    let mut worker = InProcessWorker::start("[shutdown]\ngrace = \"300ms\"").await;
     let hanging = TestReceiver::gated().await;
     worker
         .add_webhook(
@@ -482,7 +483,7 @@ async fn on_shutdown_an_unfinished_delivery_goes_back_to_the_queue() {
 #[tokio::test]
 async fn a_retry_whose_webhook_the_registry_lacks_is_looked_up_in_the_database() {
     // No refresh during the test: only the database lookup can find the webhook again.
-    let worker = TestWorker::start("[registry]\nrefresh = \"1h\"").await;
+    let worker = InProcessWorker::start("[registry]\nrefresh = \"1h\"").await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[500]);
     let webhook = worker.subscribe(&receiver).await;

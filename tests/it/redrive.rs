@@ -19,9 +19,9 @@ use webhook_worker::{
 };
 
 use crate::{
-    harness::{event, TestWorker},
-    helpers::{both_backends, Backend, TestDb},
-    receiver::TestReceiver,
+    support::TestReceiver,
+    support::{both_backends, Backend, TestDb},
+    support::{event, InProcessWorker},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -38,7 +38,7 @@ fn config(extra: &str) -> String {
     )
 }
 
-async fn call(worker: &TestWorker, post: bool, path: &str, token: &str) -> (u16, Value) {
+async fn call(worker: &InProcessWorker, post: bool, path: &str, token: &str) -> (u16, Value) {
     let url = format!("http://{}{path}", worker.app().api_addr());
     let client = reqwest::Client::new();
     let request = if post {
@@ -52,7 +52,7 @@ async fn call(worker: &TestWorker, post: bool, path: &str, token: &str) -> (u16,
 }
 
 /// Polls the webhook's dead letters until there are `n`; returns them (newest first).
-async fn wait_for_letters(worker: &TestWorker, webhook: Uuid, n: i64) -> Vec<Value> {
+async fn wait_for_letters(worker: &InProcessWorker, webhook: Uuid, n: i64) -> Vec<Value> {
     let path = format!("/v1/webhooks/{webhook}/dead_letters?per_page=100");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -67,7 +67,7 @@ async fn wait_for_letters(worker: &TestWorker, webhook: Uuid, n: i64) -> Vec<Val
 }
 
 /// Starts a redrive (202) and waits for its job to end; returns the ended job.
-async fn redrive(worker: &TestWorker, webhook: Uuid) -> Value {
+async fn redrive(worker: &InProcessWorker, webhook: Uuid) -> Value {
     let (status, job) = call(
         worker,
         true,
@@ -101,7 +101,7 @@ fn event_ids(receiver: &TestReceiver, from: usize) -> Vec<String> {
 
 /// Puts `n` dead letters of webhook `webhook` (account `other`) in the table, in one
 /// transaction, and their copies in the broker's dead-letter queue.
-async fn other_tenants_letters(worker: &TestWorker, webhook: Uuid, n: usize) {
+async fn other_tenants_letters(worker: &InProcessWorker, webhook: Uuid, n: usize) {
     let now = chrono::Utc::now();
     let (_, body) = event("business.updated");
     let body = String::from_utf8(body).unwrap();
@@ -168,7 +168,7 @@ both_backends!(
 async fn a_dead_letter_is_recorded_once_the_database_takes_writes_again(backend: Backend) {
     let db = TestDb::new(backend).await;
     let toml = config("[delivery]\nretry_schedule = [\"100ms\"]");
-    let worker = TestWorker::start_on(Some(db.url()), &toml, Role::All).await;
+    let worker = InProcessWorker::start_on(Some(db.url()), &toml, Role::All).await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
     let webhook = worker.subscribe(&receiver).await;
@@ -201,7 +201,7 @@ async fn a_redrive_behind_10000_letters_of_another_account_sends_its_5_once_and_
 ) {
     let toml = config("[delivery]\nretry_schedule = [\"100ms\"]");
     let db = TestDb::new(backend).await;
-    let worker = TestWorker::start_on(Some(db.url()), &toml, Role::All).await;
+    let worker = InProcessWorker::start_on(Some(db.url()), &toml, Role::All).await;
     let (theirs, ours) = (TestReceiver::start().await, TestReceiver::start().await);
     let other = worker
         .add_webhook(
@@ -291,7 +291,7 @@ async fn re_enabling_a_webhook_disabled_for_failing_then_redriving_delivers_its_
         "[delivery]\ndisable_after = \"2s\"\nretry_schedule = [{schedule}]"
     ));
     let db = TestDb::new(backend).await;
-    let worker = TestWorker::start_on(Some(db.url()), &toml, Role::All).await;
+    let worker = InProcessWorker::start_on(Some(db.url()), &toml, Role::All).await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
     let webhook = worker.subscribe(&receiver).await;
@@ -346,7 +346,7 @@ async fn an_event_for_a_webhook_whose_secret_cannot_be_decrypted_is_delivered_on
     backend: Backend,
 ) {
     let db = TestDb::new(backend).await;
-    let worker = TestWorker::start_on(Some(db.url()), &config(""), Role::All).await;
+    let worker = InProcessWorker::start_on(Some(db.url()), &config(""), Role::All).await;
     let receiver = TestReceiver::start().await;
     let secret = "whsec_dGhlIHdlYmhvb2sncyBvd24gc2VjcmV0";
     let webhook = worker
@@ -445,7 +445,7 @@ both_backends!(the_dead_letter_list_is_paginated_newest_first_and_scoped_to_the_
 async fn the_dead_letter_list_is_paginated_newest_first_and_scoped_to_the_account(
     backend: Backend,
 ) {
-    use crate::helpers::{spawn_app, with, ACCOUNT_A};
+    use crate::support::{spawn_app, with, ACCOUNT_A};
     let app = spawn_app(backend).await;
     let secret = "whsec_c2VjcmV0LW5ldmVyLXNob3du";
     let id = app
@@ -531,7 +531,7 @@ async fn the_dead_letter_list_is_paginated_newest_first_and_scoped_to_the_accoun
     .expect(404);
 
     // A job id answers only under its own webhook and account.
-    let sibling = app.create(&app.token_a, &crate::helpers::minimal()).await;
+    let sibling = app.create(&app.token_a, &crate::support::minimal()).await;
     let sibling_id: Uuid = sibling.parse().unwrap();
     let (job, started) = store
         .start_redrive_job(ACCOUNT_A, sibling_id, 0, start)

@@ -9,16 +9,16 @@ use tokio_util::sync::CancellationToken;
 use webhook_worker::{registry::Registry, store::Store, telemetry::Metrics};
 
 use crate::{
-    harness::{random_key, validated, TestWorker},
-    helpers::{Backend, TestDb},
-    receiver::TestReceiver,
+    support::TestReceiver,
+    support::{random_key, validated, InProcessWorker},
+    support::{Backend, TestDb},
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_row_that_cannot_be_decoded_is_counted_and_newer_webhooks_still_deliver() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let store = worker.app().registry().store().clone();
     // A row an older version cannot read: an auth method it does not know.
     let odd = validated(
@@ -63,7 +63,7 @@ async fn a_row_that_cannot_be_decoded_is_counted_and_newer_webhooks_still_delive
 
 #[tokio::test]
 async fn a_registry_that_cannot_reload_turns_stale_and_not_ready() {
-    let worker = TestWorker::start("[registry]\nrefresh = \"200ms\"").await;
+    let worker = InProcessWorker::start("[registry]\nrefresh = \"200ms\"").await;
     let base = format!("http://{}", worker.app().api_addr());
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -117,7 +117,7 @@ async fn keep_writing(registry: Arc<Registry>, cancel: CancellationToken) {
 async fn two_replicas_on_postgres_see_each_others_changes_within_two_refreshes_under_load() {
     const REFRESH: Duration = Duration::from_millis(500);
     let db = TestDb::new(Backend::Postgres).await;
-    let key = crate::process::decode_key(&random_key());
+    let key = crate::support::decode_key(&random_key());
     let cancel = CancellationToken::new();
     let a = replica(db.url(), key, REFRESH, &cancel).await;
     let b = replica(db.url(), key, REFRESH, &cancel).await;
@@ -172,7 +172,7 @@ async fn on_postgres_another_replicas_change_arrives_at_once_through_notify() {
     const REFRESH: Duration = Duration::from_secs(60);
     const AT_ONCE: Duration = Duration::from_secs(3);
     let db = TestDb::new(Backend::Postgres).await;
-    let key = crate::process::decode_key(&random_key());
+    let key = crate::support::decode_key(&random_key());
     let cancel = CancellationToken::new();
     let a = replica(db.url(), key, REFRESH, &cancel).await;
     let b = replica(db.url(), key, REFRESH, &cancel).await;

@@ -22,9 +22,9 @@ use lapin::{
 use serde_json::json;
 
 use crate::{
-    harness::{event, TestWorker},
-    health::receiver::{Behaviour, PacedReceiver},
     pipeline::text,
+    support::{event, InProcessWorker},
+    support::{Behaviour, PacedReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -79,7 +79,7 @@ fn close_connection(id: &str) {
     rabbitmqctl(&["close_connection", id, "closed by a test"]);
 }
 
-fn names(worker: &TestWorker) -> (String, String) {
+fn names(worker: &InProcessWorker) -> (String, String) {
     let prefix = &worker.config.amqp.prefix;
     (
         format!("webhook-worker {prefix} consuming"),
@@ -103,7 +103,7 @@ async fn wait_for_arrivals(receiver: &PacedReceiver, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publishing_connection_closed_alone_redelivers_none_of_the_consumers_messages() {
     const EVENTS: usize = 300;
-    let worker = TestWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
     // Every first attempt fails: each event needs its retry job published. (500, not 503: a 503
     // shrinks the endpoint's concurrency until deliveries are parked instead of attempted.)
     let receiver = PacedReceiver::start(Behaviour {
@@ -169,7 +169,7 @@ async fn a_publishing_connection_closed_alone_redelivers_none_of_the_consumers_m
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_mid_stream_never_has_two_requests_for_one_event_in_flight() {
     const EVENTS: usize = 300;
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     // Slow answers: the prefetch window's requests are all in flight when the connection goes.
     let receiver = PacedReceiver::start(Behaviour {
         latency: Duration::from_secs(1),
@@ -221,7 +221,7 @@ async fn a_reconnect_mid_stream_never_has_two_requests_for_one_event_in_flight()
 }
 
 /// Publishes `body` to the events exchange with `headers` besides the account.
-async fn publish_with(worker: &TestWorker, body: &[u8], extra: &[(&str, &str)]) {
+async fn publish_with(worker: &InProcessWorker, body: &[u8], extra: &[(&str, &str)]) {
     let mut headers = FieldTable::default();
     headers.insert("account_id".into(), AMQPValue::LongString("acct".into()));
     for (name, value) in extra {
@@ -250,8 +250,8 @@ async fn publish_with(worker: &TestWorker, body: &[u8], extra: &[(&str, &str)]) 
 #[tokio::test]
 async fn a_panic_in_handling_is_dead_lettered_with_a_reason_and_frees_its_slot() {
     // One slot: the next event is delivered only if the panicking one gave its slot back.
-    let worker = TestWorker::start("[amqp]\nprefetch = 1").await;
-    let receiver = crate::receiver::TestReceiver::start().await;
+    let worker = InProcessWorker::start("[amqp]\nprefetch = 1").await;
+    let receiver = crate::support::TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     let (panicking, body) = event("business.updated");
     publish_with(&worker, &body, &[("x-test-panic", "1")]).await;
@@ -271,8 +271,8 @@ async fn a_panic_in_handling_is_dead_lettered_with_a_reason_and_frees_its_slot()
 
 #[tokio::test]
 async fn an_oversized_message_is_dead_lettered_without_its_body() {
-    let worker = TestWorker::start("[amqp]\nmax_message_bytes = 1024").await;
-    let receiver = crate::receiver::TestReceiver::start().await;
+    let worker = InProcessWorker::start("[amqp]\nmax_message_bytes = 1024").await;
+    let receiver = crate::support::TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     // The fixture is 3.2 KB as compact JSON.
     let (_, body) = event("business.updated");

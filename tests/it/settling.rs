@@ -14,8 +14,8 @@ use uuid::Uuid;
 use webhook_worker::{dead_letters, queue::job::Job};
 
 use crate::{
-    harness::{event, TestWorker},
-    receiver::TestReceiver,
+    support::TestReceiver,
+    support::{event, InProcessWorker},
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -26,7 +26,7 @@ fn text(headers: &FieldTable, name: &str) -> Option<String> {
 
 /// Replaces the queue the first retry goes to with one that refuses every publish (nack), as a
 /// full or broken queue would.
-async fn make_first_retry_queue_refuse(worker: &TestWorker) -> String {
+async fn make_first_retry_queue_refuse(worker: &InProcessWorker) -> String {
     let queue = worker.names.retry(Duration::from_millis(200));
     worker
         .channel
@@ -49,7 +49,7 @@ async fn make_first_retry_queue_refuse(worker: &TestWorker) -> String {
 
 #[tokio::test]
 async fn a_retry_the_database_cannot_serve_is_redelivered_at_most_the_limit_then_dead_lettered() {
-    let worker = TestWorker::start("[amqp]\ndelivery_limit = 3").await;
+    let worker = InProcessWorker::start("[amqp]\ndelivery_limit = 3").await;
     // The database goes away; the job's webhook is not in the registry, so it must be read.
     worker.app().registry().store().close().await;
     let job = Job {
@@ -105,7 +105,7 @@ async fn a_retry_the_database_cannot_serve_is_redelivered_at_most_the_limit_then
 
 #[tokio::test]
 async fn listing_the_dead_letters_30_times_loses_none_of_them() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     for _ in 0..3 {
         worker
             .publish(Some("acct"), "business.updated", b"not json")
@@ -126,7 +126,7 @@ async fn listing_the_dead_letters_30_times_loses_none_of_them() {
 
 #[tokio::test]
 async fn a_deleted_retry_queue_is_declared_again_and_the_retry_still_happens() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[503]);
     worker.subscribe(&receiver).await;
@@ -151,7 +151,7 @@ async fn a_deleted_retry_queue_is_declared_again_and_the_retry_still_happens() {
 /// job the broker refuses (see [`make_first_retry_queue_refuse`]; the refusing queue is
 /// returned).
 async fn two_delivered_one_refused(
-    worker: &TestWorker,
+    worker: &InProcessWorker,
 ) -> (Vec<TestReceiver>, TestReceiver, String) {
     let delivered = vec![TestReceiver::start().await, TestReceiver::start().await];
     let failing = TestReceiver::start().await;
@@ -165,7 +165,7 @@ async fn two_delivered_one_refused(
 
 #[tokio::test]
 async fn when_one_of_three_outcomes_fails_to_publish_only_it_is_published_again() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let (delivered, failing, queue) = two_delivered_one_refused(&worker).await;
     let (id, _) = worker.publish_event().await;
     let republished = "settles_total{outcome=\"republished\"}";
@@ -196,7 +196,7 @@ async fn when_one_of_three_outcomes_fails_to_publish_only_it_is_published_again(
 #[tokio::test]
 async fn outcomes_still_unpublishable_after_the_settle_timeout_go_to_the_dead_letters() {
     let worker =
-        TestWorker::start("[amqp]\nconfirm_timeout = \"1s\"\nsettle_timeout = \"2s\"").await;
+        InProcessWorker::start("[amqp]\nconfirm_timeout = \"1s\"\nsettle_timeout = \"2s\"").await;
     let receiver = TestReceiver::start().await;
     receiver.always(503);
     worker
@@ -225,13 +225,13 @@ async fn outcomes_still_unpublishable_after_the_settle_timeout_go_to_the_dead_le
 #[tokio::test]
 async fn a_message_a_crash_looping_worker_keeps_taking_ends_in_the_dead_letters() {
     // No worker: the test plays one that takes the event and dies before acking, again and again.
-    let config = crate::harness::test_config(
-        &crate::harness::unique_prefix(),
+    let config = crate::support::test_config(
+        &crate::support::unique_prefix(),
         "sqlite::memory:",
         "[amqp]\ndelivery_limit = 2",
     );
     let broker =
-        crate::harness::Broker::connect(webhook_worker::queue::Topology::from_config(&config))
+        crate::support::Broker::connect(webhook_worker::queue::Topology::from_config(&config))
             .await;
     let (_, body) = event("business.updated");
     broker
@@ -243,7 +243,7 @@ async fn a_message_a_crash_looping_worker_keeps_taking_ends_in_the_dead_letters(
             break;
         }
         let connection = lapin::Connection::connect(
-            crate::harness::AMQP_URL,
+            crate::support::AMQP_URL,
             lapin::ConnectionProperties::default(),
         )
         .await
@@ -279,7 +279,7 @@ async fn a_message_a_crash_looping_worker_keeps_taking_ends_in_the_dead_letters(
 
 #[tokio::test]
 async fn outcomes_still_being_published_at_shutdown_are_settled_within_the_grace_period() {
-    let mut worker = TestWorker::start("").await;
+    let mut worker = InProcessWorker::start("").await;
     let (delivered, _failing, queue) = two_delivered_one_refused(&worker).await;
     worker.publish_event().await;
     worker

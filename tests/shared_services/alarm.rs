@@ -9,10 +9,10 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
 use serde_json::json;
 
 use crate::{
-    harness::{event, random_key, unique_prefix, TestWorker},
-    health::receiver::{Behaviour, PacedReceiver},
-    process::{free_port, seed_webhooks, WorkerCommand, WorkerProcess},
-    receiver::TestReceiver,
+    support::TestReceiver,
+    support::{event, random_key, unique_prefix, InProcessWorker},
+    support::{free_port, seed_webhooks, WorkerProcess, WorkerProcessBuilder},
+    support::{Behaviour, PacedReceiver},
 };
 
 const GRACE: Duration = Duration::from_secs(6);
@@ -25,7 +25,7 @@ pub struct MemoryAlarmGuard {
 
 impl MemoryAlarmGuard {
     pub fn raise() -> Self {
-        let output = crate::rabbitmqctl()
+        let output = crate::support::rabbitmqctl()
             .args(["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."])
             .output()
             .expect("rabbitmqctl");
@@ -37,7 +37,7 @@ impl MemoryAlarmGuard {
             None => panic!("cannot read the memory watermark: {text:?}"),
         };
         let guard = MemoryAlarmGuard { previous };
-        let status = crate::rabbitmqctl()
+        let status = crate::support::rabbitmqctl()
             .args(["set_vm_memory_high_watermark", "0.0001"])
             .status()
             .expect("rabbitmqctl");
@@ -48,7 +48,7 @@ impl MemoryAlarmGuard {
 
 impl Drop for MemoryAlarmGuard {
     fn drop(&mut self) {
-        let _ = crate::rabbitmqctl()
+        let _ = crate::support::rabbitmqctl()
             .arg("set_vm_memory_high_watermark")
             .args(&self.previous)
             .status();
@@ -56,7 +56,7 @@ impl Drop for MemoryAlarmGuard {
 }
 
 fn spawn_worker(prefix: &str, database_url: &str, key: &str, port: u16) -> WorkerProcess {
-    WorkerCommand::new(prefix, database_url, key)
+    WorkerProcessBuilder::new(prefix, database_url, key)
         .env("AMQP__CONFIRM_TIMEOUT", "1s")
         .env("DELIVERY__TIMEOUT", "3s")
         .env("SHUTDOWN__GRACE", "6s")
@@ -90,7 +90,7 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
     receiver.always(503);
     let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
     seed_webhooks(&database_url, &key, "acct", &[hook]).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
+    let broker = InProcessWorker::publisher_for(&prefix).await;
     let mut ids = HashSet::new();
     for _ in 0..EVENTS {
         let (id, body) = event("business.updated");
@@ -176,10 +176,10 @@ async fn an_alarm_under_a_running_worker_makes_it_not_ready_until_it_clears_and_
     .await;
     let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
     seed_webhooks(&database_url, &key, "acct", &[hook]).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
+    let broker = InProcessWorker::publisher_for(&prefix).await;
     // Retries 5 s apart, four of them: a first attempt failed before the alarm came is still
     // owed a retry after it clears.
-    let mut worker = WorkerCommand::new(&prefix, &database_url, &key)
+    let mut worker = WorkerProcessBuilder::new(&prefix, &database_url, &key)
         .env("AMQP__CONFIRM_TIMEOUT", "1s")
         .env("DELIVERY__TIMEOUT", "3s")
         .env(

@@ -18,9 +18,9 @@ use serde_json::json;
 
 use crate::{
     alarm::MemoryAlarmGuard,
-    harness::{random_key, unique_prefix, Broker, TestWorker},
-    health::receiver::{Behaviour, PacedReceiver},
-    process::{seed_webhooks, WorkerCommand},
+    support::{random_key, unique_prefix, Broker, InProcessWorker},
+    support::{seed_webhooks, WorkerProcessBuilder},
+    support::{Behaviour, PacedReceiver},
 };
 
 const EVENTS: usize = 300;
@@ -66,8 +66,8 @@ async fn a_30_s_alarm_while_retries_are_published_repeats_no_attempt_and_no_dead
     .await;
     let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
     seed_webhooks(&database_url, &key, "acct", &[hook]).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
-    let mut worker = WorkerCommand::new(&prefix, &database_url, &key)
+    let broker = InProcessWorker::publisher_for(&prefix).await;
+    let mut worker = WorkerProcessBuilder::new(&prefix, &database_url, &key)
         .env("AMQP__CONFIRM_TIMEOUT", "2s")
         .env("DELIVERY__TIMEOUT", "3s")
         .env("DELIVERY__RETRY_SCHEDULE", "[\"5s\", \"5s\"]")

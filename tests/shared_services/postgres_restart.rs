@@ -6,9 +6,9 @@
 use std::{process::Command, time::Duration};
 
 use crate::{
-    harness::TestWorker,
-    helpers::{Backend, TestDb},
-    scenario::{assert_settled, hook, paced_config, slow_receiver, Stream},
+    support::fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream},
+    support::InProcessWorker,
+    support::{Backend, TestDb},
 };
 
 const OUTAGE: Duration = Duration::from_secs(10);
@@ -64,13 +64,13 @@ impl Drop for PostgresStopGuard {
     }
 }
 
-async fn readyz(worker: &TestWorker) -> Option<u16> {
+async fn readyz(worker: &InProcessWorker) -> Option<u16> {
     let url = format!("http://{}/readyz", worker.app().api_addr());
     let answer = reqwest::get(url).await;
     answer.ok().map(|a| a.status().as_u16())
 }
 
-async fn wait_for_readyz(worker: &TestWorker, status: u16, limit: Duration) {
+async fn wait_for_readyz(worker: &InProcessWorker, status: u16, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     while readyz(worker).await != Some(status) {
         assert!(
@@ -84,7 +84,7 @@ async fn wait_for_readyz(worker: &TestWorker, status: u16, limit: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_postgresql_under_a_replica_with_10000_events_in_flight_loses_none() {
     let db = TestDb::new(Backend::Postgres).await;
-    let worker = TestWorker::start(&paced_config(&format!(
+    let worker = InProcessWorker::start(&paced_config(&format!(
         "[database]\nurl = \"{}\"",
         db.url()
     )))

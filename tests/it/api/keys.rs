@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{
+use crate::support::{
     both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings, TestApp,
 };
 
@@ -75,8 +75,8 @@ async fn each_account_sees_only_its_own_keys_and_the_public_url_serves_the_same(
     assert_eq!(kids(&again), kids(&a));
 
     for (jwks, account) in [
-        (&a, crate::helpers::ACCOUNT_A),
-        (&b, crate::helpers::ACCOUNT_B),
+        (&a, crate::support::ACCOUNT_A),
+        (&b, crate::support::ACCOUNT_B),
     ] {
         let uri = jwks["jwks_uri"].as_str().expect("a jwks_uri");
         assert!(

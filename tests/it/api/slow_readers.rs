@@ -23,7 +23,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use webhook_worker::api::ConnectionLimits;
 
-use crate::helpers::{spawn_app_with, Backend, Settings, TestApp};
+use crate::support::{spawn_app_with, Backend, Settings, TestApp};
 
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const BYSTANDER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);

@@ -6,8 +6,8 @@ use serde_json::json;
 use webhook_worker::store::Store;
 
 use crate::{
-    harness::validated,
-    helpers::{both_backends, Backend, TestDb},
+    support::validated,
+    support::{both_backends, Backend, TestDb},
 };
 
 both_backends!(
