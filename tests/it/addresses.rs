@@ -15,9 +15,7 @@ use webhook_worker::{
 
 use crate::{
     oidc_provider::{loopback_allowed, test_http_client},
-    support::InProcessWorker,
-    support::TestReceiver,
-    support::{spawn_app, with, Backend},
+    support::{spawn_app, with, Backend, InProcessWorker, TestReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -12,8 +12,7 @@ use serde_json::json;
 
 use crate::{
     pipeline::text,
-    support::TestReceiver,
-    support::{event, InProcessWorker},
+    support::{event, InProcessWorker, TestReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{
-    support::WorkerProcessBuilder,
-    support::{random_key, unique_prefix, InProcessWorker},
-};
+use crate::support::{random_key, unique_prefix, InProcessWorker, WorkerProcessBuilder};
 
 #[tokio::test]
 async fn the_worker_binary_exits_cleanly_on_sigterm() {

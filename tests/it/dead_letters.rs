@@ -6,10 +6,7 @@ use std::{process::Stdio, time::Duration};
 
 use webhook_worker::dead_letters;
 
-use crate::{
-    support::TestReceiver,
-    support::{InProcessWorker, AMQP_URL},
-};
+use crate::support::{InProcessWorker, TestReceiver, AMQP_URL};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -16,7 +16,7 @@ use std::{
 use axum::{routing::post, Json, Router};
 use serde_json::{json, Value};
 
-use crate::{support::InProcessWorker, support::TestReceiver};
+use crate::support::{InProcessWorker, TestReceiver};
 
 /// Per request and per attempt: equal, so that only the deadline can end an attempt of several
 /// requests sooner than their timeouts add up to.

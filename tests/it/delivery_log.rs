@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::Digest;
 use webhook_worker::cli::Role;
 
-use crate::{support::InProcessWorker, support::TestReceiver};
+use crate::support::{InProcessWorker, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "whk_test_delivery_log_acct";

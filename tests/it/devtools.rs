@@ -7,10 +7,7 @@ use std::{process::Stdio, time::Duration};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 
-use crate::{
-    support::TestReceiver,
-    support::{InProcessWorker, AMQP_URL},
-};
+use crate::support::{InProcessWorker, TestReceiver, AMQP_URL};
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{
-    support::TestReceiver,
-    support::{event, InProcessWorker},
-};
+use crate::support::{event, InProcessWorker, TestReceiver};
 
 const WEBHOOKS: usize = 1_000;
 const OTHER_EVENTS: usize = 20;

@@ -8,8 +8,7 @@ use serde_json::{json, Value};
 use crate::{
     oidc::{keys, start_provider, JWT_CLIENT, POST_CLIENT, POST_SECRET},
     oidc_provider::{OidcProvider, RESOURCE, SCOPE},
-    support::TestReceiver,
-    support::{event, random_key, unique_prefix, InProcessWorker},
+    support::{event, random_key, unique_prefix, InProcessWorker, TestReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(30);

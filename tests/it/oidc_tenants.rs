@@ -12,8 +12,7 @@ use webhook_worker::{cli::Role, oidc::AccountKeys};
 use crate::{
     oidc_provider::OidcProvider,
     pipeline::text,
-    support::TestReceiver,
-    support::{event, InProcessWorker},
+    support::{event, InProcessWorker, TestReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(30);

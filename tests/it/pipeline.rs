@@ -7,10 +7,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::{
-    support::TestReceiver,
-    support::{event, InProcessWorker},
-};
+use crate::support::{event, InProcessWorker, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(20);
 const DELIVERED: &str = "deliveries_total{outcome=\"delivered\"}";

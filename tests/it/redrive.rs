@@ -18,10 +18,8 @@ use webhook_worker::{
     store::dead_letters::{time_ordered_id, NewDeadLetter},
 };
 
-use crate::{
-    support::TestReceiver,
-    support::{both_backends, Backend, TestDb},
-    support::{event, InProcessWorker},
+use crate::support::{
+    both_backends, event, eventually, until_quiet, Backend, InProcessWorker, TestDb, TestReceiver,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -54,16 +52,16 @@ async fn call(worker: &InProcessWorker, post: bool, path: &str, token: &str) -> 
 /// Polls the webhook's dead letters until there are `n`; returns them (newest first).
 async fn wait_for_letters(worker: &InProcessWorker, webhook: Uuid, n: i64) -> Vec<Value> {
     let path = format!("/v1/webhooks/{webhook}/dead_letters?per_page=100");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, format_args!("{n} letters at {path}"), || async {
         let (status, body) = call(worker, false, &path, TOKEN).await;
         assert_eq!(status, 200, "{body}");
         if body["total_count"].as_i64() >= Some(n) {
-            return body["data"].as_array().cloned().unwrap_or_default();
+            Ok(body["data"].as_array().cloned().unwrap_or_default())
+        } else {
+            Err(body)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{path}: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Starts a redrive (202) and waits for its job to end; returns the ended job.
@@ -79,16 +77,16 @@ async fn redrive(worker: &InProcessWorker, webhook: Uuid) -> Value {
     assert_eq!(job["object"], "redrive", "{job}");
     let id = job["id"].as_str().expect("a job id").to_string();
     let path = format!("/v1/webhooks/{webhook}/redrive/{id}");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, format_args!("the job at {path} to end"), || async {
         let (status, job) = call(worker, false, &path, TOKEN).await;
         assert_eq!(status, 200, "{job}");
         if job["status"] != "running" {
-            return job;
+            Ok(job)
+        } else {
+            Err(job)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// The event ids of the deliveries `receiver` got from the `from`-th on.
@@ -253,10 +251,7 @@ async fn a_redrive_behind_10000_letters_of_another_account_sends_its_5_once_and_
         (&json!(0), &json!(0)),
         "{again}"
     );
-    worker
-        .wait_for_ready(&worker.names.deliveries, 0, WAIT)
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_quiet(&worker, WAIT, || async { ours.count() }).await;
     assert_eq!(ours.count(), before + 5, "no letter sent twice");
     let letters = wait_for_letters(&worker, webhook.id, 5).await;
     assert!(
@@ -384,14 +379,10 @@ async fn an_event_for_a_webhook_whose_secret_cannot_be_decrypted_is_delivered_on
     };
     set(foreign).await.unwrap();
     let registry = worker.app().registry().clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while registry.unreadable(webhook.id).is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the row never read as unreadable"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the row read as unreadable", || async {
+        registry.unreadable(webhook.id).is_some()
+    })
+    .await;
     assert_eq!(worker.metric("registry_rows_unreadable"), 1);
     let readyz = reqwest::get(format!("http://{}/readyz", worker.app().api_addr()))
         .await
@@ -413,14 +404,10 @@ async fn an_event_for_a_webhook_whose_secret_cannot_be_decrypted_is_delivered_on
 
     // The key is fixed: the stored secret decrypts again.
     set(original).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while registry.get(webhook.id).is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the row never read again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the row read again", || async {
+        registry.get(webhook.id).is_some()
+    })
+    .await;
     let job = redrive(&worker, webhook.id).await;
     assert_eq!(
         (&job["status"], &job["redriven"]),

@@ -13,10 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 use webhook_worker::{dead_letters, queue::job::Job};
 
-use crate::{
-    support::TestReceiver,
-    support::{event, InProcessWorker},
-};
+use crate::support::{event, InProcessWorker, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(30);
 

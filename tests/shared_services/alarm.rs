@@ -8,11 +8,9 @@ use std::{collections::HashSet, process::Command, time::Duration};
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
 use serde_json::json;
 
-use crate::{
-    support::TestReceiver,
-    support::{event, random_key, unique_prefix, InProcessWorker},
-    support::{free_port, seed_webhooks, WorkerProcess, WorkerProcessBuilder},
-    support::{Behaviour, PacedReceiver},
+use crate::support::{
+    event, free_port, random_key, seed_webhooks, unique_prefix, Behaviour, InProcessWorker,
+    PacedReceiver, TestReceiver, WorkerProcess, WorkerProcessBuilder,
 };
 
 const GRACE: Duration = Duration::from_secs(6);

@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use crate::{
-    support::fault_scenario::{
-        assert_settled, hook, paced_config, slow_receiver, Stream, PREFETCH,
-    },
-    support::InProcessWorker,
+use crate::support::{
+    fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream, PREFETCH},
+    InProcessWorker,
 };
 
 /// Starts the broker's application again when dropped, whatever happened.

@@ -18,9 +18,10 @@ use serde_json::json;
 
 use crate::{
     alarm::MemoryAlarmGuard,
-    support::{random_key, unique_prefix, Broker, InProcessWorker},
-    support::{seed_webhooks, WorkerProcessBuilder},
-    support::{Behaviour, PacedReceiver},
+    support::{
+        random_key, seed_webhooks, unique_prefix, Behaviour, Broker, InProcessWorker,
+        PacedReceiver, WorkerProcessBuilder,
+    },
 };
 
 const EVENTS: usize = 300;

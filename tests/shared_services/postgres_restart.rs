@@ -5,10 +5,9 @@
 
 use std::{process::Command, time::Duration};
 
-use crate::{
-    support::fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream},
-    support::InProcessWorker,
-    support::{Backend, TestDb},
+use crate::support::{
+    fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream},
+    Backend, InProcessWorker, TestDb,
 };
 
 const OUTAGE: Duration = Duration::from_secs(10);

@@ -10,10 +10,7 @@ use std::{
 
 use serde_json::json;
 
-use crate::{
-    support::{event, InProcessWorker},
-    support::{Behaviour, PacedReceiver},
-};
+use crate::support::{event, Behaviour, InProcessWorker, PacedReceiver};
 
 const QUIET: &str = "quiet";
 const NOISY: &str = "noisy";

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use crate::support::fault_scenario::{assert_settled, hook, slow_receiver, Stream, PREFETCH};
-use crate::{
-    support::{random_key, unique_prefix, InProcessWorker},
-    support::{seed_webhooks, WorkerProcess, WorkerProcessBuilder},
+use crate::support::{
+    random_key, seed_webhooks, unique_prefix, InProcessWorker, WorkerProcess, WorkerProcessBuilder,
 };
 
 fn worker(prefix: &str, database_url: &str, key: &str) -> WorkerProcess {

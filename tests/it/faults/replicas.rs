@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use crate::support::fault_scenario::{assert_settled, hook, slow_receiver, Stream, PREFETCH};
-use crate::{
-    support::{random_key, unique_prefix, InProcessWorker},
-    support::{seed_webhooks, WorkerProcess, WorkerProcessBuilder},
-    support::{Backend, TestDb},
+use crate::support::{
+    random_key, seed_webhooks, unique_prefix, Backend, InProcessWorker, TestDb, WorkerProcess,
+    WorkerProcessBuilder,
 };
 
 const DELIVERED: &str = "deliveries_total{outcome=\"delivered\"}";

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Behaviour, PacedReceiver, RetryAfter};
+use crate::support::{Behaviour, InProcessWorker, PacedReceiver, RetryAfter};
 use webhook_worker::queue::header_text;
-
-use crate::support::InProcessWorker;
 
 const WAIT: Duration = Duration::from_secs(30);
 

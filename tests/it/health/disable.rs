@@ -11,8 +11,7 @@ use webhook_worker::{
     health::Readiness,
 };
 
-use crate::support::InProcessWorker;
-use crate::support::{Behaviour, PacedReceiver};
+use crate::support::{Behaviour, InProcessWorker, PacedReceiver};
 
 const TOKEN: &str = "whk_test_health_0123456789";
 const DISABLED: &str = "webhooks_disabled_total{reason=\"failing\"}";

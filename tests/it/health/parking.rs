@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{publish_burst, PacedReceiver, PARKED};
+use crate::support::{publish_burst, InProcessWorker, PacedReceiver, PARKED};
 use webhook_worker::queue::header_text;
-
-use crate::support::InProcessWorker;
 
 #[tokio::test]
 async fn over_two_minutes_a_hanging_endpoints_parks_grow_with_the_logarithm_of_time() {
