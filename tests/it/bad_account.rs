@@ -98,7 +98,7 @@ async fn an_unreadable_account_header_is_dead_lettered_as_bad_account_and_delive
     let (good, body) = event("business.updated");
     worker.publish(None, "business.updated", &body).await;
     assert_eq!(receiver.wait_for(1, WAIT).await[0].json()["id"], good);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 1, "nothing else was delivered");
     worker.stop().await;
 }

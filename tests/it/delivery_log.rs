@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::Digest;
 use webhook_worker::cli::Role;
 
-use crate::support::{InProcessWorker, TestReceiver};
+use crate::support::{eventually, InProcessWorker, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "whk_test_delivery_log_acct";
@@ -37,17 +37,17 @@ async fn get(worker: &InProcessWorker, path: &str, token: &str) -> (u16, Value) 
 
 /// Polls `path` until its list holds `n` entries.
 async fn wait_for_attempts(worker: &InProcessWorker, path: &str, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, format_args!("{n} attempts at {path}"), || async {
         let (status, body) = get(worker, path, TOKEN).await;
         assert_eq!(status, 200, "{body}");
         let data = body["data"].as_array().cloned().unwrap_or_default();
         if data.len() >= n {
-            return data;
+            Ok(data)
+        } else {
+            Err(body)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{path}: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -140,18 +140,15 @@ async fn retention_prunes_attempts_older_than_it() {
     worker.publish_event().await;
     let path = format!("/v1/webhooks/{}/deliveries", webhook.id);
     wait_for_attempts(&worker, &path, 1).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, "the attempts pruned", || async {
         let (_, body) = get(&worker, &path, TOKEN).await;
         if body["total_count"] == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(body)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never pruned: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     worker.stop().await;
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{event, InProcessWorker, TestReceiver};
+use crate::support::{event, eventually, until_stable, InProcessWorker, TestReceiver};
 
 const WEBHOOKS: usize = 1_000;
 const OTHER_EVENTS: usize = 20;
@@ -65,7 +65,7 @@ async fn one_event_for_1000_webhooks_reaches_all_while_other_accounts_keep_flowi
         1,
         "the event was split into jobs"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.until_quiet(|| many.count()).await;
     assert_eq!(many.count(), WEBHOOKS, "each webhook got it once");
     releaser.abort();
     times.sort();
@@ -98,7 +98,8 @@ async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_fligh
     }
     worker.publish_event().await;
     hanging.wait_for(2, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The requests hang, so the worker is never quiet: the count must hold still instead.
+    until_stable(Duration::from_secs(30), || async { hanging.count() }).await;
     assert_eq!(
         hanging.count(),
         2,
@@ -138,14 +139,10 @@ async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_pri
             .map(|kib| kib / 1024)
     };
     // Ready: it consumes.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while broker.queue_counts(&broker.names.incoming).await.1 == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), "the worker to consume", || async {
+        broker.queue_counts(&broker.names.incoming).await.1 > 0
+    })
+    .await;
     let before = peak();
     let (id, body) = event("business.updated");
     let published = tokio::time::Instant::now();

@@ -19,7 +19,7 @@ use webhook_worker::{
 };
 
 use crate::support::{
-    both_backends, event, eventually, until_quiet, Backend, InProcessWorker, TestDb, TestReceiver,
+    both_backends, event, eventually, Backend, InProcessWorker, TestDb, TestReceiver,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -251,7 +251,7 @@ async fn a_redrive_behind_10000_letters_of_another_account_sends_its_5_once_and_
         (&json!(0), &json!(0)),
         "{again}"
     );
-    until_quiet(&worker, WAIT, || async { ours.count() }).await;
+    worker.until_quiet(|| ours.count()).await;
     assert_eq!(ours.count(), before + 5, "no letter sent twice");
     let letters = wait_for_letters(&worker, webhook.id, 5).await;
     assert!(

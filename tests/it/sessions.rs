@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::{
     pipeline::text,
-    support::{event, eventually, until_quiet, Behaviour, InProcessWorker, PacedReceiver},
+    support::{event, eventually, Behaviour, InProcessWorker, PacedReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -136,7 +136,7 @@ async fn a_publishing_connection_closed_alone_redelivers_none_of_the_consumers_m
     })
     .await;
     // A first attempt repeated late would come after the last retry: wait until nothing moves.
-    until_quiet(&worker, WAIT, || async { receiver.arrivals().len() }).await;
+    worker.until_quiet(|| receiver.arrivals().len()).await;
     let mut first_attempts: HashMap<String, usize> = HashMap::new();
     for arrival in receiver.arrivals().into_iter().filter(|a| a.attempt == "1") {
         *first_attempts.entry(arrival.event_id).or_default() += 1;
@@ -254,7 +254,7 @@ async fn a_panic_in_handling_is_dead_lettered_with_a_reason_and_frees_its_slot()
     assert!(text(headers, "x-dead-detail").contains("x-test-panic"));
     let letter: serde_json::Value = serde_json::from_slice(dead_body).unwrap();
     assert_eq!(letter["id"], panicking.as_str());
-    until_quiet(&worker, WAIT, || async { receiver.count() }).await;
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(worker.metric("handler_panics_total"), 1);
     assert_eq!(receiver.count(), 1, "the panicking event was not delivered");
     worker.stop().await;

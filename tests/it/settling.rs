@@ -92,7 +92,7 @@ async fn a_retry_the_database_cannot_serve_is_redelivered_at_most_the_limit_then
         "delivered {handled} times: at most once plus 3 redeliveries"
     );
     // Nothing loops: it is not seen again.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    worker.until_quiet(|| worker.metric(requeued)).await;
     assert_eq!(worker.metric(requeued), handled);
     worker
         .wait_for_ready(&worker.names.deliveries, 0, WAIT)
@@ -139,7 +139,7 @@ async fn a_deleted_retry_queue_is_declared_again_and_the_retry_still_happens() {
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(got[1].json()["id"], id.as_str());
     assert_eq!(got[1].header("x-webhook-attempt").as_deref(), Some("2"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 2, "no attempt was made twice");
     worker.stop().await;
 }
@@ -176,8 +176,8 @@ async fn when_one_of_three_outcomes_fails_to_publish_only_it_is_published_again(
     let got = failing.wait_for(2, WAIT).await;
     assert_eq!(got[1].json()["id"], id.as_str());
     assert_eq!(got[1].header("x-webhook-attempt").as_deref(), Some("2"));
-    worker.wait_for_ready(&worker.names.incoming, 0, WAIT).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let counts = || [&delivered[0], &delivered[1], &failing].map(TestReceiver::count);
+    worker.until_quiet(counts).await;
     for receiver in &delivered {
         assert_eq!(
             receiver.count(),
@@ -212,7 +212,7 @@ async fn outcomes_still_unpublishable_after_the_settle_timeout_go_to_the_dead_le
         Some("rejected")
     );
     assert_eq!(worker.metric("settles_total{outcome=\"rejected\"}"), 1);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.until_quiet(|| receiver.count()).await;
     let got = receiver.received();
     assert_eq!(got.len(), 1, "the attempt was not made again");
     assert_eq!(got[0].json()["id"], id.as_str());

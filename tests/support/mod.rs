@@ -38,7 +38,7 @@ pub(crate) use database::both_backends;
 pub use database::{postgres_admin_url, Backend, TestDb};
 pub use paced_receiver::{Arrival, Behaviour, PacedReceiver, RetryAfter};
 pub use receiver::{Received, TestReceiver};
-pub use wait::{eventually, until_quiet, QUIET_WINDOW};
+pub use wait::{eventually, until_quiet, until_stable, QUIET_WINDOW};
 pub use worker::{metric, random_key, test_config, validated, InProcessWorker};
 pub use worker_process::{
     decode_key, free_port, seed_webhooks, terminate_and_expect_clean_exit, WorkerProcess,

@@ -146,3 +146,30 @@ async fn unacknowledged(broker: &Broker) -> u64 {
         .map(|(_, unacked)| unacked.trim().parse::<u64>().unwrap_or(0))
         .sum()
 }
+
+/// Waits until `count` stays the same over [`QUIET_WINDOW`] of observation and returns it; for a
+/// system that cannot become quiet because the test holds requests open on purpose. Panics
+/// after `limit`.
+pub async fn until_stable<T, F, Fut>(limit: Duration, mut count: F) -> T
+where
+    T: PartialEq + Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = Instant::now() + limit;
+    let mut stable_since = Instant::now();
+    let mut last = count().await;
+    while stable_since.elapsed() < QUIET_WINDOW {
+        let now = count().await;
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the count did not settle in {limit:?}: {last:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    last
+}

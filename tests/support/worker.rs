@@ -2,7 +2,7 @@
 //! temporary folder, the machine's RabbitMQ, and 127.0.0.0/8 allowed so that loopback
 //! receivers can be reached. Everything it declared is deleted when the test stops it.
 
-use std::time::Duration;
+use std::{fmt::Debug, time::Duration};
 
 use base64::Engine;
 use chrono::Utc;
@@ -19,8 +19,11 @@ use webhook_worker::{
 use super::{
     broker::{amqp_url, event, unique_prefix, Broker},
     receiver::TestReceiver,
-    wait::eventually,
+    wait::{eventually, until_quiet},
 };
+
+/// How long a worker may take to become quiet.
+const QUIET_LIMIT: Duration = Duration::from_secs(60);
 
 pub fn random_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
@@ -188,6 +191,25 @@ impl InProcessWorker {
             }
         })
         .await
+    }
+
+    /// Messages the worker settled (acknowledged, rejected or requeued), all outcomes together.
+    pub fn settles(&self) -> u64 {
+        let text = self.app().metrics().render();
+        text.lines()
+            .filter(|line| line.starts_with("webhook_worker_settles_total"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|settled| settled as u64)
+            .sum()
+    }
+
+    /// Waits until the worker is quiet: its work queues empty (nothing ready, nothing
+    /// unacknowledged) and `count` (e.g. a receiver's requests) and its settles unchanged over
+    /// [`QUIET_WINDOW`](super::wait::QUIET_WINDOW); returns `count`'s value. Call it before
+    /// asserting that nothing more arrived.
+    pub async fn until_quiet<T: PartialEq + Debug>(&self, count: impl Fn() -> T) -> T {
+        let counts = || async { (count(), self.settles()) };
+        until_quiet(&self.broker, QUIET_LIMIT, counts).await.0
     }
 
     pub async fn stop(mut self) {
