@@ -16,7 +16,7 @@ use std::{
 use axum::{routing::post, Json, Router};
 use serde_json::{json, Value};
 
-use crate::support::{InProcessWorker, TestReceiver};
+use crate::support::{eventually, InProcessWorker, TestReceiver};
 
 /// Per request and per attempt: equal, so that only the deadline can end an attempt of several
 /// requests sooner than their timeouts add up to.
@@ -100,19 +100,16 @@ fn attempt_seconds(worker: &InProcessWorker) -> (f64, u64) {
 
 /// Waits for the first attempt to end; returns how long it took.
 async fn first_attempt(worker: &InProcessWorker) -> Duration {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let (sum, count) = eventually(WAIT, "an attempt to end", || async {
         let (sum, count) = attempt_seconds(worker);
-        if count >= 1 {
-            assert_eq!(
-                count, 1,
-                "a second attempt ended too: cannot time the first"
-            );
-            return Duration::from_secs_f64(sum);
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no attempt ended");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (count >= 1).then_some((sum, count))
+    })
+    .await;
+    assert_eq!(
+        count, 1,
+        "a second attempt ended too: cannot time the first"
+    );
+    Duration::from_secs_f64(sum)
 }
 
 /// A single hanging request is ended by `delivery.timeout` too (the deadline is never shorter):

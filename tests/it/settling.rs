@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 use webhook_worker::{dead_letters, queue::job::Job};
 
-use crate::support::{event, InProcessWorker, TestReceiver};
+use crate::support::{event, eventually, InProcessWorker, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -234,33 +234,39 @@ async fn a_message_a_crash_looping_worker_keeps_taking_ends_in_the_dead_letters(
     broker
         .publish(Some("acct"), "business.updated", &body)
         .await;
-    let mut taken = 0;
-    for _ in 0..100 {
-        if broker.queue_counts(&broker.names.dead).await.0 == 1 {
-            break;
-        }
-        let connection = lapin::Connection::connect(
-            crate::support::AMQP_URL,
-            lapin::ConnectionProperties::default(),
-        )
-        .await
-        .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        let message = channel
-            .basic_get(
-                &broker.names.incoming,
-                lapin::options::BasicGetOptions::default(),
+    // Each round takes the message and "crashes" until the broker dead-letters it.
+    let taken = std::cell::Cell::new(0);
+    eventually(
+        WAIT,
+        "the message dead-lettered at the delivery limit",
+        || async {
+            if broker.queue_counts(&broker.names.dead).await.0 == 1 {
+                return true;
+            }
+            let connection = lapin::Connection::connect(
+                crate::support::AMQP_URL,
+                lapin::ConnectionProperties::default(),
             )
             .await
             .unwrap();
-        // The "crash": the connection goes away with the message unacked.
-        let _ = connection.close(320, "crashed").await;
-        if message.is_some() {
-            taken += 1;
-        } else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+            let channel = connection.create_channel().await.unwrap();
+            let message = channel
+                .basic_get(
+                    &broker.names.incoming,
+                    lapin::options::BasicGetOptions::default(),
+                )
+                .await
+                .unwrap();
+            // The "crash": the connection goes away with the message unacked.
+            let _ = connection.close(320, "crashed").await;
+            if message.is_some() {
+                taken.set(taken.get() + 1);
+            }
+            false
+        },
+    )
+    .await;
+    let taken = taken.get();
     assert!(
         taken <= 3,
         "taken {taken} times: once plus at most 2 redeliveries"

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::support::{
+    eventually,
     fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream, PREFETCH},
     InProcessWorker,
 };
@@ -42,14 +43,12 @@ async fn restarting_rabbitmq_with_10000_events_in_flight_loses_none_and_readines
 
     let before = {
         let _guard = BrokerRestartGuard::stop_app();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while worker.app().readiness().broker_ok() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "still ready without a broker"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            "not ready without a broker",
+            || async { !worker.app().readiness().broker_ok() },
+        )
+        .await;
         stream.tally()
     }; // the guard starts the broker again
     assert!(!before.all_delivered(), "the restart came mid-stream");

@@ -6,6 +6,7 @@
 use std::{process::Command, time::Duration};
 
 use crate::support::{
+    eventually,
     fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream},
     Backend, InProcessWorker, TestDb,
 };
@@ -70,14 +71,17 @@ async fn readyz(worker: &InProcessWorker) -> Option<u16> {
 }
 
 async fn wait_for_readyz(worker: &InProcessWorker, status: u16, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while readyz(worker).await != Some(status) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never answered {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        limit,
+        format_args!("/readyz to answer {status}"),
+        || async {
+            match readyz(worker).await {
+                Some(answer) if answer == status => Ok(()),
+                answer => Err(format!("it answered {answer:?}")),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,18 +124,18 @@ async fn restarting_postgresql_under_a_replica_with_10000_events_in_flight_loses
             worker.metric("delivery_log_dropped_total"),
         )
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let (attempts, dropped) = loop {
+    let what = "every attempt logged or counted as dropped";
+    let (attempts, dropped) = eventually(Duration::from_secs(15), what, || async {
         let (attempts, logged, dropped) = count();
         if logged + dropped == attempts {
-            break (attempts, dropped);
+            Ok((attempts, dropped))
+        } else {
+            Err(format!(
+                "{attempts} attempts, {logged} logged and {dropped} dropped"
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{attempts} attempts, {logged} logged and {dropped} dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert!(dropped > 0, "the log dropped what it could not write");
     after.report(&format!(
         "PostgreSQL stopped for {OUTAGE:?} after {} delivered ({while_down} delivered while it \

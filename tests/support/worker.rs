@@ -195,12 +195,7 @@ impl InProcessWorker {
 
     /// Messages the worker settled (acknowledged, rejected or requeued), all outcomes together.
     pub fn settles(&self) -> u64 {
-        let text = self.app().metrics().render();
-        text.lines()
-            .filter(|line| line.starts_with("webhook_worker_settles_total"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|settled| settled as u64)
-            .sum()
+        settles(&self.app().metrics().render())
     }
 
     /// Waits until the worker is quiet: its work queues empty (nothing ready, nothing
@@ -240,4 +235,13 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .find_map(|line| line.strip_prefix(&full)?.trim().parse::<f64>().ok())
         .map(|v| v as u64)
         .unwrap_or(0)
+}
+
+/// The `settles_total` counters in a `/metrics` text, all outcomes together.
+pub fn settles(text: &str) -> u64 {
+    text.lines()
+        .filter(|line| line.starts_with("webhook_worker_settles_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|settled| settled as u64)
+        .sum()
 }

@@ -119,12 +119,20 @@ impl WorkerProcess {
     /// A counter from its `/metrics`, e.g. `deliveries_total{outcome="delivered"}` (0 when absent
     /// or when the worker does not answer).
     pub async fn metric(&self, name: &str) -> u64 {
+        super::worker::metric(&self.metrics_text().await, name)
+    }
+
+    /// Messages it settled, all outcomes together (0 when it does not answer).
+    pub async fn settles(&self) -> u64 {
+        super::worker::settles(&self.metrics_text().await)
+    }
+
+    async fn metrics_text(&self) -> String {
         let url = format!("http://127.0.0.1:{}/metrics", self.port);
-        let text = match reqwest::get(url).await {
+        match reqwest::get(url).await {
             Ok(answer) => answer.text().await.unwrap_or_default(),
             Err(_) => String::new(),
-        };
-        super::worker::metric(&text, name)
+        }
     }
 
     /// Whether the process is still running.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Behaviour, InProcessWorker, PacedReceiver, RetryAfter};
+use crate::support::{eventually, Behaviour, InProcessWorker, PacedReceiver, RetryAfter};
 use webhook_worker::queue::header_text;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -27,9 +27,10 @@ async fn next_attempt_waits_for(retry_after: RetryAfter) {
         )
         .await;
     worker.publish_event().await;
-    while receiver.arrivals().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(30), "the first attempt", || async {
+        !receiver.arrivals().is_empty()
+    })
+    .await;
     receiver.change(|b| {
         b.status = 200;
         b.retry_after = None;
@@ -90,7 +91,7 @@ async fn a_410_disables_the_webhook_at_once_and_dead_letters_with_endpoint_gone(
         1
     );
     worker.publish_event().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.until_quiet(|| gone.arrivals().len()).await;
     assert_eq!(gone.arrivals().len(), 1, "no further attempt");
     worker.stop().await;
 }
