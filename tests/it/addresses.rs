@@ -116,6 +116,7 @@ async fn stored_webhooks_and_token_endpoints_in_these_spellings_are_never_connec
         (SPELLINGS.len(), SPELLINGS.len()),
         "{details:?}"
     );
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 0, "nothing reached the receiver");
     worker.stop().await;
 }

@@ -81,6 +81,7 @@ async fn another_accounts_webhook_naming_the_same_client_never_gets_a_token_even
     assert_eq!(text(headers, "x-dead-reason"), "retries_exhausted");
     assert_eq!(text(headers, "x-dead-detail"), "token: invalid_client");
     assert_eq!(text(headers, "x-webhook-id"), hook_b.id.to_string());
+    worker.until_quiet(|| receiver_b.count()).await;
     assert_eq!(receiver_b.count(), 0, "B's endpoint never got a request");
     assert_eq!(
         provider.tokens_issued(CLIENT).await,

@@ -246,6 +246,7 @@ async fn a_receiver_that_always_fails_ends_in_the_dead_letter_queue_with_the_rea
         dead_body, body,
         "the dead letter carries the original event"
     );
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 3, "one first attempt and two retries");
     assert!(receiver
         .received()
@@ -270,6 +271,9 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
     let (headers, _) = worker.dead_letters(1, WAIT).await.remove(0);
     assert_eq!(int(&headers, "x-last-status"), 302);
     assert_eq!(text(&headers, "x-dead-detail"), "redirect_302");
+    worker
+        .until_quiet(|| (redirecting.count(), target.count()))
+        .await;
     assert_eq!(redirecting.count(), 1);
     assert_eq!(target.count(), 0, "the redirect was not followed");
     worker.stop().await;
@@ -314,6 +318,7 @@ async fn non_public_addresses_are_refused_and_never_connected_to() {
         let detail = text(headers, "x-dead-detail");
         assert!(detail.starts_with("blocked_address"), "{detail}");
     }
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 0, "nothing reached the loopback receiver");
     if let Some(listener) = v6 {
         let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
@@ -375,6 +380,7 @@ async fn deleting_a_webhook_stops_its_retries_without_a_dead_letter() {
     worker
         .wait_for_metric("deliveries_total{outcome=\"dropped\"}", 1, WAIT)
         .await;
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 1);
     assert_eq!(
         worker.metric("deliveries_total{outcome=\"dead_lettered\"}"),

@@ -400,6 +400,7 @@ async fn an_event_for_a_webhook_whose_secret_cannot_be_decrypted_is_delivered_on
         reason,
         Some(AMQPValue::LongString("webhook_unreadable".into()))
     );
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 0);
 
     // The key is fixed: the stored secret decrypts again.

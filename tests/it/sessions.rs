@@ -284,6 +284,7 @@ async fn an_oversized_message_is_dead_lettered_without_its_body() {
         "{} bytes republished",
         dead_body.len()
     );
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 0);
     worker.stop().await;
 }
