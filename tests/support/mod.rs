@@ -11,7 +11,8 @@
 //! - [`broker`]: the test's own RabbitMQ connection: publishing, queue depths, dead letters,
 //!   `rabbitmqctl`; [`burst`] publishes a timed burst;
 //! - [`wait`]: `eventually` (poll a check until a deadline, naming what was awaited) and
-//!   `until_quiet` (queues empty and counts stable, observed), in place of sleeps;
+//!   `until_quiet` (queues empty and counts stable, observed), in place of sleeps, and
+//!   `until_stable` for a count that must hold still while requests are held open;
 //! - [`fault_scenario`]: what every fault scenario does around its fault.
 //!
 //! Every binary uses only part of the kit, hence the one `allow` of unused items here, in place

@@ -49,8 +49,8 @@ impl<T, E: Display> Check for Result<T, E> {
     }
 }
 
-/// Polls `check` until it holds and returns what it gave; panics once `limit` has passed, naming
-/// `what` was awaited and the last observation.
+/// Polls `check` until it holds and returns what it gave; once `limit` has passed, panics with
+/// `what` (what was awaited) and the last observation.
 #[track_caller]
 pub fn eventually<'a, C, F, Fut>(
     limit: Duration,
