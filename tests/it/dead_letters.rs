@@ -6,16 +6,13 @@ use std::{process::Stdio, time::Duration};
 
 use webhook_worker::dead_letters;
 
-use crate::{
-    harness::{TestWorker, AMQP_URL},
-    receiver::TestReceiver,
-};
+use crate::support::{InProcessWorker, TestReceiver, AMQP_URL};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixed() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     receiver.always(503);
     let webhook = worker.subscribe(&receiver).await;
@@ -81,7 +78,7 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
 
 #[tokio::test]
 async fn the_replay_command_off_a_terminal_shows_plain_progress_lines_and_replays() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     receiver.always(503);
     worker.subscribe(&receiver).await;

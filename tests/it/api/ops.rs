@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings};
+use crate::support::{both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings};
 
 both_backends!(
     healthz_answers_200_without_a_token,
