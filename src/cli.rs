@@ -272,19 +272,22 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             match action {
                 DeadLetterAction::List { limit } => {
-                    for letter in runtime.block_on(crate::dead_letters::list(&config, *limit))? {
+                    for letter in
+                        runtime.block_on(crate::tools::dead_letters::list(&config, *limit))?
+                    {
                         println!("{}", serde_json::to_string(&letter)?);
                     }
                 }
                 DeadLetterAction::Replay { limit, webhook_id } => {
                     let dead = crate::queue::Names::new(&config.amqp.prefix).dead;
-                    let mut progress = crate::progress::ReplayDisplay::on_stderr(&dead);
-                    let summary = runtime.block_on(crate::dead_letters::replay_with_progress(
-                        &config,
-                        *limit,
-                        *webhook_id,
-                        &mut progress,
-                    ))?;
+                    let mut progress = crate::tools::progress::ReplayDisplay::on_stderr(&dead);
+                    let summary =
+                        runtime.block_on(crate::tools::dead_letters::replay_with_progress(
+                            &config,
+                            *limit,
+                            *webhook_id,
+                            &mut progress,
+                        ))?;
                     println!("{}", serde_json::to_string(&summary)?);
                 }
             }
@@ -301,14 +304,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 .ok()
                 .filter(|s| (200..600).contains(&s.as_u16()))
                 .context("--status must be an HTTP status from 200 to 599")?;
-            let options = crate::listen::ListenOptions {
+            let options = crate::tools::listen::ListenOptions {
                 bind: std::net::SocketAddr::new(*bind, *port),
                 secret: secret.clone().map(crate::secret::Secret::new),
                 signature_header: config.signature.header.clone(),
                 status,
                 verbose: *verbose,
             };
-            tokio::runtime::Runtime::new()?.block_on(crate::listen::run(options))?;
+            tokio::runtime::Runtime::new()?.block_on(crate::tools::listen::run(options))?;
         }
         Command::Publish {
             file,
@@ -317,7 +320,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = load(&cli)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            let published = runtime.block_on(crate::publish::publish(
+            let published = runtime.block_on(crate::tools::publish::publish(
                 &config,
                 file.as_deref(),
                 event_type.as_deref(),
@@ -331,11 +334,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { url } => {
             let url = match url {
                 Some(url) => url.clone(),
-                None => crate::healthcheck::readyz_url(load(&cli)?.api.listen),
+                None => crate::tools::healthcheck::readyz_url(load(&cli)?.api.listen),
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let body = runtime
-                .block_on(crate::healthcheck::probe(&url))
+                .block_on(crate::tools::healthcheck::probe(&url))
                 .map_err(anyhow::Error::msg)?;
             println!("{}", body.trim());
         }

@@ -51,8 +51,8 @@ pub use error::ApiError;
 pub use server::ConnectionLimits;
 
 use crate::{
-    config::Config, health::Readiness, oidc::AccountKeys, registry::Registry,
-    safety::AddressPolicy, telemetry::Metrics, webhook::UrlRules,
+    config::Config, health::Readiness, net::AddressPolicy, oidc::AccountKeys, registry::Registry,
+    telemetry::Metrics, webhook::UrlRules,
 };
 
 /// What every handler may use: cheap handles, built once at start.

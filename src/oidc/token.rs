@@ -20,8 +20,7 @@ use serde_json::Value;
 
 use super::{account_keys::AccountKeys, assertion};
 use crate::{
-    delivery::resolver,
-    safety::AddressPolicy,
+    net::{resolver, AddressPolicy},
     secret::Secret,
     webhook::{OidcAuthMethod, OidcSettings},
 };

@@ -16,8 +16,8 @@ use webhook_worker::{
     app::Application,
     cli::Role,
     config::Config,
+    net::AddressPolicy,
     queue::{self, Names, Topology},
-    safety::AddressPolicy,
     webhook::{Draft, UrlRules, Webhook, WebhookPatch},
 };
 

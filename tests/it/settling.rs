@@ -11,7 +11,7 @@ use lapin::{
 };
 use serde_json::json;
 use uuid::Uuid;
-use webhook_worker::{dead_letters, queue::job::Job};
+use webhook_worker::{queue::job::Job, tools::dead_letters};
 
 use crate::{
     harness::{event, TestWorker},

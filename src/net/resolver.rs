@@ -17,7 +17,7 @@ use hickory_resolver::{
 };
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::safety::AddressPolicy;
+use crate::net::addresses::AddressPolicy;
 
 #[derive(Clone)]
 pub struct SafeResolver {
