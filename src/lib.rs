@@ -34,7 +34,8 @@
 //! - [`config`]: the layered, validated configuration; [`secret`]: the redacting wrapper every
 //!   secret travels in.
 //! - [`health`] and [`telemetry`]: readiness, logs and metrics.
-//! - [`app`]: start-up by role and shutdown; [`cli`]: the command line.
+//! - [`app`]: start-up by [`role`] and shutdown on the [`shutdown`] signal; [`cli`]: the command
+//!   line.
 //! - [`tools`]: the developer and operator commands apart from the daemon (`listen`, `publish`,
 //!   `healthcheck`, the dead-letter commands).
 
@@ -56,7 +57,9 @@ pub mod queue;
 pub mod redrive;
 pub mod registry;
 pub mod retry;
+pub mod role;
 pub mod secret;
+pub mod shutdown;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
