@@ -48,7 +48,7 @@ async fn require_webhook(state: &ApiState, account: &str, id: Uuid) -> Result<()
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The webhook's id"),
-        super::openapi::PageQuery,
+        super::schema::PageQuery,
     ),
     responses(
         (status = 200, description = "The webhook's dead letters, newest first (redriven ones \

@@ -96,7 +96,7 @@ async fn require_webhook(state: &ApiState, account: &str, id: uuid::Uuid) -> Res
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The webhook's id"),
-        super::openapi::PageQuery,
+        super::schema::PageQuery,
         ("status" = Option<String>, Query, description = "Only attempts with this outcome \
           (delivered, failed, parked, dead_lettered, disabled) or HTTP status (100-599)"),
     ),
@@ -134,7 +134,7 @@ pub async fn for_webhook(
     security(("bearer" = [])),
     params(
         ("event_id" = String, Path, description = "The event's id"),
-        super::openapi::PageQuery,
+        super::schema::PageQuery,
     ),
     responses(
         (status = 200, description = "Every attempt for this event across the account's \

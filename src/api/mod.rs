@@ -13,6 +13,7 @@
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
 //! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
+//!   [`schema`]: its documentation-only types, which the handlers name.
 //! - [`rate_limit`]: each account's write and key-rotation rate limits (429 with `Retry-After`).
 //! - [`server`]: the accept loop: connection caps (overall and per peer address), header-read
 //!   and write timeouts, graceful shutdown.
@@ -32,6 +33,7 @@ pub mod openapi;
 pub mod ops;
 pub mod path;
 pub mod rate_limit;
+pub mod schema;
 pub mod server;
 pub mod webhooks;
 

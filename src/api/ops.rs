@@ -16,7 +16,7 @@ use axum::{
 };
 use serde_json::json;
 
-use super::openapi::{Health, Readiness};
+use super::schema::{Health, Readiness};
 use super::{error::ApiError, ApiState};
 
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);

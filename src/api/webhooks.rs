@@ -303,7 +303,7 @@ pub struct ListBody {
     path = "/v1/webhooks",
     tag = "webhooks",
     security(("bearer" = [])),
-    params(super::openapi::PageQuery),
+    params(super::schema::PageQuery),
     responses(
         (status = 200, description = "The account's webhooks, oldest first", body = ListBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
