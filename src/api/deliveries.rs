@@ -64,8 +64,7 @@ async fn page_of(
     page: Page,
 ) -> Result<Json<AttemptList>, ApiError> {
     let (data, total) = state
-        .registry
-        .store()
+        .store
         .list_attempts(account, &filter, page.offset, page.per_page)
         .await?;
     let shown = page.offset.saturating_add(data.len() as i64);
@@ -80,8 +79,7 @@ async fn page_of(
 /// The account's webhook exists (another account's answers 404, like a missing one).
 async fn require_webhook(state: &ApiState, account: &str, id: uuid::Uuid) -> Result<(), ApiError> {
     state
-        .registry
-        .store()
+        .store
         .get(account, id)
         .await?
         .map(|_| ())

@@ -54,13 +54,15 @@ pub use server::ConnectionLimits;
 
 use crate::{
     config::Config, health::Readiness, net::AddressPolicy, oidc::AccountKeys, registry::Registry,
-    telemetry::Metrics, webhook::UrlRules,
+    store::Store, telemetry::Metrics, webhook::UrlRules,
 };
 
 /// What every handler may use: cheap handles, built once at start.
 #[derive(Clone)]
 pub struct ApiState {
-    /// Writes go to its store and then to it, so this process's deliveries see them at once.
+    /// Where the handlers read and write webhooks, keys, the delivery log and redrive jobs.
+    pub store: Store,
+    /// Each write goes to the store and then here, so this process's deliveries see it at once.
     pub registry: Arc<Registry>,
     pub tokens: Arc<ApiTokens>,
     pub url_rules: Arc<UrlRules>,
@@ -94,6 +96,7 @@ impl ApiState {
                 allow_http: config.delivery.allow_http,
                 addresses: AddressPolicy::new(config.delivery.allow_networks.clone()),
             }),
+            store: registry.store().clone(),
             keys: AccountKeys::new(Some(registry.store().clone()), &config.oidc)
                 .map_err(|e| e.to_string())?,
             public_base_url: config.api.public_base_url.clone(),

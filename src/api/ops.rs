@@ -43,7 +43,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
     )
 )]
 pub async fn readyz(State(state): State<ApiState>) -> Response {
-    let database = tokio::time::timeout(PING_TIMEOUT, state.registry.store().ping())
+    let database = tokio::time::timeout(PING_TIMEOUT, state.store.ping())
         .await
         .unwrap_or(false);
     let broker = state.readiness.broker_ok();
