@@ -88,8 +88,7 @@ impl Application {
             registry.clone(),
             readiness.clone(),
             metrics.clone(),
-        )
-        .map_err(anyhow::Error::msg)?
+        )?
         .with_keys(keys);
         let (addrs, http) = start_http(listeners, &config, role, state, cancel.clone())?;
         tracing::info!(?role, api_addr = %addrs.api, "webhook-worker started");

@@ -82,6 +82,15 @@ pub struct ApiState {
     pub config: Arc<Config>,
 }
 
+/// Why the API's state could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStateError {
+    #[error(transparent)]
+    Tokens(#[from] auth::BadTokenHash),
+    #[error(transparent)]
+    Keys(#[from] crate::oidc::KeyError),
+}
+
 impl ApiState {
     /// The state for `config`, with account keys kept in the registry's store.
     pub fn new(
@@ -89,7 +98,7 @@ impl ApiState {
         registry: Arc<Registry>,
         readiness: Readiness,
         metrics: Metrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ApiStateError> {
         Ok(ApiState {
             tokens: Arc::new(ApiTokens::from_config(&config.api.tokens)?),
             url_rules: Arc::new(UrlRules {
@@ -97,8 +106,7 @@ impl ApiState {
                 addresses: AddressPolicy::new(config.delivery.allow_networks.clone()),
             }),
             store: registry.store().clone(),
-            keys: AccountKeys::new(Some(registry.store().clone()), &config.oidc)
-                .map_err(|e| e.to_string())?,
+            keys: AccountKeys::new(Some(registry.store().clone()), &config.oidc)?,
             public_base_url: config.api.public_base_url.clone(),
             max_webhooks_per_account: i64::from(config.api.max_webhooks_per_account),
             readiness,
