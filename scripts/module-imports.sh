@@ -46,8 +46,12 @@ for directory, _, files in os.walk(root):
         used = set()
         for p in prefixes:
             used |= set(re.findall(p + r"([a-z_][a-z0-9_]*)", source))
-            for group in re.findall(p + r"\{((?:[^{}]|\{[^{}]*\})*)\}", source):
-                used |= top_level_names(group)
+            for start in re.finditer(p + r"\{", source):
+                depth, i = 1, start.end()
+                while depth and i < len(source):
+                    depth += {"{": 1, "}": -1}.get(source[i], 0)
+                    i += 1
+                used |= top_level_names(source[start.end():i - 1])
         modules = {module_of(os.path.join(root, n + ".rs")) for n in used}
         for there in modules:
             exists = os.path.exists(os.path.join(root, there + ".rs")) or os.path.isdir(os.path.join(root, there))
