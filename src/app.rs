@@ -5,19 +5,20 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use tokio::task::JoinHandle;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     api::{self, ApiState},
-    cli::Role,
     config::Config,
     delivery::Deliverer,
+    delivery_log::{dead_letters::DeadLetterLog, DeliveryLog},
     health::Readiness,
     oidc::{AccountKeys, TokenProvider},
     pipeline::Pipeline,
     queue::DeclareError,
     registry::Registry,
+    role::Role,
     store::Store,
     telemetry::Metrics,
     worker::Worker,
@@ -42,8 +43,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to the database, loads the registry, and starts the parts of `role`.
+    /// Binds the HTTP listeners, connects to the database, loads the registry, and starts the
+    /// parts of `role`.
     pub async fn start(config: Config, role: Role) -> anyhow::Result<Self> {
+        // Bound before anything connects: a busy port ends the start with one clear error,
+        // before a broker connection exists that would have to be torn down half-open.
+        let listeners = HttpListeners::bind(&config).await?;
         let config = Arc::new(config);
         let metrics = Metrics::new();
         // The consumer (roles `all` and `worker`) marks the broker ready once it is connected.
@@ -57,86 +62,50 @@ impl Application {
             .context("cannot load oidc.signing_keys")?;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let mut worker_task = None;
         tasks.spawn(
             registry
                 .clone()
                 .refresh_until_cancelled(config.registry.refresh.0, cancel.clone()),
         );
         tasks.spawn(registry.clone().listen_until_cancelled(cancel.clone()));
-        if role != Role::Api {
-            let deliverer = Deliverer::new(&config, metrics.clone())?;
-            // The same client as deliveries: token endpoints are customer-controlled too.
-            let tokens = TokenProvider::new(
-                deliverer.client().clone(),
-                keys.clone(),
-                &config.oidc,
-                config.delivery.max_response_bytes,
-                metrics.clone(),
-            )
-            .with_address_policy(deliverer.policy().clone());
-            let deliverer = deliverer.with_tokens(tokens);
-            let log = crate::delivery_log::DeliveryLog::start(
-                store.clone(),
-                &config.delivery_log,
-                metrics.clone(),
-                cancel.clone(),
-                &tasks,
-            );
-            let dead_log = crate::delivery_log::dead_letters::DeadLetterLog::start(
-                store.clone(),
-                &config.delivery_log,
-                metrics.clone(),
-                cancel.clone(),
-                &tasks,
-            );
-            let pipeline = Arc::new(
-                Pipeline::new(&config, registry.clone(), deliverer, metrics.clone())
-                    .with_delivery_log(log)
-                    .with_dead_letter_log(dead_log),
-            );
-            tasks.spawn(crate::queue::depths::run(
-                config.amqp.url.expose().to_string(),
-                crate::queue::topology::Topology::from_config(&config),
-                metrics.clone(),
-                cancel.clone(),
-            ));
-            let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
-            worker_task = Some(tokio::spawn(worker.run(cancel.clone())));
-            // The longest attempt, token requests included, ends at the attempt deadline.
-            if config.shutdown.grace.0 <= config.delivery.attempt_deadline() {
-                tracing::warn!(
-                    "shutdown.grace is not longer than delivery.attempt_deadline: an attempt \
-                     under way at SIGTERM may be cut off and made again"
-                );
-            }
-        }
+        let parts = Parts {
+            config: &config,
+            store: &store,
+            registry: &registry,
+            keys: &keys,
+            metrics: &metrics,
+            readiness: &readiness,
+            cancel: &cancel,
+            tasks: &tasks,
+        };
+        let worker = match role {
+            Role::Api => None,
+            Role::All | Role::Worker => Some(start_worker(parts)?),
+        };
         tasks.close();
         let state = ApiState::new(
             &config,
             registry.clone(),
             readiness.clone(),
             metrics.clone(),
-        )
-        .map_err(anyhow::Error::msg)?
+        )?
         .with_keys(keys)
         .with_background(crate::redrive::Background {
             tasks: tasks.clone(),
             cancel: cancel.clone(),
         });
-        let (addrs, http) = start_http(&config, role, state, cancel.clone()).await?;
-        let (api_addr, metrics_addr) = (addrs.api, addrs.metrics);
-        tracing::info!(?role, %api_addr, "webhook-worker started");
+        let (addrs, http) = start_http(listeners, &config, role, state, cancel.clone())?;
+        tracing::info!(?role, api_addr = %addrs.api, "webhook-worker started");
         Ok(Self {
             config,
             registry,
             metrics,
             readiness,
             store,
-            api_addr,
-            metrics_addr,
+            api_addr: addrs.api,
+            metrics_addr: addrs.metrics,
             http,
-            worker: worker_task,
+            worker,
             cancel,
             tasks,
         })
@@ -184,7 +153,7 @@ impl Application {
     /// Runs until SIGTERM or SIGINT (or until the HTTP server fails), then stops.
     pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
         let result = tokio::select! {
-            _ = shutdown_signal() => Ok(()),
+            _ = crate::shutdown::signal() => Ok(()),
             result = &mut self.http => {
                 result.context("the HTTP server task failed")?.context("the HTTP server failed")
             }
@@ -212,32 +181,121 @@ async fn worker_stopped(
     }
 }
 
-/// Binds `api.listen` and serves: the whole API for roles `all` and `api`; only `/healthz`,
+/// The shared parts the consuming side is built from.
+struct Parts<'a> {
+    config: &'a Arc<Config>,
+    store: &'a Store,
+    registry: &'a Arc<Registry>,
+    keys: &'a AccountKeys,
+    metrics: &'a Metrics,
+    readiness: &'a Readiness,
+    cancel: &'a CancellationToken,
+    tasks: &'a TaskTracker,
+}
+
+/// Starts the consuming side (roles `all` and `worker`): the delivery client and token
+/// provider, the delivery and dead-letter logs, the queue-depth poller and the worker.
+fn start_worker(parts: Parts<'_>) -> anyhow::Result<JoinHandle<Result<(), DeclareError>>> {
+    let Parts {
+        config,
+        store,
+        registry,
+        keys,
+        metrics,
+        readiness,
+        cancel,
+        tasks,
+    } = parts;
+    let deliverer = Deliverer::new(config, metrics.clone())?;
+    // The same client as deliveries: token endpoints are customer-controlled too.
+    let tokens = TokenProvider::new(
+        deliverer.client().clone(),
+        keys.clone(),
+        &config.oidc,
+        config.delivery.max_response_bytes,
+        metrics.clone(),
+    )
+    .with_address_policy(deliverer.policy().clone());
+    let deliverer = deliverer.with_tokens(tokens);
+    let log = DeliveryLog::start(
+        store.clone(),
+        &config.delivery_log,
+        metrics.clone(),
+        cancel.clone(),
+        tasks,
+    );
+    let dead_log = DeadLetterLog::start(
+        store.clone(),
+        &config.delivery_log,
+        metrics.clone(),
+        cancel.clone(),
+        tasks,
+    );
+    let pipeline = Arc::new(
+        Pipeline::new(config, registry.clone(), deliverer, metrics.clone())
+            .with_delivery_log(log)
+            .with_dead_letter_log(dead_log),
+    );
+    tasks.spawn(crate::queue::depths::run(
+        config.amqp.url.expose().to_string(),
+        crate::queue::topology::Topology::from_config(config),
+        metrics.clone(),
+        cancel.clone(),
+    ));
+    let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
+    // The longest attempt, token requests included, ends at the attempt deadline.
+    if config.shutdown.grace.0 <= config.delivery.attempt_deadline() {
+        tracing::warn!(
+            "shutdown.grace is not longer than delivery.attempt_deadline: an attempt \
+             under way at SIGTERM may be cut off and made again"
+        );
+    }
+    Ok(tokio::spawn(worker.run(cancel.clone())))
+}
+
+/// The HTTP listeners, bound: `api.listen`, and `api.metrics_listen` when set.
+struct HttpListeners {
+    api: TcpListener,
+    metrics: Option<TcpListener>,
+}
+
+impl HttpListeners {
+    async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let address = config.api.listen;
+        let api = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (api.listen)"))?;
+        let metrics_address = config
+            .api
+            .metrics_address()
+            .map_err(|e| anyhow::anyhow!("api.metrics_listen: {e}"))?;
+        let metrics = match metrics_address {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (api.metrics_listen)"))?,
+            ),
+            None => None,
+        };
+        Ok(Self { api, metrics })
+    }
+}
+
+/// Serves on the bound listeners: the whole API for roles `all` and `api`; only `/healthz`,
 /// `/readyz` and `/metrics` for role `worker`, which must not expose the write API. With
 /// `api.metrics_listen` set, `/metrics` moves there (with `/healthz`); one task serves both.
-async fn start_http(
+fn start_http(
+    listeners: HttpListeners,
     config: &Config,
     role: Role,
     state: ApiState,
     cancel: CancellationToken,
 ) -> anyhow::Result<(HttpAddrs, JoinHandle<std::io::Result<()>>)> {
-    let address = config.api.listen;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address} (api.listen)"))?;
+    let HttpListeners {
+        api: listener,
+        metrics: metrics_listener,
+    } = listeners;
     let bound = listener.local_addr()?;
-    let metrics_address = config
-        .api
-        .metrics_address()
-        .map_err(|e| anyhow::anyhow!("api.metrics_listen: {e}"))?;
-    let metrics_listener = match metrics_address {
-        Some(address) => Some(
-            tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on {address} (api.metrics_listen)"))?,
-        ),
-        None => None,
-    };
     let metrics_bound = match &metrics_listener {
         Some(listener) => Some(listener.local_addr()?),
         None => None,
@@ -278,42 +336,4 @@ async fn start_http(
 struct HttpAddrs {
     api: SocketAddr,
     metrics: Option<SocketAddr>,
-}
-
-/// The `run` command: logging, a runtime, and the application until a signal.
-pub fn run(config: Config, role: Role) -> anyhow::Result<()> {
-    crate::telemetry::init_logging(&config.log);
-    // One worker thread per core unless TOKIO_WORKER_THREADS says otherwise: on a small machine
-    // shared with the broker, 1 measured ~10 % less CPU per delivery (README, Performance).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let app = Application::start(config, role).await?;
-        app.run_until_signalled().await
-    })
-}
-
-/// Resolves on SIGTERM (containers) or SIGINT (a terminal).
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }

@@ -2,21 +2,15 @@
 //! `listen`, `publish`, `healthcheck`, `dead-letters`. Parses arguments, loads configuration, and calls into the library; errors are
 //! printed once, with their cause chain, and turned into a non-zero exit code.
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+mod commands;
+
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
-use sha2::{Digest, Sha256};
+use clap::{Parser, Subcommand};
 
-use crate::{
-    config::Config,
-    oidc::{keygen::CERTIFICATE_VALIDITY, AccountKeys, SigningKey},
-    store::Store,
-};
+use crate::config::Config;
+pub use crate::role::Role;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -153,19 +147,9 @@ pub enum DeadLetterAction {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
-    /// Consume events and deliver them, and serve the API.
-    All,
-    /// Consume events and deliver them (serves /healthz, /readyz, /metrics only).
-    Worker,
-    /// Serve the Webhooks API only.
-    Api,
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match execute(cli) {
+    match runtime().and_then(|runtime| runtime.block_on(execute(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -174,121 +158,27 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load(cli: &Cli) -> anyhow::Result<Config> {
-    Ok(Config::load(cli.config.as_deref())?)
+/// The one runtime every command runs on. One worker thread per core unless
+/// TOKIO_WORKER_THREADS says otherwise: on a small machine shared with the broker, 1 measured
+/// ~10 % less CPU per delivery (README, Performance).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
-/// `keygen`: the key (and certificate) go to `out`, created readable by its owner only, or to
-/// stdout. With `out`, only public things are printed: the kid and the certificate.
-fn keygen(out: Option<&Path>, bits: usize, cert: bool) -> anyhow::Result<()> {
-    let key = crate::oidc::generate_key(bits)?;
-    let certificate = match cert {
-        true => Some(crate::oidc::self_signed_certificate(
-            &key,
-            "webhook-worker",
-            CERTIFICATE_VALIDITY,
-        )?),
-        false => None,
-    };
-    let pem = format!("{key}{}", certificate.as_deref().unwrap_or_default());
-    let Some(out) = out else {
-        print!("{pem}");
-        return Ok(());
-    };
-    let kid = SigningKey::from_pem(out, &pem)?.kid().to_string();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(out)
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    file.write_all(pem.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!(
-        "wrote {} (kid {kid}); list it in oidc.signing_keys",
-        out.display()
-    );
-    if let Some(certificate) = certificate {
-        eprintln!("its certificate, to upload to the identity provider:");
-        print!("{certificate}");
-    }
-    Ok(())
-}
-
-/// The accounts' keys in the configured database.
-async fn account_keys(config: &Config) -> anyhow::Result<AccountKeys> {
-    let store = Store::from_config(config).await?;
-    Ok(AccountKeys::new(Some(store), &config.oidc)?)
-}
-
-fn execute(cli: Cli) -> anyhow::Result<()> {
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let config = || load(&cli);
     match &cli.command {
         Command::Openapi => print!("{}", crate::api::openapi::document()),
         Command::Version => println!("webhook-worker {}", env!("CARGO_PKG_VERSION")),
-        Command::CheckConfig => {
-            load(&cli)?;
-            println!("configuration is valid");
-        }
-        Command::Token { account_id } => {
-            let token = format!("whk_{}", hex::encode(rand::random::<[u8; 24]>()));
-            let hash = hex::encode(Sha256::digest(token.as_bytes()));
-            println!("token: {token}");
-            println!("(keep it; only its hash goes in the configuration)\n");
-            println!("[[api.tokens]]\naccount_id = {account_id:?}\ntoken_sha256 = \"{hash}\"");
-        }
-        Command::Keygen { out, bits, cert } => keygen(out.as_deref(), *bits, *cert)?,
-        Command::Jwks { account_id } => {
-            let config = load(&cli)?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            let set = runtime.block_on(async {
-                anyhow::Ok(account_keys(&config).await?.current(account_id).await?)
-            })?;
-            eprintln!("public JWKS path: /jwks/{}", set.jwks_id);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&set.jwks(chrono::Utc::now()))?
-            );
-        }
-        Command::RotateKey { account_id } => {
-            let config = load(&cli)?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            let rotation = runtime.block_on(async {
-                anyhow::Ok(account_keys(&config).await?.rotate(account_id).await?)
-            })?;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "kid": rotation.kid,
-                    "signs_from": crate::webhook::timestamp(rotation.signs_from),
-                    "previous_keys_published_until":
-                        crate::webhook::timestamp(rotation.previous_retire_at),
-                })
-            );
-        }
-        Command::DeadLetters { action } => {
-            let config = load(&cli)?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            match action {
-                DeadLetterAction::List { limit } => {
-                    for letter in runtime.block_on(crate::dead_letters::list(&config, *limit))? {
-                        println!("{}", serde_json::to_string(&letter)?);
-                    }
-                }
-                DeadLetterAction::Replay { limit, webhook_id } => {
-                    let dead = crate::queue::Names::new(&config.amqp.prefix).dead;
-                    let mut progress = crate::progress::ReplayDisplay::on_stderr(&dead);
-                    let summary = runtime.block_on(crate::dead_letters::replay_with_progress(
-                        &config,
-                        *limit,
-                        *webhook_id,
-                        &mut progress,
-                    ))?;
-                    println!("{}", serde_json::to_string(&summary)?);
-                }
-            }
-        }
+        Command::CheckConfig => commands::check_config(config()?),
+        Command::Token { account_id } => commands::token(account_id),
+        Command::Keygen { out, bits, cert } => commands::keygen(out.as_deref(), *bits, *cert)?,
+        Command::Jwks { account_id } => commands::jwks(&config()?, account_id).await?,
+        Command::RotateKey { account_id } => commands::rotate_key(&config()?, account_id).await?,
+        Command::DeadLetters { action } => commands::dead_letters(&config()?, action).await?,
         Command::Listen {
             port,
             bind,
@@ -296,66 +186,36 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             status,
             verbose,
         } => {
-            let config = load(&cli)?;
-            let status = axum::http::StatusCode::from_u16(*status)
-                .ok()
-                .filter(|s| (200..600).contains(&s.as_u16()))
-                .context("--status must be an HTTP status from 200 to 599")?;
-            let options = crate::listen::ListenOptions {
+            let options = commands::ListenArgs {
                 bind: std::net::SocketAddr::new(*bind, *port),
-                secret: secret.clone().map(crate::secret::Secret::new),
-                signature_header: config.signature.header.clone(),
-                status,
+                secret: secret.clone(),
+                status: *status,
                 verbose: *verbose,
             };
-            tokio::runtime::Runtime::new()?.block_on(crate::listen::run(options))?;
+            commands::listen(&config()?, options).await?
         }
         Command::Publish {
             file,
             account_id,
             event_type,
         } => {
-            let config = load(&cli)?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            let published = runtime.block_on(crate::publish::publish(
-                &config,
+            commands::publish(
+                &config()?,
                 file.as_deref(),
-                event_type.as_deref(),
                 account_id,
-            ))?;
-            println!(
-                "published event {} ({}) for account {account_id} to {}",
-                published.event_id, published.event_type, published.exchange
-            );
+                event_type.as_deref(),
+            )
+            .await?
         }
-        Command::Healthcheck { url } => {
-            let url = match url {
-                Some(url) => url.clone(),
-                None => crate::healthcheck::readyz_url(load(&cli)?.api.listen),
-            };
-            let runtime = tokio::runtime::Runtime::new()?;
-            let body = runtime
-                .block_on(crate::healthcheck::probe(&url))
-                .map_err(anyhow::Error::msg)?;
-            println!("{}", body.trim());
-        }
-        Command::MigrateQueues => {
-            let config = load(&cli)?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            let migrated = runtime.block_on(crate::queue::migrate::run(&config))?;
-            if migrated.is_empty() {
-                println!("every queue already has the arguments this version declares");
-            }
-            for queue in migrated {
-                println!("{}", serde_json::to_string(&queue)?);
-            }
-        }
-        Command::Run { role } => {
-            let config = load(&cli)?;
-            crate::app::run(config, *role)?;
-        }
+        Command::Healthcheck { url } => commands::healthcheck(config, url.as_deref()).await?,
+        Command::MigrateQueues => commands::migrate_queues(&config()?).await?,
+        Command::Run { role } => commands::run(config()?, *role).await?,
     }
     Ok(())
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(cli.config.as_deref())?)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     event::Event,
     filter::Include,
-    safety::AddressPolicy,
+    net::AddressPolicy,
     webhook::{Draft, UrlRules, WebhookPatch},
 };
 

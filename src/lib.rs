@@ -3,37 +3,41 @@
 //!
 //! # Layout
 //!
-//! - [`cli`] and [`app`]: the command line, start-up by role, and shutdown.
-//! - [`config`]: the layered, validated configuration.
-//! - [`secret`]: the redacting wrapper every secret travels in.
-//! - [`webhook`]: the webhook model and the seed's validation rules.
-//! - [`store`]: SQLite/PostgreSQL storage, secrets encrypted at rest.
-//! - [`registry`]: the in-memory snapshot of webhooks that deliveries read.
+//! In the order an event travels:
+//!
+//! - [`queue`]: the broker connections, RabbitMQ topology, the confirmed publisher, job and
+//!   dead-letter headers: where an event arrives and where retries and dead letters go.
+//! - [`worker`]: the consumers, reconnection and draining; acks batched per channel with
+//!   `multiple` (`acks`).
 //! - [`event`]: parsing the event message in one pass, without a tree of values (the poison
 //!   check), and building delivery bodies from its text.
+//! - [`pipeline`]: what happens to one message, up to the ack decision.
+//! - [`registry`]: the in-memory snapshot of webhooks that deliveries read; [`webhook`]: the
+//!   webhook model and the seed's validation rules.
 //! - [`filter`]: `enabled_events` matching and the `include` projection.
 //! - [`signing`]: the HMAC-SHA256 body signature.
-//! - [`safety`]: which network addresses may be connected to.
-//! - [`api`]: the Webhooks API (axum) and the operational routes.
-//! - [`delivery`]: one HTTP attempt through the shared, address-checking client; what each
-//!   answer means (`outcome`); each endpoint's health: adaptive concurrency, waiting bounded by
-//!   progress, the circuit breaker (`health`); disabling webhooks that are gone or failing
-//!   (`failing`).
+//! - [`oidc`]: OAuth 2.0 access tokens for webhooks (token client, cache), signing keys, JWKS.
+//! - [`delivery`]: one HTTP attempt through the shared client; what each answer means
+//!   (`outcome`); each endpoint's health: adaptive concurrency, waiting bounded by progress, the
+//!   circuit breaker (`health`); disabling webhooks that are gone or failing (`failing`).
+//! - [`net`]: which network addresses may be connected to, and the resolver that enforces it
+//!   for the delivery client and the token client alike.
+//! - [`retry`]: the retry schedule, and how parks back off and count as attempts.
 //! - [`delivery_log`]: the record of every attempt, written in batches off the hot path, and
 //!   of every dead letter owed to a webhook (retried, never silently dropped).
+//! - [`store`]: SQLite/PostgreSQL storage, secrets encrypted at rest.
 //! - [`redrive`]: a webhook's recorded dead letters published again, as a job.
-//! - [`oidc`]: OAuth 2.0 access tokens for webhooks (token client, cache), signing keys, JWKS.
-//! - [`queue`]: RabbitMQ topology, the confirmed publisher, job and dead-letter headers.
-//! - [`retry`]: the retry schedule, and how parks back off and count as attempts.
-//! - [`pipeline`]: what happens to one message, up to the ack decision.
-//! - [`worker`]: the broker connections, consumers, reconnection and draining; acks batched
-//!   per channel with `multiple` (`acks`).
-//! - [`dead_letters`]: listing and replaying the dead-letter queue; [`progress`]: how the
-//!   replay command shows its progress (a bar on a terminal, plain lines otherwise).
-//! - [`listen`] and [`publish`]: the development receiver that checks signatures, and the
-//!   command that publishes an event as a producer would.
-//! - [`health`] and [`telemetry`]: readiness, logs and metrics; [`healthcheck`]: the
-//!   container probe.
+//!
+//! Around it:
+//!
+//! - [`api`]: the Webhooks API (axum) and the operational routes.
+//! - [`config`]: the layered, validated configuration; [`secret`]: the redacting wrapper every
+//!   secret travels in.
+//! - [`health`] and [`telemetry`]: readiness, logs and metrics.
+//! - [`app`]: start-up by [`role`] and shutdown on the [`shutdown`] signal; [`cli`]: the command
+//!   line.
+//! - [`tools`]: the developer and operator commands apart from the daemon (`listen`, `publish`,
+//!   `healthcheck`, the dead-letter commands).
 
 #![forbid(unsafe_code)]
 
@@ -41,27 +45,25 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod dead_letters;
 pub mod delivery;
 pub mod delivery_log;
 pub mod event;
 pub mod filter;
 pub mod health;
-pub mod healthcheck;
-pub mod listen;
+pub mod net;
 pub mod oidc;
 pub mod pipeline;
-pub mod progress;
-pub mod publish;
 pub mod queue;
 pub mod redrive;
 pub mod registry;
 pub mod retry;
-pub mod safety;
+pub mod role;
 pub mod secret;
+pub mod shutdown;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod tools;
 pub mod webhook;
 pub mod worker;
 

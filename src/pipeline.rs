@@ -98,6 +98,7 @@ impl Pipeline {
     ) -> Self {
         Self {
             failing: Failing::new(
+                registry.store().clone(),
                 registry.clone(),
                 config.delivery.disable_after.0,
                 metrics.clone(),

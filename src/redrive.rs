@@ -118,7 +118,7 @@ impl Run {
         if self.total == 0 {
             return Ok(());
         }
-        let connection = crate::worker::connect(self.amqp_url.expose()).await?;
+        let connection = crate::queue::connect(self.amqp_url.expose()).await?;
         let result = self.publish_all(&connection, redriven).await;
         let _ = connection.close(200, "redriven").await;
         result

@@ -19,15 +19,12 @@
 //! a connect to an unreachable broker: SIGTERM interrupts it.
 
 mod acks;
-mod connect;
 mod handle;
 mod publishing;
 
 use std::{sync::Arc, time::Duration};
 
 use acks::{Acks, Limits};
-use connect::consume;
-pub use connect::{connect, connect_named, connection_properties};
 use futures_util::StreamExt;
 use handle::handle;
 use lapin::{options::BasicCancelOptions, Channel, Connection, Consumer};
@@ -83,7 +80,7 @@ struct Stream {
 
 impl Stream {
     async fn open(connection: &Connection, queue: &str, prefetch: u16) -> lapin::Result<Self> {
-        let (channel, consumer) = consume(connection, queue, prefetch).await?;
+        let (channel, consumer) = queue::connect::consume(connection, queue, prefetch).await?;
         let (acks, batcher) = Acks::spawn(channel.clone(), Limits::for_prefetch(prefetch));
         Ok(Self {
             channel,
@@ -162,8 +159,8 @@ impl Worker {
     async fn connect(&self, cancel: &CancellationToken) -> lapin::Result<Option<Connections>> {
         let url = self.config.amqp.url.expose();
         let both = async {
-            let consuming = connect_named(url, &self.connection_name("consuming")).await?;
-            let publishing = connect_named(url, &self.connection_name("publishing")).await?;
+            let consuming = queue::connect_named(url, &self.connection_name("consuming")).await?;
+            let publishing = queue::connect_named(url, &self.connection_name("publishing")).await?;
             Ok(Connections {
                 consuming,
                 publishing,

@@ -36,23 +36,29 @@ impl std::fmt::Debug for ApiTokens {
     }
 }
 
+/// An `api.tokens` entry whose hash does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("api.tokens: token_sha256 of account {account_id:?} must be 64 hex characters")]
+pub struct BadTokenHash {
+    pub account_id: String,
+}
+
 impl ApiTokens {
     /// Decodes `api.tokens`. The configuration was validated at load; this names the entry
     /// anyway should a hash not decode.
-    pub fn from_config(tokens: &[ApiToken]) -> Result<Self, String> {
+    pub fn from_config(tokens: &[ApiToken]) -> Result<Self, BadTokenHash> {
         let entries = tokens
             .iter()
             .map(|token| {
                 let mut digest = [0u8; 32];
                 hex::decode_to_slice(token.token_sha256.trim(), &mut digest).map_err(|_| {
-                    format!(
-                        "api.tokens: token_sha256 of account {:?} must be 64 hex characters",
-                        token.account_id
-                    )
+                    BadTokenHash {
+                        account_id: token.account_id.clone(),
+                    }
                 })?;
                 Ok((digest, token.account_id.clone()))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, BadTokenHash>>()?;
         Ok(Self { entries })
     }
 
@@ -144,7 +150,7 @@ mod tests {
             account_id: "acct".into(),
             token_sha256: "zz".into(),
         };
-        let error = ApiTokens::from_config(&[bad]).unwrap_err();
+        let error = ApiTokens::from_config(&[bad]).unwrap_err().to_string();
         assert!(
             error.contains("api.tokens") && error.contains("acct"),
             "{error}"

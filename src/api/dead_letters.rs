@@ -34,7 +34,7 @@ pub struct DeadLetterList {
 
 /// The account has this webhook (another account's answers 404, like a missing one).
 async fn require_webhook(state: &ApiState, account: &str, id: Uuid) -> Result<(), ApiError> {
-    match state.registry.store().webhook_exists(account, id).await? {
+    match state.store.webhook_exists(account, id).await? {
         true => Ok(()),
         false => Err(ApiError::WebhookNotFound),
     }
@@ -48,7 +48,7 @@ async fn require_webhook(state: &ApiState, account: &str, id: Uuid) -> Result<()
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The webhook's id"),
-        super::openapi::PageQuery,
+        super::schema::PageQuery,
     ),
     responses(
         (status = 200, description = "The webhook's dead letters, newest first (redriven ones \
@@ -68,8 +68,7 @@ pub async fn list(
     let page = Page::parse(query.as_deref().unwrap_or_default())?;
     require_webhook(&state, &account, id).await?;
     let (data, total) = state
-        .registry
-        .store()
+        .store
         .list_dead_letters(&account, id, page.offset, page.per_page)
         .await?;
     let shown = page.offset.saturating_add(data.len() as i64);
@@ -105,7 +104,7 @@ pub async fn redrive(
     WebhookId(id): WebhookId,
 ) -> Result<(StatusCode, Json<RedriveJobRow>), ApiError> {
     require_webhook(&state, &account, id).await?;
-    let store = state.registry.store();
+    let store = &state.store;
     let job = crate::redrive::start(store, &state.config, &state.background, &account, id).await?;
     tracing::info!(webhook_id = %id, account_id = %account, job_id = %job.id, total = job.total,
         "redrive started");
@@ -138,8 +137,7 @@ pub async fn job(
     let webhook = Uuid::parse_str(&webhook).map_err(|_| ApiError::WebhookNotFound)?;
     let job = Uuid::parse_str(&job).map_err(|_| ApiError::RedriveJobNotFound)?;
     let mut job = state
-        .registry
-        .store()
+        .store
         .get_redrive_job(&account, webhook, job)
         .await?
         .ok_or(ApiError::RedriveJobNotFound)?;

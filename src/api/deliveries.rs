@@ -64,8 +64,7 @@ async fn page_of(
     page: Page,
 ) -> Result<Json<AttemptList>, ApiError> {
     let (data, total) = state
-        .registry
-        .store()
+        .store
         .list_attempts(account, &filter, page.offset, page.per_page)
         .await?;
     let shown = page.offset.saturating_add(data.len() as i64);
@@ -80,8 +79,7 @@ async fn page_of(
 /// The account's webhook exists (another account's answers 404, like a missing one).
 async fn require_webhook(state: &ApiState, account: &str, id: uuid::Uuid) -> Result<(), ApiError> {
     state
-        .registry
-        .store()
+        .store
         .get(account, id)
         .await?
         .map(|_| ())
@@ -96,7 +94,7 @@ async fn require_webhook(state: &ApiState, account: &str, id: uuid::Uuid) -> Res
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The webhook's id"),
-        super::openapi::PageQuery,
+        super::schema::PageQuery,
         ("status" = Option<String>, Query, description = "Only attempts with this outcome \
           (delivered, failed, parked, dead_lettered, disabled) or HTTP status (100-599)"),
     ),
@@ -134,7 +132,7 @@ pub async fn for_webhook(
     security(("bearer" = [])),
     params(
         ("event_id" = String, Path, description = "The event's id"),
-        super::openapi::PageQuery,
+        super::schema::PageQuery,
     ),
     responses(
         (status = 200, description = "Every attempt for this event across the account's \

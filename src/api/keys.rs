@@ -17,7 +17,7 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::openapi::{JwksBody, PublicJwks, RotationBody};
+use super::schema::{JwksBody, PublicJwks, RotationBody};
 use super::{
     auth::Account,
     error::{ApiError, ErrorBody},

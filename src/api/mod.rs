@@ -13,6 +13,7 @@
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
 //! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
+//!   [`schema`]: its documentation-only types, which the handlers name.
 //! - [`rate_limit`]: each account's write and key-rotation rate limits (429 with `Retry-After`).
 //! - [`server`]: the accept loop: connection caps (overall and per peer address), header-read
 //!   and write timeouts, graceful shutdown.
@@ -32,6 +33,7 @@ pub mod openapi;
 pub mod ops;
 pub mod path;
 pub mod rate_limit;
+pub mod schema;
 pub mod server;
 pub mod webhooks;
 
@@ -51,14 +53,16 @@ pub use error::ApiError;
 pub use server::ConnectionLimits;
 
 use crate::{
-    config::Config, health::Readiness, oidc::AccountKeys, registry::Registry,
-    safety::AddressPolicy, telemetry::Metrics, webhook::UrlRules,
+    config::Config, health::Readiness, net::AddressPolicy, oidc::AccountKeys, registry::Registry,
+    store::Store, telemetry::Metrics, webhook::UrlRules,
 };
 
 /// What every handler may use: cheap handles, built once at start.
 #[derive(Clone)]
 pub struct ApiState {
-    /// Writes go to its store and then to it, so this process's deliveries see them at once.
+    /// Where the handlers read and write webhooks, keys, the delivery log and redrive jobs.
+    pub store: Store,
+    /// Each write goes to the store and then here, so this process's deliveries see it at once.
     pub registry: Arc<Registry>,
     pub tokens: Arc<ApiTokens>,
     pub url_rules: Arc<UrlRules>,
@@ -81,6 +85,15 @@ pub struct ApiState {
     pub background: crate::redrive::Background,
 }
 
+/// Why the API's state could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStateError {
+    #[error(transparent)]
+    Tokens(#[from] auth::BadTokenHash),
+    #[error(transparent)]
+    Keys(#[from] crate::oidc::KeyError),
+}
+
 impl ApiState {
     /// The state for `config`, with account keys kept in the registry's store.
     pub fn new(
@@ -88,15 +101,15 @@ impl ApiState {
         registry: Arc<Registry>,
         readiness: Readiness,
         metrics: Metrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ApiStateError> {
         Ok(ApiState {
             tokens: Arc::new(ApiTokens::from_config(&config.api.tokens)?),
             url_rules: Arc::new(UrlRules {
                 allow_http: config.delivery.allow_http,
                 addresses: AddressPolicy::new(config.delivery.allow_networks.clone()),
             }),
-            keys: AccountKeys::new(Some(registry.store().clone()), &config.oidc)
-                .map_err(|e| e.to_string())?,
+            store: registry.store().clone(),
+            keys: AccountKeys::new(Some(registry.store().clone()), &config.oidc)?,
             public_base_url: config.api.public_base_url.clone(),
             max_webhooks_per_account: i64::from(config.api.max_webhooks_per_account),
             readiness,

@@ -16,7 +16,7 @@ use axum::{
 };
 use serde_json::json;
 
-use super::openapi::{Health, Readiness};
+use super::schema::{Health, Readiness};
 use super::{error::ApiError, ApiState};
 
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,7 +43,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
     )
 )]
 pub async fn readyz(State(state): State<ApiState>) -> Response {
-    let database = tokio::time::timeout(PING_TIMEOUT, state.registry.store().ping())
+    let database = tokio::time::timeout(PING_TIMEOUT, state.store.ping())
         .await
         .unwrap_or(false);
     let broker = state.readiness.broker_ok();

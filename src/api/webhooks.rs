@@ -43,7 +43,7 @@ fn now() -> chrono::DateTime<Utc> {
 /// key that `private_key_jwt` needs (unless `oidc.signing_keys` serve the account): refused
 /// here rather than dead-lettered as `token: no_signing_key` at every delivery.
 fn secrets_storable(state: &ApiState, account: &str, patch: &WebhookPatch) -> Vec<ErrorEntry> {
-    if state.registry.store().can_store_secrets() {
+    if state.store.can_store_secrets() {
         return Vec::new();
     }
     let message = "cannot be stored: database.encryption_key is not configured on this server";
@@ -114,12 +114,7 @@ pub async fn create(
     let draft = Draft::default().apply(patch);
     let webhook = validated(&state, draft, unstorable, id, &account, now, now)?;
     let limit = state.max_webhooks_per_account;
-    if !state
-        .registry
-        .store()
-        .insert_limited(&webhook, limit)
-        .await?
-    {
+    if !state.store.insert_limited(&webhook, limit).await? {
         return Err(ApiError::Unprocessable(vec![ErrorEntry::general(format!(
             "the account already has {limit} webhooks, the most it may have \
              (api.max_webhooks_per_account); delete one first"
@@ -155,8 +150,7 @@ pub async fn get(
     WebhookId(id): WebhookId,
 ) -> Result<Json<WebhookView>, ApiError> {
     let webhook = state
-        .registry
-        .store()
+        .store
         .get(&account, id)
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
@@ -191,7 +185,7 @@ pub async fn update(
     WebhookId(id): WebhookId,
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let store = state.registry.store();
+    let store = &state.store;
     let existing = store
         .get(&account, id)
         .await?
@@ -276,8 +270,7 @@ pub async fn delete(
     WebhookId(id): WebhookId,
 ) -> Result<Json<WebhookView>, ApiError> {
     let webhook = state
-        .registry
-        .store()
+        .store
         .delete(&account, id)
         .await?
         .ok_or(ApiError::WebhookNotFound)?;
@@ -303,7 +296,7 @@ pub struct ListBody {
     path = "/v1/webhooks",
     tag = "webhooks",
     security(("bearer" = [])),
-    params(super::openapi::PageQuery),
+    params(super::schema::PageQuery),
     responses(
         (status = 200, description = "The account's webhooks, oldest first", body = ListBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
@@ -318,8 +311,7 @@ pub async fn list(
 ) -> Result<Json<ListBody>, ApiError> {
     let page = Page::parse(query.as_deref().unwrap_or_default())?;
     let (webhooks, total) = state
-        .registry
-        .store()
+        .store
         .list(&account, page.offset, page.per_page)
         .await?;
     let shown = page.offset.saturating_add(webhooks.len() as i64);

@@ -4,7 +4,7 @@
 
 use figment::error::{Actual, Kind};
 
-use super::ENV_PREFIX;
+use super::{InvalidValue, ENV_PREFIX};
 
 /// Where a value came from: `file <path as given>`, `environment variable WEBHOOK_WORKER__…`, or
 /// the built-in defaults.
@@ -129,7 +129,7 @@ where
 }
 
 /// `10.0.0.0/8`, `fd00::/8`; a bare address means just that address.
-pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, InvalidValue> {
     let text = text.trim();
     let (address, prefix) = match text.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
@@ -137,16 +137,23 @@ pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     };
     let ip: std::net::IpAddr = address
         .parse()
-        .map_err(|_| format!("{text:?}: {address:?} is not an IP address"))?;
+        .map_err(|_| InvalidValue(format!("{text:?}: {address:?} is not an IP address")))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let length = match prefix {
         None => max,
-        Some(prefix) => prefix.parse::<u8>().ok().filter(|n| *n <= max).ok_or_else(|| {
-            let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
-            format!("{text:?}: the prefix length must be a whole number from 0 to {max} for {family}")
-        })?,
+        Some(prefix) => prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| {
+                let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+                InvalidValue(format!(
+                "{text:?}: the prefix length must be a whole number from 0 to {max} for {family}"
+            ))
+            })?,
     };
-    ipnet::IpNet::new(ip, length).map_err(|_| format!("{text:?} is not a valid network"))
+    ipnet::IpNet::new(ip, length)
+        .map_err(|_| InvalidValue(format!("{text:?} is not a valid network")))
 }
 
 #[cfg(test)]

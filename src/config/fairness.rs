@@ -7,7 +7,7 @@ use super::Config;
 impl Config {
     /// The `api` keys that keep one client or account from holding the API: the write timeout,
     /// the cap per peer address and the write rate limits (and `oidc.rotation_rate_limit`).
-    pub(super) fn validate_api_fairness(&self) -> Result<(), (&'static str, String)> {
+    pub(super) fn validate_api_fairness(&self) -> Result<(), super::Invalid> {
         let api = &self.api;
         if api.write_timeout.0.is_zero() {
             return Err(("api.write_timeout", "must be more than 0".into()));

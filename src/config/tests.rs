@@ -1,5 +1,7 @@
 //! The configuration's tests: layering, validation, and the messages that name the key.
 
+use std::time::Duration;
+
 use super::*;
 
 #[test]

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 use uuid::Uuid;
 
-use crate::{registry::Registry, telemetry::Metrics, webhook::Webhook};
+use crate::{registry::Registry, store::Store, telemetry::Metrics, webhook::Webhook};
 
 /// Why the worker disabled a webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,9 @@ enum Known {
 
 #[derive(Clone)]
 pub struct Failing {
+    /// Where failing times and `disabled_at` are written.
+    store: Store,
+    /// Updated with each webhook disabled here, so this process's deliveries and API see it.
     registry: Arc<Registry>,
     /// Zero: never disable for failures.
     disable_after: Duration,
@@ -52,8 +55,14 @@ pub struct Failing {
 }
 
 impl Failing {
-    pub fn new(registry: Arc<Registry>, disable_after: Duration, metrics: Metrics) -> Self {
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        disable_after: Duration,
+        metrics: Metrics,
+    ) -> Self {
         Self {
+            store,
             registry,
             disable_after,
             known: moka::sync::Cache::builder()
@@ -72,7 +81,7 @@ impl Failing {
         // Known before the write, so the deliveries succeeding at the same moment do not each
         // write it too; forgotten again if the write fails.
         self.known.insert(webhook.id, Known::Healthy);
-        if let Err(error) = self.registry.store().clear_failing(webhook.id).await {
+        if let Err(error) = self.store.clear_failing(webhook.id).await {
             self.known.invalidate(&webhook.id);
             warn!(%error, webhook_id = %webhook.id, "cannot record a webhook's recovery");
         }
@@ -95,7 +104,7 @@ impl Failing {
             return false;
         }
         // Confirm against the database: a re-enable elsewhere may have cleared the record.
-        let stored = match self.registry.store().failing_since(webhook.id).await {
+        let stored = match self.store.failing_since(webhook.id).await {
             Ok(stored) => stored,
             Err(error) => {
                 warn!(%error, webhook_id = %webhook.id, "cannot read since when a webhook fails");
@@ -125,8 +134,8 @@ impl Failing {
     async fn mark(&self, webhook: &Webhook, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Remembered before the write, so concurrent failures do not all write it too.
         self.known.insert(webhook.id, Known::FailingSince(now));
-        let store = self.registry.store();
-        match store
+        match self
+            .store
             .mark_failing(&webhook.account_id, webhook.id, now)
             .await
         {
@@ -145,9 +154,12 @@ impl Failing {
     /// Sets `disabled_at` in the store and the registry. Returns true when this call disabled
     /// it (false when it was disabled or deleted already, or the store failed).
     pub async fn disable(&self, webhook: &Webhook, reason: DisableReason) -> bool {
-        let store = self.registry.store();
         let now = Utc::now();
-        match store.disable(&webhook.account_id, webhook.id, now).await {
+        match self
+            .store
+            .disable(&webhook.account_id, webhook.id, now)
+            .await
+        {
             Ok(Some(disabled)) => {
                 self.known.invalidate(&webhook.id);
                 self.registry.upsert(disabled);

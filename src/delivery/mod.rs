@@ -6,7 +6,6 @@
 pub mod failing;
 pub mod health;
 pub mod outcome;
-pub mod resolver;
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,8 @@ use reqwest::{
 use crate::{
     config::Config,
     event::{Body, Event},
+    net::{resolver, AddressPolicy},
     oidc::TokenProvider,
-    safety::AddressPolicy,
     secret::Secret,
     signing::sign,
     telemetry::Metrics,

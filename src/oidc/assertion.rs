@@ -58,11 +58,16 @@ pub fn header(key: &SigningKey) -> Header {
 }
 
 /// Signs `claims` with `key`. The error says nothing of the key.
-pub fn sign(key: &SigningKey, claims: &AssertionClaims) -> Result<Secret, String> {
+pub fn sign(key: &SigningKey, claims: &AssertionClaims) -> Result<Secret, SignError> {
     jsonwebtoken::encode(&header(key), claims, key.encoding_key())
         .map(Secret::new)
-        .map_err(|e| format!("cannot sign the client assertion: {}", e.kind_name()))
+        .map_err(|e| SignError(e.kind_name()))
 }
+
+/// Signing failed; carries only the kind of failure, never the key or the claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot sign the client assertion: {0}")]
+pub struct SignError(&'static str);
 
 /// A short, fixed description of a `jsonwebtoken` error.
 trait KindName {

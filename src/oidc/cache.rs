@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use super::{account_keys::AccountKeys, token::TokenClient, TokenError};
 use crate::{
     config::OidcConfig,
-    safety::AddressPolicy,
+    net::AddressPolicy,
     secret::Secret,
     telemetry::{Metrics, OutcomeLabels},
     webhook::{OidcAuthMethod, OidcSettings},

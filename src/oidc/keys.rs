@@ -102,28 +102,28 @@ impl SigningKey {
         let private = private.ok_or_else(|| invalid("holds no RSA private key"))?;
         let certificate = match chain_der.is_empty() {
             true => None,
-            false => Some(certificate_for(&private, chain_der).map_err(|m| invalid(&m))?),
+            false => Some(certificate_for(&private, chain_der).map_err(|m| invalid(&m.0))?),
         };
-        Self::new(private, certificate).map_err(|m| invalid(&m))
+        Self::new(private, certificate).map_err(|m| invalid(&m.0))
     }
 
     /// A signing key from a private key and, optionally, its certificate.
     pub fn new(
         private: RsaPrivateKey,
         certificate: Option<KeyCertificate>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeyProblem> {
         let bits = private.size() * 8;
         if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
-            return Err(format!(
+            return Err(KeyProblem(format!(
                 "the key has {bits} bits; {MIN_KEY_BITS} to {MAX_KEY_BITS} are supported"
-            ));
+            )));
         }
         private
             .validate()
-            .map_err(|_| "the RSA private key is inconsistent".to_string())?;
+            .map_err(|_| KeyProblem("the RSA private key is inconsistent".into()))?;
         let der = private
             .to_pkcs1_der()
-            .map_err(|_| "the RSA private key cannot be encoded".to_string())?;
+            .map_err(|_| KeyProblem("the RSA private key cannot be encoded".into()))?;
         let encoding = EncodingKey::from_rsa_der(der.as_bytes());
         // Sign once now, so a key the signer cannot use fails at start, not at the first delivery.
         jsonwebtoken::encode(
@@ -131,7 +131,7 @@ impl SigningKey {
             &serde_json::json!({}),
             &encoding,
         )
-        .map_err(|_| "the RSA private key cannot sign RS256".to_string())?;
+        .map_err(|_| KeyProblem("the RSA private key cannot sign RS256".into()))?;
         let public = private.to_public_key();
         Ok(SigningKey {
             kid: thumbprint(&public),
@@ -270,27 +270,35 @@ pub(crate) fn b64_uint(value: &rsa::BigUint) -> String {
 pub fn certificate_for(
     private: &RsaPrivateKey,
     chain_der: Vec<Vec<u8>>,
-) -> Result<KeyCertificate, String> {
+) -> Result<KeyCertificate, KeyProblem> {
     let first = chain_der
         .first()
-        .ok_or_else(|| "no certificate".to_string())?;
-    let certificate = x509_cert::Certificate::from_der(first)
-        .map_err(|_| "the first CERTIFICATE block is not an X.509 certificate".to_string())?;
+        .ok_or_else(|| KeyProblem("no certificate".into()))?;
+    let certificate = x509_cert::Certificate::from_der(first).map_err(|_| {
+        KeyProblem("the first CERTIFICATE block is not an X.509 certificate".into())
+    })?;
     let in_cert = certificate
         .tbs_certificate
         .subject_public_key_info
         .to_der()
-        .map_err(|_| "the certificate's public key cannot be read".to_string())?;
+        .map_err(|_| KeyProblem("the certificate's public key cannot be read".into()))?;
     let of_key = private
         .to_public_key()
         .to_public_key_der()
-        .map_err(|_| "the public key cannot be encoded".to_string())?;
+        .map_err(|_| KeyProblem("the public key cannot be encoded".into()))?;
     if in_cert != of_key.as_bytes() {
-        return Err("the first certificate is not for this file's private key".to_string());
+        return Err(KeyProblem(
+            "the first certificate is not for this file's private key".into(),
+        ));
     }
     let x5t = URL_SAFE_NO_PAD.encode(Sha1::digest(first));
     Ok(KeyCertificate { chain_der, x5t })
 }
+
+/// What is wrong with a key or its certificate; never holds key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyProblem(String);
 
 #[cfg(test)]
 mod tests {

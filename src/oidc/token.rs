@@ -20,8 +20,7 @@ use serde_json::Value;
 
 use super::{account_keys::AccountKeys, assertion};
 use crate::{
-    delivery::resolver,
-    safety::AddressPolicy,
+    net::{resolver, AddressPolicy},
     secret::Secret,
     webhook::{OidcAuthMethod, OidcSettings},
 };
@@ -147,7 +146,8 @@ impl TokenClient {
     pub async fn request(&self, settings: &OidcSettings) -> Result<IssuedToken, TokenError> {
         let endpoint = reqwest::Url::parse(&settings.token_endpoint)
             .map_err(|_| TokenError::Settings("the token endpoint is not a valid URL"))?;
-        resolver::check_literal(&endpoint, &self.policy).map_err(TokenError::Blocked)?;
+        resolver::check_literal(&endpoint, &self.policy)
+            .map_err(|refused| TokenError::Blocked(refused.to_string()))?;
         // The credential sent, so an error description that echoes it can be scrubbed.
         let credential = self.credential(settings).await?;
         let mut form: Vec<(&str, &str)> = vec![
@@ -200,7 +200,8 @@ impl TokenClient {
                     SystemTime::now(),
                     self.assertion_lifetime,
                 );
-                assertion::sign(&key, &claims).map_err(TokenError::Assertion)
+                assertion::sign(&key, &claims)
+                    .map_err(|error| TokenError::Assertion(error.to_string()))
             }
         }
     }

@@ -27,7 +27,7 @@ pub async fn run(
         if connection.as_ref().is_none_or(|c| !c.status().connected()) {
             // A broker that accepts and never answers must not hold shutdown: the connect is
             // given up when asked to stop, and after a while anyway.
-            let connect = crate::worker::connect(&amqp_url);
+            let connect = crate::queue::connect(&amqp_url);
             connection = tokio::select! {
                 _ = cancel.cancelled() => break,
                 connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => {

@@ -16,12 +16,15 @@
 //! - queue `webhooks.dead` (quorum): dead letters, with the reason in headers (ours, or the
 //!   broker's `x-first-death-reason`); never consumed by the worker.
 //!
+//! [`connect`] opens the broker connections every part uses (worker, tools, migrations).
+//!
 //! [`account`] reads an event's `account_id` header, fail-closed.
 //!
 //! [`topology`] declares all of it; [`migrate`] moves queues an older version declared with other
 //! arguments.
 
 pub mod account;
+pub mod connect;
 pub mod depths;
 pub mod job;
 pub mod migrate;
@@ -40,6 +43,7 @@ use lapin::{
 use crate::retry::label;
 
 pub use account::{account_header, BadAccount};
+pub use connect::{connect, connect_named, connection_properties};
 pub use outlet::{Outlet, OutletSender};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare, delete, DeclareError, Topology};

@@ -10,7 +10,6 @@ use lapin::Connection;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::connect::connect_named;
 use crate::{
     queue::{Outlet, OutletSender, Publisher, Topology},
     retry::jittered,
@@ -119,7 +118,7 @@ impl Publishing {
         if !connected {
             // A connection the broker closed needs no close of ours.
             self.connection = None;
-            self.connection = Some(connect_named(&self.url, &self.name).await?);
+            self.connection = Some(crate::queue::connect_named(&self.url, &self.name).await?);
         }
         self.publisher().await
     }

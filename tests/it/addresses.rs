@@ -126,7 +126,7 @@ async fn the_token_client_itself_refuses_literal_non_public_endpoints() {
     // A plain HTTP client, without the worker's resolver: the check is the token client's own.
     let receiver = TestReceiver::start().await;
     let port = receiver.addr.port();
-    let client = |policy: Option<webhook_worker::safety::AddressPolicy>| {
+    let client = |policy: Option<webhook_worker::net::addresses::AddressPolicy>| {
         let client = TokenClient::new(
             test_http_client(),
             AccountKeys::from_files("acct", Arc::new(SigningKeys::default())),

@@ -1,5 +1,5 @@
-//! The built binary: `check-config` names a bad key, and `run` serves the API (role `api`) or
-//! only the operational routes (role `worker`).
+//! The built binary: `check-config` names a bad key, `run` serves the API (role `api`) or
+//! only the operational routes (role `worker`), and a `run` on a busy port fails in one line.
 
 use std::{
     net::TcpListener,
@@ -220,4 +220,47 @@ fn rotate_key_adds_a_key_that_jwks_then_publishes_beside_the_first() {
         [first[0].as_str(), new_kid]
     );
     assert_eq!(kids(&run(&["jwks", "--account-id", "other"])).len(), 1);
+}
+
+/// A second `run` on a port already taken ends at once with one line on stderr naming the
+/// address (no log lines, no broker shutdown noise, no panic) and a failure status.
+#[tokio::test]
+async fn run_on_a_busy_api_port_prints_one_error_line_naming_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "[amqp]\nprefix = \"whw-it-{suffix}\"\n\
+             [database]\nurl = \"sqlite://{db}\"\n\
+             [api]\nlisten = \"{address}\"\n",
+            db = dir.path().join("webhooks.db").display(),
+        ),
+    )
+    .unwrap();
+    let mut command = binary();
+    command
+        .args(["run", "--role", "all", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("`run` on a busy port exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(&address.to_string()), "{stderr}");
+    assert!(lines[0].contains("api.listen"), "{stderr}");
+    drop(taken);
 }

@@ -4,7 +4,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use webhook_worker::dead_letters;
+use webhook_worker::tools::dead_letters;
 
 use crate::support::{eventually, InProcessWorker, TestReceiver, AMQP_URL};
 

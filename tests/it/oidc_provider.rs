@@ -208,6 +208,6 @@ pub fn test_http_client() -> reqwest::Client {
 
 /// Address rules that let the token client reach a provider on 127.0.0.1 (its default rules
 /// refuse loopback, as the worker's do unless `delivery.allow_networks` opens it).
-pub fn loopback_allowed() -> webhook_worker::safety::AddressPolicy {
-    webhook_worker::safety::AddressPolicy::new(vec!["127.0.0.0/8".parse().expect("a CIDR")])
+pub fn loopback_allowed() -> webhook_worker::net::addresses::AddressPolicy {
+    webhook_worker::net::addresses::AddressPolicy::new(vec!["127.0.0.0/8".parse().expect("a CIDR")])
 }

@@ -12,8 +12,8 @@ use lapin::{
 use serde_json::json;
 use uuid::Uuid;
 use webhook_worker::{
-    dead_letters,
     queue::job::{self, Job},
+    tools::dead_letters,
 };
 
 use crate::support::{event, eventually, InProcessWorker, TestReceiver};

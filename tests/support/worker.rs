@@ -11,8 +11,8 @@ use webhook_worker::{
     app::Application,
     cli::Role,
     config::Config,
+    net::AddressPolicy,
     queue::Topology,
-    safety::AddressPolicy,
     webhook::{Draft, UrlRules, Webhook, WebhookPatch},
 };
 

@@ -38,8 +38,8 @@ use webhook_worker::{
     app::Application,
     cli::Role,
     config::Config,
+    net::AddressPolicy,
     queue,
-    safety::AddressPolicy,
     webhook::{Draft, UrlRules, WebhookPatch},
 };
 
@@ -134,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(&prefix);
     let config = config(&args, &prefix, &dir)?;
     webhook_worker::telemetry::init_logging(&config.log);
-    let connection = webhook_worker::worker::connect(&args.amqp_url).await?;
+    let connection = webhook_worker::queue::connect(&args.amqp_url).await?;
     let channel = connection.create_channel().await?;
     let topology = queue::Topology::from_config(&config);
     let exchange = topology.names.events_exchange.clone();

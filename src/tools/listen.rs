@@ -142,7 +142,7 @@ pub async fn run(options: ListenOptions) -> anyhow::Result<()> {
         .fallback(receive)
         .with_state(Arc::new(Listener { options }));
     axum::serve(tcp, router)
-        .with_graceful_shutdown(crate::app::shutdown_signal())
+        .with_graceful_shutdown(crate::shutdown::signal())
         .await?;
     Ok(())
 }

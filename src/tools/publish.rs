@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// The sample event, as the platform sends it.
-pub const SAMPLE_EVENT: &str = include_str!("../tests/fixtures/business.updated.json");
+pub const SAMPLE_EVENT: &str = include_str!("../../tests/fixtures/business.updated.json");
 
 /// What was published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub async fn publish(
 ) -> anyhow::Result<Published> {
     let (body, event_id, event_type) = prepare(file, event_type)?;
     let names = Names::new(&config.amqp.prefix);
-    let connection = crate::worker::connect(config.amqp.url.expose())
+    let connection = crate::queue::connect(config.amqp.url.expose())
         .await
         .context("cannot connect to RabbitMQ (amqp.url)")?;
     let publisher = Publisher::open(&connection).await?;

@@ -80,7 +80,7 @@ struct DeadQueue {
 
 impl DeadQueue {
     async fn open(config: &Config) -> anyhow::Result<Self> {
-        let connection = crate::worker::connect(config.amqp.url.expose()).await?;
+        let connection = crate::queue::connect(config.amqp.url.expose()).await?;
         let channel = connection.create_channel().await?;
         Ok(Self {
             names: Names::new(&config.amqp.prefix),

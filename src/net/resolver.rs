@@ -17,7 +17,7 @@ use hickory_resolver::{
 };
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::safety::AddressPolicy;
+use crate::net::addresses::AddressPolicy;
 
 #[derive(Clone)]
 pub struct SafeResolver {
@@ -87,18 +87,27 @@ impl Resolve for SafeResolver {
 
 /// Refuses a URL whose host is an IP literal the policy refuses (any spelling the URL parser
 /// normalizes: `[::ffff:127.0.0.1]`, `2130706433`, `0x7f.1`).
-pub fn check_literal(url: &url::Url, policy: &AddressPolicy) -> Result<(), String> {
+pub fn check_literal(url: &url::Url, policy: &AddressPolicy) -> Result<(), RefusedLiteral> {
     let ip = match url.host() {
         Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
         Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
         Some(url::Host::Domain(_)) => return Ok(()),
-        None => return Err("the URL has no host".into()),
+        None => return Err(RefusedLiteral::NoHost),
     };
     if policy.permits(ip) {
         Ok(())
     } else {
-        Err(format!("{ip} is a non-public address"))
+        Err(RefusedLiteral::NonPublic(ip))
     }
+}
+
+/// Why [`check_literal`] refused a URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefusedLiteral {
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("{0} is a non-public address")]
+    NonPublic(std::net::IpAddr),
 }
 
 /// Whether `error` (a reqwest error) was caused by the resolver refusing every address.

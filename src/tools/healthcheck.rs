@@ -17,28 +17,46 @@ pub fn readyz_url(listen: SocketAddr) -> String {
     format!("http://{}/readyz", SocketAddr::new(ip, listen.port()))
 }
 
-/// `Ok` with the answer's body when `url` answers 200; `Err` saying what happened otherwise.
-pub async fn probe(url: &str) -> Result<String, String> {
+/// Why the probe failed; each names the URL asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot build an HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("{url} did not answer: {error}")]
+    NoAnswer { url: String, error: reqwest::Error },
+    #[error("{url} answered {status}: {body}")]
+    NotReady {
+        url: String,
+        status: u16,
+        body: String,
+    },
+}
+
+/// `Ok` with the answer's body when `url` answers 200.
+pub async fn probe(url: &str) -> Result<String, ProbeError> {
     let client = reqwest::Client::builder()
         .timeout(PROBE_TIMEOUT)
         .no_proxy()
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        .map_err(ProbeError::Client)?;
     let response = client
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("{url} did not answer: {}", e.without_url()))?;
+        .map_err(|e| ProbeError::NoAnswer {
+            url: url.to_string(),
+            error: e.without_url(),
+        })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if status == reqwest::StatusCode::OK {
         Ok(body)
     } else {
-        Err(format!(
-            "{url} answered {}: {}",
-            status.as_u16(),
-            body.trim()
-        ))
+        Err(ProbeError::NotReady {
+            url: url.to_string(),
+            status: status.as_u16(),
+            body: body.trim().to_string(),
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! not publicly routable is refused: loopback, private, link-local (169.254.169.254, the cloud
 //! metadata service), shared (CGNAT), unique-local, multicast, broadcast, documentation and
 //! unspecified addresses. The check runs on the address that is actually connected to (see
-//! `delivery::resolver`), so DNS rebinding cannot get round it.
+//! `net::resolver`), so DNS rebinding cannot get round it.
 //!
 //! IPv6 addresses that carry an IPv4 address are judged by it:
 //! - IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) addresses *are* that IPv4

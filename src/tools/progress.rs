@@ -11,7 +11,7 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::dead_letters::{ReplayProgress, ReplaySummary};
+use crate::tools::dead_letters::{ReplayProgress, ReplaySummary};
 
 /// How often a plain progress line is written at most: often enough for whoever watches a log,
 /// rarely enough that a long replay writes a line a second, not a line a message.

@@ -47,7 +47,7 @@ pub fn connection_properties() -> ConnectionProperties {
         .with_reactor(tokio_reactor_trait::Tokio)
 }
 
-pub(super) async fn consume(
+pub(crate) async fn consume(
     connection: &Connection,
     queue: &str,
     prefetch: u16,
