@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     secret::Secret,
-    webhook::{timestamp, OidcAuthMethod, Webhook},
+    webhook::{timestamp, FlatWebhook, OidcAuthMethod, Webhook},
 };
 
 pub(super) const COLUMNS: &str =
@@ -186,6 +186,7 @@ impl Store {
     }
 
     fn encode(&self, webhook: &Webhook) -> Result<EncodedRow, StoreError> {
+        let webhook = FlatWebhook::from(webhook);
         let id = webhook.id.to_string();
         let account = &webhook.account_id;
         let origin = origin_of(webhook.oidc_token_endpoint.as_deref().unwrap_or_default());
@@ -199,19 +200,19 @@ impl Store {
                 &origin,
             )?,
             id,
-            account_id: webhook.account_id.clone(),
-            url: webhook.url.clone(),
             enabled_events: serde_json::to_string(&webhook.enabled_events)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            include: webhook.include.clone(),
             disabled_at: webhook.disabled_at.map(timestamp),
             created_at: timestamp(webhook.created_at),
             updated_at: timestamp(webhook.updated_at),
             oidc_auth_method: webhook.oidc_auth_method.map(|m| m.as_str().to_string()),
-            oidc_client_id: webhook.oidc_client_id.clone(),
-            oidc_token_endpoint: webhook.oidc_token_endpoint.clone(),
-            oidc_resource_uri: webhook.oidc_resource_uri.clone(),
-            oidc_scope: webhook.oidc_scope.clone(),
+            account_id: webhook.account_id,
+            url: webhook.url,
+            include: webhook.include,
+            oidc_client_id: webhook.oidc_client_id,
+            oidc_token_endpoint: webhook.oidc_token_endpoint,
+            oidc_resource_uri: webhook.oidc_resource_uri,
+            oidc_scope: webhook.oidc_scope,
             oidc_access_token_ttl_seconds: webhook.oidc_access_token_ttl_seconds,
         })
     }
@@ -251,7 +252,7 @@ impl Store {
             })
             .transpose()?;
         let events: String = row.try_get("enabled_events")?;
-        Ok(Webhook {
+        let flat = FlatWebhook {
             id: Uuid::from_str(&id).map_err(|_| StoreError::Corrupt(format!("id {id}")))?,
             account_id: account.clone(),
             url: row.try_get("url")?,
@@ -269,7 +270,9 @@ impl Store {
             oidc_resource_uri: row.try_get("oidc_resource_uri")?,
             oidc_scope: row.try_get("oidc_scope")?,
             oidc_access_token_ttl_seconds: row.try_get("oidc_access_token_ttl_seconds")?,
-        })
+        };
+        Webhook::try_from(flat)
+            .map_err(|e| StoreError::Corrupt(format!("{} of webhook {id}", e.field)))
     }
 }
 
