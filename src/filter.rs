@@ -1,8 +1,9 @@
 //! Which events a webhook receives (`enabled_events`) and what of the resource it receives
 //! (`include`).
 //!
-//! `include` is parsed into an [`Include`]; the pipeline shapes each event once per distinct
-//! setting rather than once per webhook (see `event::Bodies`).
+//! Both are parsed once, when a webhook is built ([`EventFilter`], [`Include`]); the pipeline
+//! shapes each event once per distinct setting rather than once per webhook (see
+//! `event::Bodies`).
 
 use std::collections::BTreeSet;
 
@@ -97,12 +98,6 @@ impl Include {
             }
         }
         Ok(Include::Scalars(associations))
-    }
-
-    /// A stored setting. Stored settings were validated, so a parse error cannot occur; should
-    /// one anyway, the safe answer is the least data.
-    pub fn parse_stored(text: Option<&str>) -> Self {
-        Include::parse(text).unwrap_or_else(|_| Include::Scalars(BTreeSet::new()))
     }
 
     /// Whether the resource's top-level field `key` stays in the body. `association`: its value
