@@ -368,7 +368,3 @@ fn check_url(text: &str, rules: &UrlRules) -> Result<(), UrlError> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-#[path = "draft_tests.rs"]
-mod tests;

@@ -9,6 +9,8 @@
 mod draft;
 mod flat;
 mod parts;
+#[cfg(test)]
+mod tests;
 mod view;
 
 use chrono::{DateTime, SecondsFormat, Utc};
