@@ -227,23 +227,22 @@ pub fn is_header_safe(text: &str) -> bool {
 /// A delivery body, shared (not copied) by every webhook with the same `include` setting.
 pub type Body = bytes::Bytes;
 
-/// Bodies of one event, each built once per distinct `include` setting (as spelled).
+/// Bodies of one event, each built once per distinct `include` setting.
 #[derive(Default)]
 pub struct Bodies {
-    by_include: Vec<(String, Body)>,
+    by_include: Vec<(Include, Body)>,
 }
 
 impl Bodies {
-    /// The body for a webhook's `include` setting as stored. The setting is parsed only the
-    /// first time this event meets it, so a hundred webhooks sharing one setting cost one parse
-    /// and one body. (A list: an event meets a handful of settings at most.)
-    pub fn get(&mut self, event: &Event, include: Option<&str>) -> Body {
-        let text = include.unwrap_or("*");
-        if let Some((_, body)) = self.by_include.iter().find(|(t, _)| t == text) {
+    /// The body for a webhook's `include` setting, built only the first time this event meets
+    /// the setting, so a hundred webhooks sharing one setting cost one body. (A list: an event
+    /// meets a handful of settings at most.)
+    pub fn get(&mut self, event: &Event, include: &Include) -> Body {
+        if let Some((_, body)) = self.by_include.iter().find(|(i, _)| i == include) {
             return body.clone();
         }
-        let body = event.body(&Include::parse_stored(Some(text)));
-        self.by_include.push((text.to_string(), body.clone()));
+        let body = event.body(include);
+        self.by_include.push((include.clone(), body.clone()));
         body
     }
 }

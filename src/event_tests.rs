@@ -123,10 +123,11 @@ fn the_body_keeps_the_envelope_and_projects_the_object() {
 fn bodies_are_built_once_per_include_setting() {
     let event = Event::parse(FIXTURE.as_bytes(), 1 << 20).unwrap();
     let mut bodies = Bodies::default();
-    let all = bodies.get(&event, None);
-    let star = bodies.get(&event, Some("*"));
-    let ids = bodies.get(&event, Some("identifiers"));
-    let ids_again = bodies.get(&event, Some("identifiers"));
+    let include = |text: Option<&str>| Include::parse(text).unwrap();
+    let all = bodies.get(&event, &include(None));
+    let star = bodies.get(&event, &include(Some("*")));
+    let ids = bodies.get(&event, &include(Some("identifiers")));
+    let ids_again = bodies.get(&event, &include(Some("identifiers")));
     assert_eq!(all.as_ptr(), star.as_ptr(), "absent and * share one body");
     assert_eq!(ids.as_ptr(), ids_again.as_ptr(), "built once, then shared");
     assert!(ids.len() < all.len());

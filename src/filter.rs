@@ -1,14 +1,59 @@
 //! Which events a webhook receives (`enabled_events`) and what of the resource it receives
 //! (`include`).
 //!
-//! `include` is parsed into an [`Include`]; the pipeline shapes each event once per distinct
-//! setting rather than once per webhook (see `event::Bodies`).
+//! Both are parsed once, when a webhook is built ([`EventFilter`], [`Include`]); the pipeline
+//! shapes each event once per distinct setting rather than once per webhook (see
+//! `event::Bodies`).
 
 use std::collections::BTreeSet;
 
 /// Whether a webhook subscribed to `event_type` (`"*"` subscribes to everything).
 pub fn subscribes(enabled_events: &[String], event_type: &str) -> bool {
     enabled_events.iter().any(|e| e == "*" || e == event_type)
+}
+
+/// The event types a webhook receives (`enabled_events`): 1 to 256 types, each 1 to 128
+/// characters without spaces, `"*"` for all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFilter(Vec<String>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventFilterError(String);
+
+impl EventFilter {
+    pub fn parse(events: Vec<String>) -> Result<Self, EventFilterError> {
+        if events.is_empty() {
+            return Err(EventFilterError(
+                "must list at least one event type (\"*\" for all)".into(),
+            ));
+        }
+        if events.len() > 256 {
+            return Err(EventFilterError("must list at most 256 event types".into()));
+        }
+        if let Some(bad) = events.iter().find(|e| {
+            e.is_empty() || e.len() > 128 || e.chars().any(|c| c.is_whitespace() || c.is_control())
+        }) {
+            return Err(EventFilterError(format!(
+                "{bad:?} is not an event type (1 to 128 characters, no spaces)"
+            )));
+        }
+        Ok(Self(events))
+    }
+
+    /// Every event type (`["*"]`).
+    pub fn all() -> Self {
+        Self(vec!["*".into()])
+    }
+
+    pub fn subscribes(&self, event_type: &str) -> bool {
+        subscribes(&self.0, event_type)
+    }
+
+    /// The types as given, in order.
+    pub fn event_types(&self) -> &[String] {
+        &self.0
+    }
 }
 
 /// The parsed `include` setting.
@@ -53,12 +98,6 @@ impl Include {
             }
         }
         Ok(Include::Scalars(associations))
-    }
-
-    /// A stored setting. Stored settings were validated, so a parse error cannot occur; should
-    /// one anyway, the safe answer is the least data.
-    pub fn parse_stored(text: Option<&str>) -> Self {
-        Include::parse(text).unwrap_or_else(|_| Include::Scalars(BTreeSet::new()))
     }
 
     /// Whether the resource's top-level field `key` stays in the body. `association`: its value

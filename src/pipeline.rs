@@ -213,12 +213,12 @@ impl Pipeline {
             [] => Vec::new(),
             // The usual case, made in place: no set of futures to allocate and move it into.
             [webhook] => {
-                let body = bodies.get(&event, webhook.include.as_deref());
+                let body = bodies.get(&event, webhook.include.include());
                 vec![self.attempt(webhook, &event, body, correlation_id, 1).await]
             }
             _ => {
                 let attempts = webhooks.iter().map(|webhook| {
-                    let body = bodies.get(&event, webhook.include.as_deref());
+                    let body = bodies.get(&event, webhook.include.include());
                     self.attempt(webhook, &event, body, correlation_id, 1)
                 });
                 self.bounded(attempts.collect()).await
@@ -296,7 +296,7 @@ impl Pipeline {
                 return self.poison(outlet, raw, &reason, dead).await;
             }
         };
-        let body = Bodies::default().get(&event, webhook.include.as_deref());
+        let body = Bodies::default().get(&event, webhook.include.include());
         let correlation_id = event.correlation_id();
         let next = self
             .attempt(&webhook, &event, body, correlation_id, job.tries())

@@ -333,20 +333,14 @@ mod tests {
         Arc::new(Webhook {
             id,
             account_id: account.into(),
-            url: "https://example.com/".into(),
+            url: crate::webhook::EndpointUrl::parse("https://example.com/").unwrap(),
             secret: None,
-            enabled_events: vec!["*".into()],
-            include: None,
+            enabled_events: crate::filter::EventFilter::all(),
+            include: Default::default(),
             disabled_at: None,
             created_at: now,
             updated_at: now,
-            oidc_auth_method: None,
-            oidc_client_id: None,
-            oidc_client_secret: None,
-            oidc_token_endpoint: None,
-            oidc_resource_uri: None,
-            oidc_scope: None,
-            oidc_access_token_ttl_seconds: None,
+            oidc: None,
         })
     }
 

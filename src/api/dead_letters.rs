@@ -15,9 +15,9 @@ use uuid::Uuid;
 use super::{
     auth::Account,
     error::{ApiError, ErrorBody},
+    page::Page,
     path::WebhookId,
     rate_limit::Write,
-    webhooks::Page,
     ApiState,
 };
 use crate::store::{dead_letters::DeadLetterRow, redrive_jobs::RedriveJobRow};

@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::{
     auth::Account,
     error::{ApiError, ErrorBody},
+    page::Page,
     path::{PathText, WebhookId},
-    webhooks::Page,
     ApiState,
 };
 use crate::{

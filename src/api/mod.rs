@@ -10,6 +10,7 @@
 //! - [`webhooks`]: the handlers.
 //! - [`deliveries`]: the delivery log per webhook and per event.
 //! - [`dead_letters`]: a webhook's dead letters, and their redrive as a job.
+//! - `page`: `page` and `per_page` of the list routes.
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
 //! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
+mod page;
 pub mod path;
 pub mod rate_limit;
 pub mod schema;

@@ -19,6 +19,7 @@ use super::{
     auth::Account,
     body::JsonBody,
     error::{ApiError, ErrorBody, ErrorEntry},
+    page::Page,
     path::WebhookId,
     rate_limit::Write,
     ApiState,
@@ -27,9 +28,6 @@ use crate::{
     store::origin_of,
     webhook::{Draft, Webhook, WebhookPatch, WebhookView},
 };
-
-const DEFAULT_PER_PAGE: i64 = 10;
-const MAX_PER_PAGE: i64 = 100;
 
 /// Now, at the millisecond precision the store keeps, so the registry's copy equals the stored one.
 fn now() -> chrono::DateTime<Utc> {
@@ -225,6 +223,7 @@ fn client_secret_rebinding(
     draft: &Draft,
     secret_sent: bool,
 ) -> Option<ErrorEntry> {
+    let existing = Draft::of(existing);
     // Kept from the stored webhook, not sent with this request (a cleared secret goes nowhere).
     let kept =
         !secret_sent && existing.oidc_client_secret.is_some() && draft.oidc_client_secret.is_some();
@@ -235,7 +234,7 @@ fn client_secret_rebinding(
     let moved = origin(existing.oidc_token_endpoint.as_deref())
         != origin(draft.oidc_token_endpoint.as_deref());
     let other_client = existing.oidc_client_id != draft.oidc_client_id;
-    let other_receiver = origin(Some(&existing.url)) != origin(draft.url.as_deref());
+    let other_receiver = origin(existing.url.as_deref()) != origin(draft.url.as_deref());
     let other_audience = existing.oidc_scope != draft.oidc_scope
         || existing.oidc_resource_uri != draft.oidc_resource_uri;
     (moved || other_client || other_receiver || other_audience).then(|| {
@@ -321,104 +320,4 @@ pub async fn list(
         total_count: total,
         data: webhooks.iter().map(Webhook::view).collect(),
     }))
-}
-
-/// `page` (from 1) and `per_page` (1 to 100) from the query string; other parameters are ignored.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Page {
-    pub(super) offset: i64,
-    pub(super) per_page: i64,
-}
-
-impl Page {
-    pub(super) fn parse(query: &str) -> Result<Self, ApiError> {
-        let mut page = 1;
-        let mut per_page = DEFAULT_PER_PAGE;
-        let mut errors = Vec::new();
-        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            let (target, max) = match name.as_ref() {
-                "page" => (&mut page, i64::MAX),
-                "per_page" => (&mut per_page, MAX_PER_PAGE),
-                _ => continue,
-            };
-            match value.trim().parse::<i64>() {
-                Ok(n) if (1..=max).contains(&n) => *target = n,
-                _ if max == i64::MAX => errors.push(ErrorEntry::field(
-                    name.as_ref(),
-                    "must be a whole number from 1",
-                )),
-                _ => errors.push(ErrorEntry::field(
-                    name.as_ref(),
-                    format!("must be a whole number from 1 to {max}"),
-                )),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ApiError::Unprocessable(errors));
-        }
-        let offset = (page - 1)
-            .checked_mul(per_page)
-            .ok_or_else(|| ApiError::invalid("page", "is too large"))?;
-        Ok(Page { offset, per_page })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pages_default_and_offset() {
-        assert_eq!(
-            Page::parse("").unwrap(),
-            Page {
-                offset: 0,
-                per_page: DEFAULT_PER_PAGE
-            }
-        );
-        assert_eq!(
-            Page::parse("page=3&per_page=20&other=x").unwrap(),
-            Page {
-                offset: 40,
-                per_page: 20
-            }
-        );
-    }
-
-    proptest::proptest! {
-        /// Any query string: a page, or a 422 naming `page` or `per_page`; never a panic.
-        #[test]
-        fn any_query_string_is_a_page_or_names_the_parameter(query in "[ -~]{0,40}") {
-            match Page::parse(&query) {
-                Ok(page) => {
-                    proptest::prop_assert!(page.offset >= 0);
-                    proptest::prop_assert!((1..=MAX_PER_PAGE).contains(&page.per_page));
-                }
-                Err(ApiError::Unprocessable(errors)) => {
-                    for error in errors {
-                        let field = error.field.unwrap_or_default();
-                        proptest::prop_assert!(field == "page" || field == "per_page", "{}", field);
-                    }
-                }
-                Err(other) => proptest::prop_assert!(false, "{other}"),
-            }
-        }
-    }
-
-    #[test]
-    fn bad_page_parameters_are_named() {
-        for query in ["page=0", "page=-1", "page=abc", "page="] {
-            let Err(ApiError::Unprocessable(errors)) = Page::parse(query) else {
-                panic!("{query} was accepted");
-            };
-            assert_eq!(errors[0].field.as_deref(), Some("page"), "{query}");
-        }
-        for query in ["per_page=0", "per_page=101", "per_page=1.5"] {
-            let Err(ApiError::Unprocessable(errors)) = Page::parse(query) else {
-                panic!("{query} was accepted");
-            };
-            assert_eq!(errors[0].field.as_deref(), Some("per_page"), "{query}");
-        }
-        assert!(Page::parse(&format!("page={}&per_page=100", i64::MAX)).is_err());
-    }
 }

@@ -159,8 +159,8 @@ impl Deliverer {
         webhook: &Webhook,
         attempt: &Attempt<'_>,
     ) -> AttemptResult {
-        let oidc = webhook.oidc();
-        let (result, token) = self.send(webhook, oidc.as_ref(), attempt).await;
+        let oidc = webhook.oidc.as_ref();
+        let (result, token) = self.send(webhook, oidc, attempt).await;
         let rejected = matches!(
             &result,
             AttemptResult::Failed(Failure {
@@ -168,11 +168,11 @@ impl Deliverer {
                 ..
             })
         );
-        match (&oidc, &self.tokens, token) {
+        match (oidc, &self.tokens, token) {
             (Some(settings), Some(tokens), Some(token)) if rejected => {
                 // Only if it is still the cached one: concurrent rejections refresh it once.
                 tokens.invalidate_token(settings, &token).await;
-                self.send(webhook, oidc.as_ref(), attempt).await.0
+                self.send(webhook, oidc, attempt).await.0
             }
             _ => result,
         }
@@ -186,10 +186,7 @@ impl Deliverer {
         attempt: &Attempt<'_>,
     ) -> (AttemptResult, Option<Secret>) {
         let failed = |reason: String| (AttemptResult::Failed(Failure::new(reason)), None);
-        let url = match url::Url::parse(&webhook.url) {
-            Ok(url) => url,
-            Err(_) => return failed("invalid_url".into()),
-        };
+        let url = webhook.url.url().clone();
         if let Err(detail) = resolver::check_literal(&url, &self.policy) {
             return failed(format!("blocked_address: {detail}"));
         }

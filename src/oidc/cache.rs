@@ -219,7 +219,7 @@ impl TokenProvider {
         };
         Ok(CacheKey {
             account_id: settings.account_id.clone(),
-            token_endpoint: settings.token_endpoint.clone(),
+            token_endpoint: settings.token_endpoint.as_str().to_string(),
             client_id: settings.client_id.clone(),
             method: settings.method,
             scope: settings.scope.clone(),
@@ -286,7 +286,8 @@ mod tests {
             method: OidcAuthMethod::ClientSecret,
             client_id: "c".into(),
             client_secret: Some(Secret::new(secret)),
-            token_endpoint: "https://idp.example/token".into(),
+            token_endpoint: crate::webhook::EndpointUrl::parse("https://idp.example/token")
+                .unwrap(),
             scope: None,
             resource: None,
             access_token_ttl: S(60),

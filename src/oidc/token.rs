@@ -144,8 +144,7 @@ impl TokenClient {
 
     /// One token request, no cache.
     pub async fn request(&self, settings: &OidcSettings) -> Result<IssuedToken, TokenError> {
-        let endpoint = reqwest::Url::parse(&settings.token_endpoint)
-            .map_err(|_| TokenError::Settings("the token endpoint is not a valid URL"))?;
+        let endpoint = settings.token_endpoint.url().clone();
         resolver::check_literal(&endpoint, &self.policy)
             .map_err(|refused| TokenError::Blocked(refused.to_string()))?;
         // The credential sent, so an error description that echoes it can be scrubbed.
@@ -196,7 +195,7 @@ impl TokenClient {
                     .map_err(|e| TokenError::NoSigningKey(e.to_string()))?;
                 let claims = assertion::AssertionClaims::new(
                     &settings.client_id,
-                    &settings.token_endpoint,
+                    settings.token_endpoint.as_str(),
                     SystemTime::now(),
                     self.assertion_lifetime,
                 );

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{page::PageQuery, Store, StoreError};
 use crate::webhook::timestamp;
 
 /// One attempt as the log keeps it and the API shows it.
@@ -149,45 +149,33 @@ impl Store {
             }
             AttemptFilter::Event { event_id } => ("event_id = $2".into(), vec![event_id.clone()]),
         };
-        let next = values.len() + 2;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM delivery_attempts WHERE account_id = $1 AND {condition} \
-             ORDER BY created_at DESC, attempt DESC, id DESC LIMIT ${next} OFFSET ${}",
-            next + 1
-        );
-        let mut query = sqlx::query(&sql).bind(account_id.to_string());
-        for value in &values {
-            query = query.bind(value.clone());
+        let mut bound = vec![account_id.to_string()];
+        bound.extend(values);
+        let condition = format!("account_id = $1 AND {condition}");
+        PageQuery {
+            table: "delivery_attempts",
+            columns: COLUMNS,
+            condition: &condition,
+            values: &bound,
+            order_by: "created_at DESC, attempt DESC, id DESC",
         }
-        let rows = query.bind(limit).bind(offset).fetch_all(&self.pool).await?;
-        let count_sql = format!(
-            "SELECT COUNT(*) AS n FROM delivery_attempts WHERE account_id = $1 AND {condition}"
-        );
-        let mut count = sqlx::query(&count_sql).bind(account_id.to_string());
-        for value in &values {
-            count = count.bind(value.clone());
-        }
-        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
-        let attempts = rows
-            .iter()
-            .map(|row| -> Result<AttemptRow, StoreError> {
-                Ok(AttemptRow {
-                    object: "delivery_attempt",
-                    id: row.try_get("id")?,
-                    account_id: row.try_get("account_id")?,
-                    webhook_id: row.try_get("webhook_id")?,
-                    event_id: row.try_get("event_id")?,
-                    event_type: row.try_get("event_type")?,
-                    attempt: row.try_get("attempt")?,
-                    outcome: row.try_get("outcome")?,
-                    status: row.try_get("status")?,
-                    error: row.try_get("error")?,
-                    duration_ms: row.try_get("duration_ms")?,
-                    created_at: row.try_get("created_at")?,
-                })
+        .fetch(&self.pool, offset, limit, |row| {
+            Ok(AttemptRow {
+                object: "delivery_attempt",
+                id: row.try_get("id")?,
+                account_id: row.try_get("account_id")?,
+                webhook_id: row.try_get("webhook_id")?,
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                attempt: row.try_get("attempt")?,
+                outcome: row.try_get("outcome")?,
+                status: row.try_get("status")?,
+                error: row.try_get("error")?,
+                duration_ms: row.try_get("duration_ms")?,
+                created_at: row.try_get("created_at")?,
             })
-            .collect::<Result<_, _>>()?;
-        Ok((attempts, total))
+        })
+        .await
     }
 
     /// Deletes up to `batch` attempts older than `before`; returns how many went.

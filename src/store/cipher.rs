@@ -187,11 +187,12 @@ mod tests {
         let origin = "https://idp.example";
         let stored = cipher.encrypt(
             &Secret::new("client-secret"),
-            &super::super::webhook_context("acct-a", id, "oidc_client_secret_enc", origin),
+            &super::super::secrets::webhook_context("acct-a", id, "oidc_client_secret_enc", origin),
         );
-        let in_b = super::super::webhook_context("acct-b", id, "oidc_client_secret_enc", origin);
+        let in_b =
+            super::super::secrets::webhook_context("acct-b", id, "oidc_client_secret_enc", origin);
         assert!(cipher.decrypt(&stored, &in_b).is_err(), "another account");
-        let elsewhere = super::super::webhook_context(
+        let elsewhere = super::super::secrets::webhook_context(
             "acct-a",
             id,
             "oidc_client_secret_enc",
@@ -201,14 +202,15 @@ mod tests {
             cipher.decrypt(&stored, &elsewhere).is_err(),
             "another token endpoint"
         );
-        let other_row = super::super::webhook_context(
+        let other_row = super::super::secrets::webhook_context(
             "acct-a",
             "0b6f5a4e-0000-4000-8000-000000000002",
             "oidc_client_secret_enc",
             origin,
         );
         assert!(cipher.decrypt(&stored, &other_row).is_err(), "another row");
-        let home = super::super::webhook_context("acct-a", id, "oidc_client_secret_enc", origin);
+        let home =
+            super::super::secrets::webhook_context("acct-a", id, "oidc_client_secret_enc", origin);
         assert_eq!(
             cipher.decrypt(&stored, &home).unwrap().expose(),
             "client-secret"

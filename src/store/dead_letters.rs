@@ -12,7 +12,7 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{page::PageQuery, Store, StoreError};
 use crate::webhook::timestamp;
 
 /// One dead letter to record, as the pipeline hands it over.
@@ -107,45 +107,30 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<DeadLetterRow>, i64), StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, webhook_id, event_id, event_type, reason, detail, attempts, \
-             last_status, created_at, redriven_at FROM dead_letters \
-             WHERE webhook_id = $1 AND account_id = $2 \
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
-        )
-        .bind(webhook_id.to_string())
-        .bind(account_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM dead_letters WHERE webhook_id = $1 AND account_id = $2",
-        )
-        .bind(webhook_id.to_string())
-        .bind(account_id.to_string())
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?;
-        let letters = rows
-            .iter()
-            .map(|row| -> Result<DeadLetterRow, StoreError> {
-                Ok(DeadLetterRow {
-                    object: "dead_letter",
-                    id: row.try_get("id")?,
-                    webhook_id: row.try_get("webhook_id")?,
-                    event_id: row.try_get("event_id")?,
-                    event_type: row.try_get("event_type")?,
-                    reason: row.try_get("reason")?,
-                    detail: row.try_get("detail")?,
-                    attempts: row.try_get("attempts")?,
-                    last_status: row.try_get("last_status")?,
-                    created_at: row.try_get("created_at")?,
-                    redriven_at: row.try_get("redriven_at")?,
-                })
+        PageQuery {
+            table: "dead_letters",
+            columns: "id, webhook_id, event_id, event_type, reason, detail, attempts, \
+                last_status, created_at, redriven_at",
+            condition: "webhook_id = $1 AND account_id = $2",
+            values: &[webhook_id.to_string(), account_id.to_string()],
+            order_by: "created_at DESC, id DESC",
+        }
+        .fetch(&self.pool, offset, limit, |row| {
+            Ok(DeadLetterRow {
+                object: "dead_letter",
+                id: row.try_get("id")?,
+                webhook_id: row.try_get("webhook_id")?,
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                reason: row.try_get("reason")?,
+                detail: row.try_get("detail")?,
+                attempts: row.try_get("attempts")?,
+                last_status: row.try_get("last_status")?,
+                created_at: row.try_get("created_at")?,
+                redriven_at: row.try_get("redriven_at")?,
             })
-            .collect::<Result<_, _>>()?;
-        Ok((letters, total))
+        })
+        .await
     }
 
     /// How many of the webhook's letters no redrive has sent yet.

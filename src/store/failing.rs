@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Store, StoreError, COLUMNS};
+use super::{webhooks::COLUMNS, Store, StoreError};
 use crate::webhook::{timestamp, Webhook};
 
 impl Store {

@@ -10,7 +10,7 @@
 //! (replaced and capped keys, see [`crate::oidc::rotation`]) in one transaction per account.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{any::AnyRow, Row};
 
 use super::{
     public_keys::{public_row, PublicKeyRow},
@@ -41,6 +41,10 @@ pub struct StoredKeySet {
     pub keys: Vec<StoredKey>,
 }
 
+/// What [`Store::stored_key`] reads.
+const KEY_COLUMNS: &str =
+    "kid, private_key_enc, certificate_pem, public_jwk, signs_from, retire_at";
+
 fn key_context(account: &str, kid: &str) -> String {
     format!("account_signing_keys|{}:{account}|{kid}", account.len())
 }
@@ -62,12 +66,9 @@ impl Store {
         account: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<StoredKeySet>, StoreError> {
-        let row = sqlx::query("SELECT jwks_id FROM account_key_sets WHERE account_id = $1")
-            .bind(account.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let jwks_id: String = row.try_get("jwks_id")?;
+        let Some(jwks_id) = self.jwks_id_of(account).await? else {
+            return Ok(None);
+        };
         let keys = self.published_keys(account, now).await?;
         Ok(Some(StoredKeySet {
             account_id: account.to_string(),
@@ -82,13 +83,10 @@ impl Store {
         jwks_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<StoredKeySet>, StoreError> {
-        let row = sqlx::query("SELECT account_id FROM account_key_sets WHERE jwks_id = $1")
-            .bind(jwks_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let account: String = row.try_get("account_id")?;
-        self.key_set(&account, now).await
+        match self.account_of_jwks_id(jwks_id).await? {
+            Some(account) => self.key_set(&account, now).await,
+            None => Ok(None),
+        }
     }
 
     async fn published_keys(
@@ -96,30 +94,33 @@ impl Store {
         account: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kid, private_key_enc, certificate_pem, public_jwk, signs_from, retire_at \
-             FROM account_signing_keys WHERE account_id = $1 \
-             AND (retire_at IS NULL OR retire_at > $2) ORDER BY signs_from, kid",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM account_signing_keys WHERE account_id = $1 \
+             AND (retire_at IS NULL OR retire_at > $2) ORDER BY signs_from, kid"
+        ))
         .bind(account.to_string())
         .bind(timestamp(now))
         .fetch_all(&self.pool)
         .await?;
-        let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
         rows.iter()
-            .map(|row| {
-                let public = public_row(row)?;
-                let stored: String = row.try_get("private_key_enc")?;
-                Ok(StoredKey {
-                    private_pem: cipher.decrypt(&stored, &key_context(account, &public.kid))?,
-                    certificate_pem: row.try_get("certificate_pem")?,
-                    public_jwk: public.public_jwk,
-                    signs_from: public.signs_from,
-                    retire_at: public.retire_at,
-                    kid: public.kid,
-                })
-            })
+            .map(|row| self.stored_key(account, row))
             .collect()
+    }
+
+    /// A row of [`KEY_COLUMNS`]: its public part as [`public_row`] reads it, the private key
+    /// decrypted.
+    fn stored_key(&self, account: &str, row: &AnyRow) -> Result<StoredKey, StoreError> {
+        let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
+        let public = public_row(row)?;
+        let stored: String = row.try_get("private_key_enc")?;
+        Ok(StoredKey {
+            private_pem: cipher.decrypt(&stored, &key_context(account, &public.kid))?,
+            certificate_pem: row.try_get("certificate_pem")?,
+            public_jwk: public.public_jwk,
+            signs_from: public.signs_from,
+            retire_at: public.retire_at,
+            kid: public.kid,
+        })
     }
 
     /// One of the account's keys, decrypted (`None` when it is not stored).
@@ -128,26 +129,14 @@ impl Store {
         account: &str,
         kid: &str,
     ) -> Result<Option<StoredKey>, StoreError> {
-        let row = sqlx::query(
-            "SELECT kid, private_key_enc, certificate_pem, public_jwk, signs_from, retire_at \
-             FROM account_signing_keys WHERE account_id = $1 AND kid = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM account_signing_keys WHERE account_id = $1 AND kid = $2"
+        ))
         .bind(account.to_string())
         .bind(kid.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
-        let public = public_row(&row)?;
-        let stored: String = row.try_get("private_key_enc")?;
-        Ok(Some(StoredKey {
-            private_pem: cipher.decrypt(&stored, &key_context(account, &public.kid))?,
-            certificate_pem: row.try_get("certificate_pem")?,
-            public_jwk: public.public_jwk,
-            signs_from: public.signs_from,
-            retire_at: public.retire_at,
-            kid: public.kid,
-        }))
+        row.map(|row| self.stored_key(account, &row)).transpose()
     }
 
     /// Creates the account's key set with its first key, unless another process created the

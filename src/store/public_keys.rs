@@ -43,6 +43,27 @@ pub(super) fn public_row(row: &AnyRow) -> Result<PublicKeyRow, StoreError> {
 }
 
 impl Store {
+    /// The id of the account's public JWKS, or `None` when the account has no key set yet.
+    pub(super) async fn jwks_id_of(&self, account: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT jwks_id FROM account_key_sets WHERE account_id = $1")
+            .bind(account.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("jwks_id")).transpose()?)
+    }
+
+    /// The account whose public JWKS id is `jwks_id`, or `None` for an unknown id.
+    pub(super) async fn account_of_jwks_id(
+        &self,
+        jwks_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT account_id FROM account_key_sets WHERE jwks_id = $1")
+            .bind(jwks_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("account_id")).transpose()?)
+    }
+
     /// The account's public key set with the keys still published at `now`, or `None` when the
     /// account has no set yet.
     pub async fn public_key_set(
@@ -50,11 +71,9 @@ impl Store {
         account: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<PublicKeySet>, StoreError> {
-        let row = sqlx::query("SELECT jwks_id FROM account_key_sets WHERE account_id = $1")
-            .bind(account.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(jwks_id) = self.jwks_id_of(account).await? else {
+            return Ok(None);
+        };
         let rows = sqlx::query(
             "SELECT kid, public_jwk, signs_from, retire_at FROM account_signing_keys \
              WHERE account_id = $1 AND (retire_at IS NULL OR retire_at > $2) \
@@ -66,7 +85,7 @@ impl Store {
         .await?;
         Ok(Some(PublicKeySet {
             account_id: account.to_string(),
-            jwks_id: row.try_get("jwks_id")?,
+            jwks_id,
             keys: rows.iter().map(public_row).collect::<Result<_, _>>()?,
         }))
     }
@@ -77,13 +96,10 @@ impl Store {
         jwks_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<PublicKeySet>, StoreError> {
-        let row = sqlx::query("SELECT account_id FROM account_key_sets WHERE jwks_id = $1")
-            .bind(jwks_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let account: String = row.try_get("account_id")?;
-        self.public_key_set(&account, now).await
+        match self.account_of_jwks_id(jwks_id).await? {
+            Some(account) => self.public_key_set(&account, now).await,
+            None => Ok(None),
+        }
     }
 
     /// Records the public JWK of a key stored without one (a key made before the column).

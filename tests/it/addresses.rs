@@ -8,10 +8,15 @@ use std::{sync::Arc, time::Duration};
 use lapin::types::AMQPValue;
 use serde_json::json;
 use webhook_worker::{
+    filter::EventFilter,
     oidc::{AccountKeys, SigningKeys, TokenClient, TokenError},
     secret::Secret,
-    webhook::{OidcAuthMethod, OidcSettings},
+    webhook::{EndpointUrl, OidcAuthMethod, OidcSettings},
 };
+
+fn url(text: String) -> EndpointUrl {
+    EndpointUrl::parse(text).expect("an absolute URL")
+}
 
 use crate::{
     oidc_provider::{loopback_allowed, test_http_client},
@@ -90,14 +95,18 @@ async fn stored_webhooks_and_token_endpoints_in_these_spellings_are_never_connec
     for host in SPELLINGS {
         let mut webhook = plain.clone();
         webhook.id = uuid::Uuid::new_v4();
-        webhook.url = format!("http://{host}:{port}/hook");
-        webhook.enabled_events = vec!["*".into()];
+        webhook.url = url(format!("http://{host}:{port}/hook"));
+        webhook.enabled_events = EventFilter::all();
         worker.insert(webhook).await;
         // The webhook URL is allowed; only its token endpoint is in the spelling.
         let mut webhook = oidc.clone();
         webhook.id = uuid::Uuid::new_v4();
-        webhook.oidc_token_endpoint = Some(format!("http://{host}:{port}/token"));
-        webhook.enabled_events = vec!["*".into()];
+        webhook
+            .oidc
+            .as_mut()
+            .expect("an OIDC webhook")
+            .token_endpoint = url(format!("http://{host}:{port}/token"));
+        webhook.enabled_events = EventFilter::all();
         worker.insert(webhook).await;
     }
     worker.publish_event().await;
@@ -143,7 +152,7 @@ async fn the_token_client_itself_refuses_literal_non_public_endpoints() {
         method: OidcAuthMethod::ClientSecret,
         client_id: "c".into(),
         client_secret: Some(Secret::new("s")),
-        token_endpoint: format!("http://{host}:{port}/token"),
+        token_endpoint: url(format!("http://{host}:{port}/token")),
         scope: None,
         resource: None,
         access_token_ttl: Duration::from_secs(60),

@@ -19,7 +19,7 @@ use webhook_worker::{
     },
     secret::Secret,
     telemetry::Metrics,
-    webhook::{OidcAuthMethod, OidcSettings},
+    webhook::{EndpointUrl, OidcAuthMethod, OidcSettings},
 };
 
 use crate::oidc_provider::{
@@ -97,7 +97,7 @@ pub fn settings(provider: &OidcProvider, method: OidcAuthMethod) -> OidcSettings
         method,
         client_id: client_id.to_string(),
         client_secret,
-        token_endpoint: provider.token_endpoint.clone(),
+        token_endpoint: EndpointUrl::parse(provider.token_endpoint.clone()).unwrap(),
         scope: None,
         resource: None,
         access_token_ttl: Duration::from_secs(3600),

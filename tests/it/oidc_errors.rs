@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use webhook_worker::{
     oidc::{TokenClient, TokenError},
     secret::Secret,
-    webhook::{OidcAuthMethod, OidcSettings},
+    webhook::{EndpointUrl, OidcAuthMethod, OidcSettings},
 };
 
 use crate::{
@@ -93,7 +93,10 @@ async fn an_unreachable_token_endpoint_fails_without_printing_its_url() {
         method: OidcAuthMethod::ClientSecret,
         client_id: "c".into(),
         client_secret: Some(Secret::new("s3cr3t-value")),
-        token_endpoint: format!("http://127.0.0.1:{port}/token?api_key=query-secret"),
+        token_endpoint: EndpointUrl::parse(format!(
+            "http://127.0.0.1:{port}/token?api_key=query-secret"
+        ))
+        .unwrap(),
         scope: None,
         resource: None,
         access_token_ttl: Duration::from_secs(60),

@@ -7,6 +7,8 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+use webhook_worker::{filter::EventFilter, webhook::EndpointUrl};
+
 use crate::support::{event, InProcessWorker, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -308,8 +310,8 @@ async fn non_public_addresses_are_refused_and_never_connected_to() {
         .await;
     for url in &urls {
         template.id = uuid::Uuid::new_v4();
-        template.url = url.clone();
-        template.enabled_events = vec!["*".into()];
+        template.url = EndpointUrl::parse(url.clone()).unwrap();
+        template.enabled_events = EventFilter::all();
         worker.insert(template.clone()).await;
     }
     worker.publish_event().await;
@@ -400,7 +402,7 @@ async fn a_retry_uses_the_webhooks_current_url() {
         .await;
     let (id, _) = worker.publish_event().await;
     old.wait_for(1, WAIT).await;
-    webhook.url = new.url();
+    webhook.url = EndpointUrl::parse(new.url()).unwrap();
     worker.app().registry().upsert(webhook);
     let got = new.wait_for(1, WAIT).await;
     assert_eq!(got[0].json()["id"], id.as_str());

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
-use webhook_worker::{registry::Registry, store::Store, telemetry::Metrics};
+use webhook_worker::{registry::Registry, store::Store, telemetry::Metrics, webhook::EndpointUrl};
 
 use crate::support::{
     eventually, random_key, validated, Backend, InProcessWorker, TestDb, TestReceiver,
@@ -195,11 +195,12 @@ async fn on_postgres_another_replicas_change_arrives_at_once_through_notify() {
     a.upsert(webhook.clone());
     wait_until(&b, AT_ONCE, |r| r.get(webhook.id).is_some()).await;
 
-    webhook.url = "http://127.0.0.1:9/b".into();
+    webhook.url = EndpointUrl::parse("http://127.0.0.1:9/b").unwrap();
     b.store().update(&webhook).await.unwrap();
     b.upsert(webhook.clone());
     wait_until(&a, AT_ONCE, |r| {
-        r.get(webhook.id).is_some_and(|w| w.url.ends_with("/b"))
+        r.get(webhook.id)
+            .is_some_and(|w| w.url.as_str().ends_with("/b"))
     })
     .await;
 

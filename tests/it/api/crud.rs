@@ -169,7 +169,7 @@ async fn partial_update_keeps_omitted_fields(backend: Backend, method: reqwest::
         registered.secret.as_ref().map(|s| s.expose()),
         Some("whsec_full_secret")
     );
-    assert!(registered.oidc().is_some(), "OIDC settings kept");
+    assert!(registered.oidc.is_some(), "OIDC settings kept");
 }
 
 async fn patch_changes_only_the_fields_given(backend: Backend) {
@@ -205,7 +205,7 @@ async fn an_explicit_null_clears_an_optional_field(backend: Backend) {
     }
     let registered = app.registry.get(id.parse().unwrap()).unwrap();
     assert!(registered.secret.is_none());
-    assert!(registered.oidc_client_secret.is_none());
+    assert!(registered.oidc.is_none());
     let stored = app
         .registry
         .store()
@@ -213,7 +213,7 @@ async fn an_explicit_null_clears_an_optional_field(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert!(stored.secret.is_none() && stored.oidc().is_none());
+    assert!(stored.secret.is_none() && stored.oidc.is_none());
 }
 
 async fn a_null_disabled_at_re_enables_the_webhook(backend: Backend) {

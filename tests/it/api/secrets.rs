@@ -141,7 +141,7 @@ async fn secrets_are_stored_and_kept_until_changed(backend: Backend) {
         let expose = |s: Option<&webhook_worker::secret::Secret>| s.map(|s| s.expose().to_string());
         (
             expose(webhook.secret.as_ref()),
-            expose(webhook.oidc_client_secret.as_ref()),
+            expose(webhook.oidc.as_ref().and_then(|o| o.client_secret.as_ref())),
         )
     };
     let both = |a: &str, b: &str| (Some(a.to_string()), Some(b.to_string()));
@@ -219,8 +219,9 @@ async fn a_client_secret_goes_only_to_the_token_endpoint_and_client_it_was_given
         .unwrap();
     assert_eq!(
         stored
-            .oidc_client_secret
+            .oidc
             .as_ref()
+            .and_then(|o| o.client_secret.as_ref())
             .map(|s| s.expose().to_string()),
         Some(NEW_CLIENT_SECRET.to_string())
     );

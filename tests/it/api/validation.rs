@@ -1,5 +1,5 @@
 //! The seed page's rules at the HTTP level, on create and on the merged state of an update
-//! (the exhaustive combinations are unit tests in `src/webhook_tests.rs`).
+//! (the exhaustive combinations are unit tests in `src/webhook/tests.rs`).
 
 use serde_json::{json, Value};
 

@@ -1,152 +1,17 @@
-//! The webhook: what a customer registered, the write model the API accepts (a partial update,
-//! where an explicit `null` clears a field), and the seed page's validation rules, run on the
-//! merged result of every create and update.
+//! The write model the API accepts: a partial update, where an explicit `null` clears a field,
+//! merged into a [`Draft`] of the whole webhook, and the seed page's validation rules, run on
+//! the merged result of every create and update.
 
-use std::time::Duration;
-
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::{filter::Include, net::AddressPolicy, secret::Secret};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OidcAuthMethod {
-    PrivateKeyJwt,
-    ClientSecret,
-}
-
-impl OidcAuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OidcAuthMethod::PrivateKeyJwt => "private_key_jwt",
-            OidcAuthMethod::ClientSecret => "client_secret",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "private_key_jwt" => Some(OidcAuthMethod::PrivateKeyJwt),
-            "client_secret" => Some(OidcAuthMethod::ClientSecret),
-            _ => None,
-        }
-    }
-}
-
-/// A registered webhook, secrets included. Only [`WebhookView`] leaves the process.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Webhook {
-    pub id: Uuid,
-    pub account_id: String,
-    pub url: String,
-    pub secret: Option<Secret>,
-    pub enabled_events: Vec<String>,
-    pub include: Option<String>,
-    pub disabled_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub oidc_auth_method: Option<OidcAuthMethod>,
-    pub oidc_client_id: Option<String>,
-    pub oidc_client_secret: Option<Secret>,
-    pub oidc_token_endpoint: Option<String>,
-    pub oidc_resource_uri: Option<String>,
-    pub oidc_scope: Option<String>,
-    pub oidc_access_token_ttl_seconds: Option<i64>,
-}
-
-/// What token acquisition needs, derived from a valid webhook's OIDC fields.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OidcSettings {
-    /// Whose keys sign the client assertion, and whose tokens the cache may hand out.
-    pub account_id: String,
-    pub method: OidcAuthMethod,
-    pub client_id: String,
-    /// Present for `client_secret`.
-    pub client_secret: Option<Secret>,
-    pub token_endpoint: String,
-    pub scope: Option<String>,
-    pub resource: Option<String>,
-    pub access_token_ttl: Duration,
-}
-
-impl Webhook {
-    /// Enabled: `disabled_at` unset or still in the future.
-    pub fn is_enabled_at(&self, now: DateTime<Utc>) -> bool {
-        self.disabled_at.is_none_or(|at| at > now)
-    }
-
-    pub fn subscribes(&self, event_type: &str) -> bool {
-        crate::filter::subscribes(&self.enabled_events, event_type)
-    }
-
-    /// The OIDC settings, when the webhook has a complete set.
-    pub fn oidc(&self) -> Option<OidcSettings> {
-        let method = self.oidc_auth_method?;
-        let client_secret = match method {
-            OidcAuthMethod::ClientSecret => Some(self.oidc_client_secret.clone()?),
-            OidcAuthMethod::PrivateKeyJwt => None,
-        };
-        Some(OidcSettings {
-            account_id: self.account_id.clone(),
-            method,
-            client_id: self.oidc_client_id.clone()?,
-            client_secret,
-            token_endpoint: self.oidc_token_endpoint.clone()?,
-            scope: self.oidc_scope.clone(),
-            resource: self.oidc_resource_uri.clone(),
-            access_token_ttl: Duration::from_secs(
-                u64::try_from(self.oidc_access_token_ttl_seconds?).ok()?,
-            ),
-        })
-    }
-
-    pub fn view(&self) -> WebhookView {
-        WebhookView {
-            object: "webhook",
-            id: self.id,
-            url: self.url.clone(),
-            enabled_events: self.enabled_events.clone(),
-            include: self.include.clone(),
-            disabled_at: self.disabled_at.map(timestamp),
-            created_at: timestamp(self.created_at),
-            updated_at: timestamp(self.updated_at),
-            oidc_auth_method: self.oidc_auth_method,
-            oidc_client_id: self.oidc_client_id.clone(),
-            oidc_token_endpoint: self.oidc_token_endpoint.clone(),
-            oidc_resource_uri: self.oidc_resource_uri.clone(),
-            oidc_scope: self.oidc_scope.clone(),
-            oidc_access_token_ttl_seconds: self.oidc_access_token_ttl_seconds,
-        }
-    }
-}
-
-/// RFC 3339 in UTC with milliseconds, as the platform writes timestamps.
-pub fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The webhook as the API returns it: never `secret` or `oidc_client_secret`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-#[schema(as = Webhook)]
-pub struct WebhookView {
-    /// Always `webhook`.
-    #[schema(value_type = String)]
-    pub object: &'static str,
-    pub id: Uuid,
-    pub url: String,
-    pub enabled_events: Vec<String>,
-    pub include: Option<String>,
-    pub disabled_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub oidc_auth_method: Option<OidcAuthMethod>,
-    pub oidc_client_id: Option<String>,
-    pub oidc_token_endpoint: Option<String>,
-    pub oidc_resource_uri: Option<String>,
-    pub oidc_scope: Option<String>,
-    pub oidc_access_token_ttl_seconds: Option<i64>,
-}
+use super::{timestamp, EndpointUrl, FlatWebhook, OidcAuthMethod, Webhook};
+use crate::{
+    filter::{EventFilter, Include},
+    net::AddressPolicy,
+    secret::Secret,
+};
 
 /// A create or update request: every field optional, `null` clears it. The rules each value
 /// must follow are checked on receipt (a 422 names each field at fault).
@@ -203,7 +68,8 @@ where
 }
 
 /// One rule broken by one field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field} {message}")]
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,
@@ -250,19 +116,20 @@ fn merge<T>(current: &mut Option<T>, change: Option<Option<T>>) {
 
 impl Draft {
     pub fn of(webhook: &Webhook) -> Self {
+        let flat = FlatWebhook::from(webhook);
         Draft {
-            url: Some(webhook.url.clone()),
-            secret: webhook.secret.clone(),
-            disabled_at: webhook.disabled_at.map(timestamp),
-            enabled_events: Some(webhook.enabled_events.clone()),
-            include: webhook.include.clone(),
-            oidc_auth_method: webhook.oidc_auth_method.map(|m| m.as_str().to_string()),
-            oidc_client_id: webhook.oidc_client_id.clone(),
-            oidc_client_secret: webhook.oidc_client_secret.clone(),
-            oidc_token_endpoint: webhook.oidc_token_endpoint.clone(),
-            oidc_resource_uri: webhook.oidc_resource_uri.clone(),
-            oidc_scope: webhook.oidc_scope.clone(),
-            oidc_access_token_ttl_seconds: webhook.oidc_access_token_ttl_seconds,
+            url: Some(flat.url),
+            secret: flat.secret,
+            disabled_at: flat.disabled_at.map(timestamp),
+            enabled_events: Some(flat.enabled_events),
+            include: flat.include,
+            oidc_auth_method: flat.oidc_auth_method.map(|m| m.as_str().to_string()),
+            oidc_client_id: flat.oidc_client_id,
+            oidc_client_secret: flat.oidc_client_secret,
+            oidc_token_endpoint: flat.oidc_token_endpoint,
+            oidc_resource_uri: flat.oidc_resource_uri,
+            oidc_scope: flat.oidc_scope,
+            oidc_access_token_ttl_seconds: flat.oidc_access_token_ttl_seconds,
         }
     }
 
@@ -295,36 +162,28 @@ impl Draft {
         now: DateTime<Utc>,
     ) -> Result<Webhook, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let url = match &self.url {
-            None => {
-                errors.push(FieldError::new("url", "is required"));
-                String::new()
-            }
+        match &self.url {
+            None => errors.push(FieldError::new("url", "is required")),
             Some(url) => {
-                if let Err(message) = check_url(url, rules) {
-                    errors.push(FieldError::new("url", message));
+                if let Err(e) = check_url(url, rules) {
+                    errors.push(FieldError::new("url", e.0));
                 }
-                url.clone()
             }
-        };
+        }
         if matches!(&self.secret, Some(s) if s.expose().is_empty() || s.expose().len() > 1024) {
             errors.push(FieldError::new(
                 "secret",
                 "must be 1 to 1024 characters (use null to remove it)",
             ));
         }
-        let enabled_events = match &self.enabled_events {
-            None => {
-                errors.push(FieldError::new("enabled_events", "is required"));
-                Vec::new()
-            }
+        match &self.enabled_events {
+            None => errors.push(FieldError::new("enabled_events", "is required")),
             Some(events) => {
-                if let Err(message) = check_events(events) {
-                    errors.push(FieldError::new("enabled_events", message));
+                if let Err(e) = EventFilter::parse(events.clone()) {
+                    errors.push(FieldError::new("enabled_events", e.to_string()));
                 }
-                events.clone()
             }
-        };
+        }
         if let Some(Err(e)) = self.include.as_deref().map(|i| Include::parse(Some(i))) {
             errors.push(FieldError::new("include", e.0));
         }
@@ -347,12 +206,12 @@ impl Draft {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Webhook {
+        Webhook::try_from(FlatWebhook {
             id,
             account_id: account_id.to_string(),
-            url,
+            url: self.url.unwrap_or_default(),
             secret: self.secret,
-            enabled_events,
+            enabled_events: self.enabled_events.unwrap_or_default(),
             include: self.include,
             disabled_at,
             created_at,
@@ -365,6 +224,7 @@ impl Draft {
             oidc_scope: self.oidc_scope,
             oidc_access_token_ttl_seconds: self.oidc_access_token_ttl_seconds,
         })
+        .map_err(|error| vec![error])
     }
 
     fn check_oidc(&self, rules: &UrlRules, errors: &mut Vec<FieldError>) -> Option<OidcAuthMethod> {
@@ -428,6 +288,12 @@ impl Draft {
                 "is only used when oidc_auth_method is \"client_secret\"",
             ));
         }
+        self.check_oidc_values(rules, errors);
+        Some(method)
+    }
+
+    /// The rules each OAuth value follows on its own.
+    fn check_oidc_values(&self, rules: &UrlRules, errors: &mut Vec<FieldError>) {
         let non_empty = [
             ("oidc_client_id", self.oidc_client_id.as_deref()),
             (
@@ -441,12 +307,12 @@ impl Draft {
                 errors.push(FieldError::new(field, "must be 1 to 1024 characters"));
             }
         }
-        if let Some(Err(message)) = self
+        if let Some(Err(e)) = self
             .oidc_token_endpoint
             .as_deref()
             .map(|u| check_url(u, rules))
         {
-            errors.push(FieldError::new("oidc_token_endpoint", message));
+            errors.push(FieldError::new("oidc_token_endpoint", e.0));
         }
         if let Some(resource) = &self.oidc_resource_uri {
             if resource.len() > 2048 || url::Url::parse(resource).is_err() {
@@ -462,55 +328,43 @@ impl Draft {
                 "must be an integer from 1 to 86400",
             ));
         }
-        Some(method)
     }
 }
 
-fn check_url(text: &str, rules: &UrlRules) -> Result<(), String> {
+/// Why a URL breaks the rules: the message a 422 shows for its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+struct UrlError(String);
+
+fn check_url(text: &str, rules: &UrlRules) -> Result<(), UrlError> {
+    let refuse = |message: String| Err(UrlError(message));
     if text.len() > 2048 {
-        return Err("must be at most 2048 characters".into());
+        return refuse("must be at most 2048 characters".into());
     }
-    let url = url::Url::parse(text).map_err(|e| format!("is not a valid URL ({e})"))?;
+    let url =
+        EndpointUrl::parse(text).map_err(|e| UrlError(format!("is not a valid URL ({e})")))?;
+    let url = url.url();
     match url.scheme() {
         "https" => {}
         "http" if rules.allow_http => {}
-        "http" => return Err("must use https (http is not allowed by delivery.allow_http)".into()),
-        other => return Err(format!("must use https, not {other}")),
+        "http" => {
+            return refuse("must use https (http is not allowed by delivery.allow_http)".into())
+        }
+        other => return refuse(format!("must use https, not {other}")),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain credentials; use secret or the OIDC settings".into());
+        return refuse("must not contain credentials; use secret or the OIDC settings".into());
     }
     let ip = match url.host() {
-        None => return Err("must have a host".into()),
+        None => return refuse("must have a host".into()),
         Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
         Some(url::Host::Domain(_)) => None,
     };
     if let Some(ip) = ip.filter(|ip| !rules.addresses.permits(*ip)) {
-        return Err(format!(
+        return refuse(format!(
             "points to a non-public address ({ip}), which is not allowed"
         ));
     }
     Ok(())
 }
-
-fn check_events(events: &[String]) -> Result<(), String> {
-    if events.is_empty() {
-        return Err("must list at least one event type (\"*\" for all)".into());
-    }
-    if events.len() > 256 {
-        return Err("must list at most 256 event types".into());
-    }
-    if let Some(bad) = events.iter().find(|e| {
-        e.is_empty() || e.len() > 128 || e.chars().any(|c| c.is_whitespace() || c.is_control())
-    }) {
-        return Err(format!(
-            "{bad:?} is not an event type (1 to 128 characters, no spaces)"
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-#[path = "webhook_tests.rs"]
-mod tests;

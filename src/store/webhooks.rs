@@ -1,0 +1,296 @@
+//! Webhook rows: reading and writing the `webhooks` table, and the one conversion between a
+//! [`Webhook`] and its stored row (secrets encrypted, times as RFC 3339 text, events as JSON).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::{any::AnyRow, Row};
+use uuid::Uuid;
+
+use super::{
+    page::PageQuery,
+    secrets::{origin_of, webhook_context},
+    BadRow, Store, StoreError, UnreadableWebhook,
+};
+use crate::{
+    secret::Secret,
+    webhook::{timestamp, FlatWebhook, OidcAuthMethod, Webhook},
+};
+
+pub(super) const COLUMNS: &str =
+    "id, account_id, url, secret_enc, enabled_events, include, disabled_at, \
+    created_at, updated_at, oidc_auth_method, oidc_client_id, oidc_client_secret_enc, \
+    oidc_token_endpoint, oidc_resource_uri, oidc_scope, oidc_access_token_ttl_seconds";
+
+impl Store {
+    pub async fn insert(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.insert_limited(webhook, i64::MAX).await.map(|_| ())
+    }
+
+    /// Inserts `webhook` unless its account already has `max` webhooks; false when it has.
+    /// Concurrent creates for one account are serialized: SQLite has one writer; on PostgreSQL a
+    /// transaction-scoped advisory lock on the account does it (under READ COMMITTED, counting
+    /// and inserting in one statement still let 8 of 40 concurrent creates in under a limit of
+    /// 5).
+    pub async fn insert_limited(&self, webhook: &Webhook, max: i64) -> Result<bool, StoreError> {
+        let row = self.encode(webhook)?;
+        let mut transaction = self.pool.begin().await?;
+        if self.postgres_url.is_some() {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&row.account_id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        let result = sqlx::query(&format!(
+            "INSERT INTO webhooks ({COLUMNS}) SELECT \
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
+             WHERE (SELECT COUNT(*) FROM webhooks WHERE account_id = $2) < $17"
+        ))
+        .bind(row.id)
+        .bind(row.account_id)
+        .bind(row.url)
+        .bind(row.secret_enc)
+        .bind(row.enabled_events)
+        .bind(row.include)
+        .bind(row.disabled_at)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.oidc_auth_method)
+        .bind(row.oidc_client_id)
+        .bind(row.oidc_client_secret_enc)
+        .bind(row.oidc_token_endpoint)
+        .bind(row.oidc_resource_uri)
+        .bind(row.oidc_scope)
+        .bind(row.oidc_access_token_ttl_seconds)
+        .bind(max)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Replaces a webhook of the account. Returns false when it does not exist.
+    pub async fn update(&self, webhook: &Webhook) -> Result<bool, StoreError> {
+        let row = self.encode(webhook)?;
+        let result = sqlx::query(
+            "UPDATE webhooks SET url = $3, secret_enc = $4, enabled_events = $5, include = $6, \
+             disabled_at = $7, updated_at = $8, oidc_auth_method = $9, oidc_client_id = $10, \
+             oidc_client_secret_enc = $11, oidc_token_endpoint = $12, oidc_resource_uri = $13, \
+             oidc_scope = $14, oidc_access_token_ttl_seconds = $15 \
+             WHERE id = $1 AND account_id = $2",
+        )
+        .bind(row.id)
+        .bind(row.account_id)
+        .bind(row.url)
+        .bind(row.secret_enc)
+        .bind(row.enabled_events)
+        .bind(row.include)
+        .bind(row.disabled_at)
+        .bind(row.updated_at)
+        .bind(row.oidc_auth_method)
+        .bind(row.oidc_client_id)
+        .bind(row.oidc_client_secret_enc)
+        .bind(row.oidc_token_endpoint)
+        .bind(row.oidc_resource_uri)
+        .bind(row.oidc_scope)
+        .bind(row.oidc_access_token_ttl_seconds)
+        .execute(&self.pool)
+        .await?;
+        if webhook.disabled_at.is_none() {
+            // Enabled (or re-enabled): its failures so far no longer count toward disabling it.
+            self.clear_failing(webhook.id).await?;
+        }
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Deletes a webhook of the account and returns it, or `None` when it does not exist.
+    pub async fn delete(&self, account_id: &str, id: Uuid) -> Result<Option<Webhook>, StoreError> {
+        // One statement (SQLite 3.35+ and PostgreSQL both RETURNING): no window between reading
+        // the row and deleting it.
+        let row = sqlx::query(&format!(
+            "DELETE FROM webhooks WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(account_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            self.clear_failing(id).await?;
+        }
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    pub async fn get(&self, account_id: &str, id: Uuid) -> Result<Option<Webhook>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2"
+        ))
+        .bind(id.to_string())
+        .bind(account_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    /// One page of the account's webhooks, newest first, and the account's total.
+    pub async fn list(
+        &self,
+        account_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Webhook>, i64), StoreError> {
+        PageQuery {
+            table: "webhooks",
+            columns: COLUMNS,
+            condition: "account_id = $1",
+            values: &[account_id.to_string()],
+            order_by: "created_at DESC, id DESC",
+        }
+        .fetch(&self.pool, offset, limit, |row| self.decode(row))
+        .await
+    }
+
+    /// Every webhook of every account: what the registry snapshot is built from.
+    pub async fn all(&self) -> Result<Vec<Webhook>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// Every webhook of every account, each row decoded on its own: a row that cannot be decoded
+    /// (a value an older version cannot parse, a secret under another key) comes back as
+    /// [`BadRow`] and the others still load.
+    pub async fn all_decodable(&self) -> Result<Vec<Result<Webhook, BadRow>>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                self.decode(row).map_err(|error| BadRow {
+                    id: row.try_get("id").unwrap_or_default(),
+                    error,
+                    routing: UnreadableWebhook::read(row).map(Box::new),
+                })
+            })
+            .collect())
+    }
+
+    /// A webhook by id alone, whatever its account: for applying another replica's change.
+    pub async fn get_by_id(&self, id: Uuid) -> Result<Option<Webhook>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    fn encode(&self, webhook: &Webhook) -> Result<EncodedRow, StoreError> {
+        let webhook = FlatWebhook::from(webhook);
+        let id = webhook.id.to_string();
+        let account = &webhook.account_id;
+        let origin = origin_of(webhook.oidc_token_endpoint.as_deref().unwrap_or_default());
+        Ok(EncodedRow {
+            secret_enc: self.encrypt(webhook.secret.as_ref(), account, &id, "secret_enc", "")?,
+            oidc_client_secret_enc: self.encrypt(
+                webhook.oidc_client_secret.as_ref(),
+                account,
+                &id,
+                "oidc_client_secret_enc",
+                &origin,
+            )?,
+            id,
+            enabled_events: serde_json::to_string(&webhook.enabled_events)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            disabled_at: webhook.disabled_at.map(timestamp),
+            created_at: timestamp(webhook.created_at),
+            updated_at: timestamp(webhook.updated_at),
+            oidc_auth_method: webhook.oidc_auth_method.map(|m| m.as_str().to_string()),
+            account_id: webhook.account_id,
+            url: webhook.url,
+            include: webhook.include,
+            oidc_client_id: webhook.oidc_client_id,
+            oidc_token_endpoint: webhook.oidc_token_endpoint,
+            oidc_resource_uri: webhook.oidc_resource_uri,
+            oidc_scope: webhook.oidc_scope,
+            oidc_access_token_ttl_seconds: webhook.oidc_access_token_ttl_seconds,
+        })
+    }
+
+    pub(super) fn decode(&self, row: &AnyRow) -> Result<Webhook, StoreError> {
+        let id: String = row.try_get("id")?;
+        let account: String = row.try_get("account_id")?;
+        let endpoint: Option<String> = row.try_get("oidc_token_endpoint")?;
+        let decrypt = |column: &str, origin: &str| -> Result<Option<Secret>, StoreError> {
+            match row.try_get::<Option<String>, _>(column)? {
+                None => Ok(None),
+                Some(stored) => {
+                    let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
+                    let context = webhook_context(&account, &id, column, origin);
+                    Ok(Some(cipher.decrypt(&stored, &context)?))
+                }
+            }
+        };
+        let origin = origin_of(endpoint.as_deref().unwrap_or_default());
+        let time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+            row.try_get::<Option<String>, _>(column)?
+                .map(|text| {
+                    DateTime::parse_from_rfc3339(&text)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| StoreError::Corrupt(format!("{column} of webhook {id}")))
+                })
+                .transpose()
+        };
+        let required_time = |column: &str| {
+            time(column)?.ok_or_else(|| StoreError::Corrupt(format!("{column} of webhook {id}")))
+        };
+        let method = row
+            .try_get::<Option<String>, _>("oidc_auth_method")?
+            .map(|m| {
+                OidcAuthMethod::parse(&m)
+                    .ok_or_else(|| StoreError::Corrupt(format!("oidc_auth_method of webhook {id}")))
+            })
+            .transpose()?;
+        let events: String = row.try_get("enabled_events")?;
+        let flat = FlatWebhook {
+            id: Uuid::from_str(&id).map_err(|_| StoreError::Corrupt(format!("id {id}")))?,
+            account_id: account.clone(),
+            url: row.try_get("url")?,
+            secret: decrypt("secret_enc", "")?,
+            enabled_events: serde_json::from_str(&events)
+                .map_err(|_| StoreError::Corrupt(format!("enabled_events of webhook {id}")))?,
+            include: row.try_get("include")?,
+            disabled_at: time("disabled_at")?,
+            created_at: required_time("created_at")?,
+            updated_at: required_time("updated_at")?,
+            oidc_auth_method: method,
+            oidc_client_id: row.try_get("oidc_client_id")?,
+            oidc_client_secret: decrypt("oidc_client_secret_enc", &origin)?,
+            oidc_token_endpoint: endpoint.clone(),
+            oidc_resource_uri: row.try_get("oidc_resource_uri")?,
+            oidc_scope: row.try_get("oidc_scope")?,
+            oidc_access_token_ttl_seconds: row.try_get("oidc_access_token_ttl_seconds")?,
+        };
+        Webhook::try_from(flat)
+            .map_err(|e| StoreError::Corrupt(format!("{} of webhook {id}", e.field)))
+    }
+}
+
+struct EncodedRow {
+    id: String,
+    account_id: String,
+    url: String,
+    secret_enc: Option<String>,
+    enabled_events: String,
+    include: Option<String>,
+    disabled_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    oidc_auth_method: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret_enc: Option<String>,
+    oidc_token_endpoint: Option<String>,
+    oidc_resource_uri: Option<String>,
+    oidc_scope: Option<String>,
+    oidc_access_token_ttl_seconds: Option<i64>,
+}
