@@ -28,6 +28,8 @@
 //! - [`pipeline`]: what happens to one message, up to the ack decision.
 //! - [`worker`]: the broker connections, consumers, reconnection and draining; acks batched
 //!   per channel with `multiple` (`acks`).
+//! - [`dead_reason`]: why something became a dead letter, one enum for headers, rows and
+//!   metric labels.
 //! - [`dead_letters`]: listing and replaying the dead-letter queue; [`progress`]: how the
 //!   replay command shows its progress (a bar on a terminal, plain lines otherwise).
 //! - [`listen`] and [`publish`]: the development receiver that checks signatures, and the
@@ -42,6 +44,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dead_letters;
+pub mod dead_reason;
 pub mod delivery;
 pub mod delivery_log;
 pub mod event;
