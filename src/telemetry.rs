@@ -9,9 +9,12 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::{fmt, util::SubscriberInitExt, EnvFilter};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::{
+    config::{LogConfig, LogFormat},
+    dead_reason::DeadReason,
+};
 
 /// Installs the global subscriber. Call once, at start.
 pub fn init_logging(config: &LogConfig) {
@@ -24,24 +27,85 @@ pub fn init_logging(config: &LogConfig) {
             filter = filter.add_directive(quiet);
         }
     }
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+        LogFormat::Json => json_logs(filter, std::io::stderr).try_init(),
         // Colour only on a terminal: a file or a log collector would get escape codes.
-        LogFormat::Pretty => builder
+        LogFormat::Pretty => fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
             .try_init(),
     };
 }
 
+/// JSON lines, one per event, written to `writer`. Each line carries the fields of the span it
+/// was logged in (`span`: a delivery's `event_id`, `webhook_id` and `attempt`) and of every
+/// span around it (`spans`), so lines inside a delivery need no ids of their own.
+pub(crate) fn json_logs<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .finish()
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// delivered, retry_scheduled, dead_lettered, dropped, parked
+    /// A [`DeliveryOutcome`], a [`SettleOutcome`], or a token request's or cache lookup's.
     pub outcome: &'static str,
+}
+
+/// What became of a delivery: the `outcome` label of `deliveries_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    RetryScheduled,
+    DeadLettered,
+    /// A retry of a webhook deleted meanwhile.
+    Dropped,
+    Parked,
+}
+
+impl DeliveryOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::RetryScheduled => "retry_scheduled",
+            DeliveryOutcome::DeadLettered => "dead_lettered",
+            DeliveryOutcome::Dropped => "dropped",
+            DeliveryOutcome::Parked => "parked",
+        }
+    }
+}
+
+/// What happened to a message not acked at once: the `outcome` label of `settles_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// Nothing was attempted yet (the database cannot be read): put back on the queue.
+    Requeued,
+    /// Some outcomes were refused or lost with their channel and are published again.
+    Republished,
+    /// The outcomes were not durable within `amqp.settle_timeout`: dead-lettered by the broker.
+    Rejected,
+    /// An event of many webhooks was split into one delivery job each.
+    FannedOut,
+}
+
+impl SettleOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SettleOutcome::Requeued => "requeued",
+            SettleOutcome::Republished => "republished",
+            SettleOutcome::Rejected => "rejected",
+            SettleOutcome::FannedOut => "fanned_out",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -210,7 +274,7 @@ impl Metrics {
         );
         registry.register(
             "poison_events",
-            "Malformed events dead-lettered, by reason",
+            "Poison messages (malformed events, invalid retry jobs) dead-lettered, by reason",
             metrics.poison_events.clone(),
         );
         registry.register(
@@ -300,18 +364,29 @@ impl Metrics {
         }
     }
 
-    pub fn delivery(&self, outcome: &'static str) {
+    pub fn delivery(&self, outcome: DeliveryOutcome) {
+        let outcome = outcome.as_str();
         self.deliveries
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 
-    pub fn settle(&self, outcome: &'static str) {
+    pub fn settle(&self, outcome: SettleOutcome) {
+        let outcome = outcome.as_str();
         self.settles.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
+    /// One more poison message dead-lettered.
+    pub fn poison(&self, reason: DeadReason) {
+        let reason = reason.as_str();
+        self.poison_events
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     /// `webhooks` more webhooks named by dead letters of rejected messages.
-    pub fn owed_dead_letters(&self, reason: &'static str, webhooks: usize) {
+    pub fn owed_dead_letters(&self, reason: DeadReason, webhooks: usize) {
+        let reason = reason.as_str();
         self.owed_dead_letters
             .get_or_create(&ReasonLabels { reason })
             .inc_by(webhooks as u64);
@@ -351,8 +426,8 @@ mod tests {
     #[test]
     fn counters_render_in_prometheus_text() {
         let metrics = Metrics::new();
-        metrics.delivery("delivered");
-        metrics.delivery("delivered");
+        metrics.delivery(DeliveryOutcome::Delivered);
+        metrics.delivery(DeliveryOutcome::Delivered);
         let text = metrics.render();
         assert!(
             text.contains("webhook_worker_deliveries_total{outcome=\"delivered\"} 2"),

@@ -182,6 +182,7 @@ async fn a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded(
             error: (n % 2 == 1).then(|| "http_503".to_string()),
             duration_ms: i64::from(n),
             created_at,
+            next_attempt_at: (n % 2 == 1).then(|| created_at + chrono::TimeDelta::seconds(5)),
         })
         .collect();
     store.insert_attempts(&rows).await.unwrap();
@@ -203,11 +204,15 @@ async fn a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded(
         last.created_at,
         webhook_worker::webhook::timestamp(created_at)
     );
+    let due = created_at + chrono::TimeDelta::seconds(5);
+    let due = webhook_worker::webhook::timestamp(due);
+    assert_eq!(last.next_attempt_at.as_deref(), Some(due.as_str()));
     let event = AttemptFilter::Event {
         event_id: "event-0".into(),
     };
     let (page, _) = store.list_attempts("acct", &event, 0, 10).await.unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].error, None);
+    assert_eq!(page[0].next_attempt_at, None);
     store.close().await;
 }
