@@ -71,6 +71,17 @@ async fn a_delivery_failing_once_then_succeeding_shows_two_attempts_in_both_rout
     assert_eq!(attempts[1]["outcome"], "failed");
     assert_eq!(attempts[1]["status"], 503);
     assert_eq!(attempts[1]["error"], "http_503");
+    // The failed row says when the retry was due: after the first delay, before it was made.
+    assert_eq!(attempts[0]["next_attempt_at"], Value::Null);
+    let time = |row: &Value, field: &str| {
+        let text = row[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} in {row}"));
+        chrono::DateTime::parse_from_rfc3339(text).expect(text)
+    };
+    let due = time(&attempts[1], "next_attempt_at");
+    assert!(due > time(&attempts[1], "created_at"), "{}", attempts[1]);
+    assert!(due <= time(&attempts[0], "created_at"), "{attempts:?}");
     for attempt in &attempts {
         assert_eq!(attempt["object"], "delivery_attempt");
         assert_eq!(attempt["event_id"], event_id.as_str());
