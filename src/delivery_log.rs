@@ -1,5 +1,6 @@
 //! The delivery log: a record of every attempt (which webhook, event, attempt, outcome, HTTP
-//! status or error, duration, time), so an on-call engineer can answer "did you send it?".
+//! status or error, duration, time, and when a failed or parked delivery is due again), so an
+//! on-call engineer can answer "did you send it?" and "when will you try again?".
 //!
 //! Recording never slows or endangers a delivery: [`DeliveryLog::record`] only hands the row to
 //! a bounded channel (`try_send`); a writer task inserts what arrived in batches (up to 512 rows
@@ -15,7 +16,7 @@ pub mod dead_letters;
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -77,6 +78,8 @@ pub struct LogEntry<'a> {
     pub status: Option<u16>,
     pub error: Option<&'a str>,
     pub duration: Duration,
+    /// When the delivery is due again (a failed attempt with a retry scheduled, a park).
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// The recording handle. Cheap to clone.
@@ -153,6 +156,7 @@ impl DeliveryLog {
             error: entry.error.map(str::to_string),
             duration_ms: i64::try_from(entry.duration.as_millis()).unwrap_or(i64::MAX),
             created_at: now,
+            next_attempt_at: entry.next_attempt_at,
         };
         if sender.try_send(row).is_err() {
             self.metrics.delivery_log_dropped.inc();

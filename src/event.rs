@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 use read::{Envelope, IfObject, Members};
 use text::{check, without_whitespace};
 
-use crate::filter::Include;
+use crate::{dead_reason::DeadReason, filter::Include};
 
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -53,13 +53,18 @@ pub enum PoisonReason {
 }
 
 impl PoisonReason {
+    /// The dead letter's reason.
+    pub fn dead_reason(&self) -> DeadReason {
+        match self {
+            PoisonReason::TooLarge { .. } => DeadReason::TooLarge,
+            PoisonReason::InvalidJson(_) => DeadReason::InvalidJson,
+            PoisonReason::InvalidEvent(_) => DeadReason::InvalidEvent,
+        }
+    }
+
     /// A short machine-readable code for headers and metrics.
     pub fn code(&self) -> &'static str {
-        match self {
-            PoisonReason::TooLarge { .. } => "too_large",
-            PoisonReason::InvalidJson(_) => "invalid_json",
-            PoisonReason::InvalidEvent(_) => "invalid_event",
-        }
+        self.dead_reason().as_str()
     }
 }
 

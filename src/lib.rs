@@ -36,6 +36,8 @@
 //! - [`health`] and [`telemetry`]: readiness, logs and metrics.
 //! - [`app`]: start-up by [`role`] and shutdown on the [`shutdown`] signal; [`cli`]: the command
 //!   line.
+//! - [`dead_reason`]: why something became a dead letter, one enum for headers, rows and
+//!   metric labels.
 //! - [`tools`]: the developer and operator commands apart from the daemon (`listen`, `publish`,
 //!   `healthcheck`, the dead-letter commands).
 
@@ -45,6 +47,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dead_reason;
 pub mod delivery;
 pub mod delivery_log;
 pub mod event;

@@ -7,21 +7,17 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use lapin::types::FieldTable;
-use tracing::{debug, info, warn};
+use tracing::{debug, Instrument};
 
 use crate::{
     config::Config,
-    delivery::{
-        failing::{DisableReason, Failing},
-        health::{Admission, Health},
-        outcome::{Outcome, Signal},
-        Attempt, AttemptResult, Deliverer,
-    },
-    delivery_log::{dead_letters::DeadLetterLog, DeliveryLog, LogEntry, LogOutcome},
-    event::{Bodies, Body, Event},
+    dead_reason::DeadReason,
+    delivery::{failing::Failing, health::Health, Deliverer},
+    delivery_log::{dead_letters::DeadLetterLog, DeliveryLog},
+    event::{Bodies, Body, Event, PoisonReason},
     queue::{
         account_header,
-        job::{DeadLetter, Job},
+        job::{DeadLetter, Job, INVALID_JOB_MESSAGE_ID, POISON_MESSAGE_ID},
         BadAccount, Names, Outlet,
     },
     registry::Registry,
@@ -31,14 +27,18 @@ use crate::{
     webhook::Webhook,
 };
 
+mod apply;
 mod dead;
+mod decision;
 mod fan_out;
 mod in_flight;
 mod letters;
-mod park;
+mod over_limit;
+mod poison;
 pub mod session;
 mod settle;
 
+pub use apply::delivery_span;
 pub use settle::Owed;
 
 /// What to do with the message once its outcomes are durable.
@@ -133,30 +133,6 @@ impl Pipeline {
         self
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        webhook: &Webhook,
-        event: &Event,
-        number: u32,
-        outcome: LogOutcome,
-        status: Option<u16>,
-        error: Option<&str>,
-        duration: Duration,
-    ) {
-        self.log.record(LogEntry {
-            account_id: &webhook.account_id,
-            webhook_id: webhook.id,
-            event_id: &event.id,
-            event_type: &event.event_type,
-            attempt: number,
-            outcome,
-            status,
-            error,
-            duration,
-        });
-    }
-
     /// A new event: first attempt to every subscribed webhook of its account.
     pub async fn handle_event(
         &self,
@@ -166,40 +142,57 @@ impl Pipeline {
         routing_key: &str,
     ) -> Disposition {
         self.metrics.events_received.inc();
+        let event_type = Some(routing_key.to_string());
         // A header that is there but unreadable is poison, never the default account.
         let account = match account_header(headers) {
             Ok(account) => account.unwrap_or_else(|| self.default_account.clone()),
             Err(bad) => {
-                let (reason, detail) = (BadAccount::CODE, bad.to_string());
-                return self
-                    .poison_event(outlet, raw, routing_key, reason, detail, None)
-                    .await;
+                let letter = DeadLetter {
+                    event_type,
+                    ..DeadLetter::new(BadAccount::REASON, bad.to_string())
+                };
+                return self.poison(outlet, raw, POISON_MESSAGE_ID, letter).await;
             }
         };
         let event = match Event::parse_shared(raw, self.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
-                let (code, detail) = (reason.code(), reason.to_string());
-                // A message over amqp.max_message_bytes is not published again: headers only.
-                let body: &[u8] = match reason {
-                    crate::event::PoisonReason::TooLarge { .. } => &[],
-                    _ => raw,
+                let letter = DeadLetter {
+                    account_id: Some(account),
+                    event_type,
+                    ..DeadLetter::new(reason.dead_reason(), reason.to_string())
                 };
-                return self
-                    .poison_event(outlet, body, routing_key, code, detail, Some(account))
-                    .await;
+                return self.poison(outlet, raw, POISON_MESSAGE_ID, letter).await;
             }
         };
-        let webhooks = self.registry.matching(&account, &event.event_type);
+        let span = tracing::error_span!("event", event_id = %event.id);
+        self.deliver_event(outlet, raw, &account, &event)
+            .instrument(span)
+            .await
+    }
+
+    /// The first attempts of `event` to the webhooks of `account` subscribed to it (or its jobs,
+    /// when it fans out), and the letters owed to those whose rows cannot be read.
+    async fn deliver_event(
+        &self,
+        outlet: &Outlet,
+        raw: &Bytes,
+        account: &str,
+        event: &Event,
+    ) -> Disposition {
+        let webhooks = self.registry.matching(account, &event.event_type);
         // Webhooks whose rows cannot be decoded: the event is owed to them all the same.
         let unreadable: Vec<Next> = self
             .registry
-            .matching_unreadable(&account, &event.event_type)
+            .matching_unreadable(account, &event.event_type)
             .iter()
-            .map(|row| self.unreadable_letter(row, &event.event_type, 0))
+            .map(|row| {
+                delivery_span(Some(&event.id), row.id, 1)
+                    .in_scope(|| self.unreadable_letter(row, &event.event_type, 0))
+            })
             .collect();
         if webhooks.is_empty() && unreadable.is_empty() {
-            debug!(event_id = %event.id, account, "no webhook subscribed");
+            debug!(account, "no webhook subscribed");
             return Disposition::Ack;
         }
         if self.fans_out(webhooks.len()) {
@@ -213,13 +206,16 @@ impl Pipeline {
             [] => Vec::new(),
             // The usual case, made in place: no set of futures to allocate and move it into.
             [webhook] => {
-                let body = bodies.get(&event, webhook.include.include());
-                vec![self.attempt(webhook, &event, body, correlation_id, 1).await]
+                let body = bodies.get(event, webhook.include.include());
+                vec![
+                    self.first_attempt(webhook, event, body, correlation_id)
+                        .await,
+                ]
             }
             _ => {
                 let attempts = webhooks.iter().map(|webhook| {
-                    let body = bodies.get(&event, webhook.include.include());
-                    self.attempt(webhook, &event, body, correlation_id, 1)
+                    let body = bodies.get(event, webhook.include.include());
+                    self.first_attempt(webhook, event, body, correlation_id)
                 });
                 self.bounded(attempts.collect()).await
             }
@@ -228,32 +224,17 @@ impl Pipeline {
         self.settle(outlet, raw, &event.id, nexts).await
     }
 
-    /// Dead-letters an event that cannot be delivered to anyone (`reason`: a poison code).
-    async fn poison_event(
+    /// An event's first attempt to `webhook`, in its delivery span.
+    async fn first_attempt(
         &self,
-        outlet: &Outlet,
-        raw: &[u8],
-        routing_key: &str,
-        reason: &'static str,
-        detail: String,
-        account_id: Option<String>,
-    ) -> Disposition {
-        warn!(
-            reason,
-            detail, routing_key, "poison event; dead-lettering it"
-        );
-        self.metrics
-            .poison_events
-            .get_or_create(&crate::telemetry::ReasonLabels { reason })
-            .inc();
-        let dead = DeadLetter {
-            reason: reason.into(),
-            detail,
-            account_id,
-            event_type: Some(routing_key.to_string()),
-            ..DeadLetter::default()
-        };
-        self.settle(outlet, raw, "poison", vec![Next::Dead(dead)])
+        webhook: &Webhook,
+        event: &Event,
+        body: Body,
+        correlation_id: Option<&str>,
+    ) -> Next {
+        let span = delivery_span(Some(&event.id), webhook.id, 1);
+        self.attempt(webhook, event, body, correlation_id, Tries::from(1))
+            .instrument(span)
             .await
     }
 
@@ -268,32 +249,44 @@ impl Pipeline {
         let job = match Job::from_headers(headers) {
             Ok(job) => job,
             Err(detail) => {
-                warn!(detail, "invalid retry job; dead-lettering it");
-                let dead = DeadLetter {
-                    reason: "invalid_job".into(),
-                    detail: detail.into(),
-                    ..DeadLetter::default()
-                };
+                let letter = DeadLetter::new(DeadReason::InvalidJob, detail.into());
                 return self
-                    .settle(outlet, raw, "invalid_job", vec![Next::Dead(dead)])
+                    .poison(outlet, raw, INVALID_JOB_MESSAGE_ID, letter)
                     .await;
             }
         };
-        let webhook = match self.job_webhook(outlet, raw, &job).await {
+        let event = Event::parse_shared(raw, self.max_message_bytes);
+        let event_id = event.as_ref().ok().map(|event| event.id.as_str());
+        let span = delivery_span(event_id, job.webhook_id, job.attempt);
+        self.deliver_job(outlet, raw, job, event)
+            .instrument(span)
+            .await
+    }
+
+    /// The job's attempt, once its webhook can be delivered to and its event reads.
+    async fn deliver_job(
+        &self,
+        outlet: &Outlet,
+        raw: &Bytes,
+        job: Job,
+        event: Result<Event, PoisonReason>,
+    ) -> Disposition {
+        let webhook = match self
+            .job_webhook(outlet, raw, &job, event.as_ref().ok())
+            .await
+        {
             Ok(webhook) => webhook,
             Err(disposition) => return disposition,
         };
-        let event = match Event::parse_shared(raw, self.max_message_bytes) {
+        let event = match event {
             Ok(event) => event,
             Err(reason) => {
-                let dead = DeadLetter {
-                    reason: reason.code().into(),
-                    detail: reason.to_string(),
+                let letter = DeadLetter {
                     webhook_id: Some(job.webhook_id),
                     account_id: Some(job.account_id),
-                    ..DeadLetter::default()
+                    ..DeadLetter::new(reason.dead_reason(), reason.to_string())
                 };
-                return self.poison(outlet, raw, &reason, dead).await;
+                return self.poison(outlet, raw, POISON_MESSAGE_ID, letter).await;
             }
         };
         let body = Bodies::default().get(&event, webhook.include.include());
@@ -320,126 +313,5 @@ impl Pipeline {
             self.registry.upsert(webhook.clone());
             Arc::new(webhook)
         }))
-    }
-
-    /// One delivery: wait for the endpoint's turn (or park), send, and decide what follows.
-    async fn attempt(
-        &self,
-        webhook: &Webhook,
-        event: &Event,
-        body: Body,
-        correlation_id: Option<&str>,
-        tries: impl Into<Tries>,
-    ) -> Next {
-        let tries = tries.into();
-        let permit = match self.health.admit(webhook.id, &webhook.account_id).await {
-            Admission::Send(permit) => permit,
-            Admission::Park(reason) => return self.park(webhook, event, &tries, reason),
-        };
-        // None: the session is lost; never settled (`settle` leaves the message, see [`session`]).
-        let Some(_claim) = self.in_flight.claim(&event.id, webhook.id).await else {
-            return Next::Done;
-        };
-        let attempt = Attempt {
-            event,
-            body,
-            correlation_id,
-            number: tries.attempt,
-        };
-        self.metrics.in_flight.inc();
-        let started = std::time::Instant::now();
-        let result = self.deliverer.deliver(webhook, &attempt).await;
-        let took = started.elapsed();
-        self.metrics.in_flight.dec();
-        permit.finish(Signal::of(&result));
-        self.decide(webhook, event, tries.attempt, result, took)
-            .await
-    }
-
-    /// What follows attempt `number`, by what its answer means (see [`Outcome`]).
-    async fn decide(
-        &self,
-        webhook: &Webhook,
-        event: &Event,
-        number: u32,
-        result: AttemptResult,
-        took: Duration,
-    ) -> Next {
-        let outcome = Outcome::of(&result);
-        let failure = match result {
-            AttemptResult::Delivered { status } => {
-                debug!(event_id = %event.id, webhook_id = %webhook.id, attempt = number, status, "delivered");
-                self.metrics.delivery("delivered");
-                self.record(
-                    webhook,
-                    event,
-                    number,
-                    LogOutcome::Delivered,
-                    Some(status),
-                    None,
-                    took,
-                );
-                self.failing.succeeded(webhook).await;
-                return Next::Done;
-            }
-            AttemptResult::Failed(failure) => failure,
-        };
-        let log = |outcome| {
-            let error = Some(failure.reason.as_str());
-            self.record(webhook, event, number, outcome, failure.status, error, took);
-        };
-        let dead = |reason: &str| {
-            self.metrics.delivery("dead_lettered");
-            Next::Dead(dead::dead_letter(
-                webhook,
-                event,
-                reason,
-                &failure.reason,
-                number,
-                failure.status,
-            ))
-        };
-        let not_before = match outcome {
-            Outcome::Delivered => return Next::Done,
-            Outcome::Gone => {
-                self.failing.disable(webhook, DisableReason::Gone).await;
-                log(LogOutcome::Disabled);
-                warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                    "the endpoint answered 410 Gone; webhook disabled, delivery dead-lettered");
-                return dead("endpoint_gone");
-            }
-            Outcome::Retry { not_before } => not_before,
-        };
-        if self.failing.failed(webhook).await {
-            log(LogOutcome::Disabled);
-            info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                reason = %failure.reason, "delivery failed and the webhook is now disabled; kept as a dead letter");
-            return dead("webhook_disabled");
-        }
-        // No sooner than the endpoint asked (Retry-After), never sooner than the schedule.
-        let delay = match not_before {
-            Some(at_least) => self.schedule.delay_after_at_least(number, at_least),
-            None => self.schedule.delay_after(number),
-        };
-        let Some(delay) = delay else {
-            log(LogOutcome::DeadLettered);
-            warn!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-                reason = %failure.reason, "delivery failed; retries exhausted, dead-lettering");
-            return dead("retries_exhausted");
-        };
-        log(LogOutcome::Failed);
-        info!(event_id = %event.id, webhook_id = %webhook.id, attempt = number,
-            reason = %failure.reason, retry_in = ?delay, "delivery failed; will retry");
-        self.metrics.delivery("retry_scheduled");
-        let tries = Tries::from(number + 1);
-        Next::Retry {
-            delay,
-            job: Job::new(
-                webhook.id,
-                &webhook.account_id,
-                &tries,
-                failure.reason.clone(),
-            ),
-        }
     }
 }

@@ -5,13 +5,23 @@
 use std::sync::{atomic::AtomicU64, Arc};
 
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
+    encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::{fmt, util::SubscriberInitExt, EnvFilter};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::{
+    config::{LogConfig, LogFormat},
+    dead_reason::DeadReason,
+};
+
+mod labels;
+
+use labels::limit_bucket;
+pub use labels::{
+    DeliveryOutcome, LimitLabels, OutcomeLabels, QueueLabels, ReasonLabels, SettleOutcome,
+};
 
 /// Installs the global subscriber. Call once, at start.
 pub fn init_logging(config: &LogConfig) {
@@ -24,44 +34,32 @@ pub fn init_logging(config: &LogConfig) {
             filter = filter.add_directive(quiet);
         }
     }
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+        LogFormat::Json => json_logs(filter, std::io::stderr).try_init(),
         // Colour only on a terminal: a file or a log collector would get escape codes.
-        LogFormat::Pretty => builder
+        LogFormat::Pretty => fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
             .try_init(),
     };
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    /// delivered, retry_scheduled, dead_lettered, dropped, parked
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LimitLabels {
-    /// The lower bound of a power-of-two bucket: "1", "2", "4", ... "1024".
-    pub limit: &'static str,
-}
-
-const LIMIT_BUCKETS: [&str; 11] = [
-    "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024",
-];
-
-fn limit_bucket(limit: u32) -> &'static str {
-    let index = usize::try_from(limit.max(1).ilog2()).unwrap_or(usize::MAX);
-    LIMIT_BUCKETS[index.min(LIMIT_BUCKETS.len() - 1)]
+/// JSON lines, one per event, written to `writer`. Each line carries the fields of the span it
+/// was logged in (`span`: a delivery's `event_id`, `webhook_id` and `attempt`) and of every
+/// span around it (`spans`), so lines inside a delivery need no ids of their own.
+pub(crate) fn json_logs<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .finish()
 }
 
 /// The worker's metrics. Cheap to clone: every field is a shared handle.
@@ -113,12 +111,6 @@ pub struct Metrics {
     pub webhooks_disabled: Family<ReasonLabels, Counter>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QueueLabels {
-    /// A queue of the topology: incoming, deliveries, dead, or a delay queue (a fixed set).
-    pub queue: String,
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -161,157 +153,180 @@ impl Metrics {
             endpoint_limits: Family::default(),
             webhooks_disabled: Family::default(),
         };
-        registry.register(
-            "token_cache",
-            "Access-token cache lookups, by outcome (hit, miss)",
-            metrics.token_cache.clone(),
-        );
-        registry.register(
-            "token_request_duration_seconds",
-            "Duration of requests to token endpoints",
-            metrics.token_request_seconds.clone(),
-        );
-        registry.register(
-            "queue_messages",
-            "Messages ready in each queue of the topology, read from the broker every 5 s",
-            metrics.queue_messages.clone(),
-        );
-        registry.register(
-            "delivery_log_rows",
-            "Delivery attempts written to the delivery log",
-            metrics.delivery_log_rows.clone(),
-        );
-        registry.register(
-            "delivery_log_dropped",
-            "Delivery attempts the log could not record (writer behind, database slow or down); the deliveries themselves went on",
-            metrics.delivery_log_dropped.clone(),
-        );
-        registry.register(
-            "dead_letters_recorded",
-            "Dead letters recorded by webhook in the database (listed and redriven by the API)",
-            metrics.dead_letters_recorded.clone(),
-        );
-        registry.register(
-            "dead_letters_unrecorded",
-            "Dead letters that could not be recorded by webhook after retries; they stay in the \
-             dead-letter queue for the operator to replay",
-            metrics.dead_letters_unrecorded.clone(),
-        );
-        registry.register(
-            "registry_rows_unreadable",
-            "Webhook rows whose secret or settings cannot be decoded; matching events are \
-             dead-lettered as webhook_unreadable",
-            metrics.registry_rows_unreadable.clone(),
-        );
-        registry.register(
-            "events_received",
-            "Events taken from the queue",
-            metrics.events_received.clone(),
-        );
-        registry.register(
-            "poison_events",
-            "Malformed events dead-lettered, by reason",
-            metrics.poison_events.clone(),
-        );
-        registry.register(
-            "deliveries",
-            "Delivery attempts, by outcome",
-            metrics.deliveries.clone(),
-        );
-        registry.register(
-            "delivery_duration_seconds",
-            "HTTP delivery attempt duration",
-            metrics.delivery_seconds.clone(),
-        );
-        registry.register(
-            "token_requests",
-            "OAuth token requests, by outcome",
-            metrics.token_requests.clone(),
-        );
-        registry.register(
-            "deliveries_in_flight",
-            "HTTP deliveries in flight",
-            metrics.in_flight.clone(),
-        );
-        registry.register(
-            "registry_webhooks",
-            "Webhooks in the in-memory registry",
-            metrics.registry_webhooks.clone(),
-        );
-        registry.register(
-            "registry_rows_skipped",
-            "Webhook rows the last registry load could not decode and skipped",
-            metrics.registry_rows_skipped.clone(),
-        );
-        registry.register(
-            "registry_loaded_at_seconds",
-            "Unix time of the last successful registry load",
-            metrics.registry_loaded_at.clone(),
-        );
-        registry.register(
-            "amqp_connected",
-            "1 while connected to RabbitMQ",
-            metrics.amqp_connected.clone(),
-        );
-        registry.register(
-            "amqp_blocked",
-            "1 while RabbitMQ blocks the publishing connection (resource alarm)",
-            metrics.amqp_blocked.clone(),
-        );
-        registry.register(
-            "settles",
-            "Messages not acked at once: requeued (nothing attempted yet), republished (failed \
-             outcomes published again), rejected (dead-lettered after amqp.settle_timeout)",
-            metrics.settles.clone(),
-        );
-        registry.register(
-            "owed_dead_letters",
-            "Webhooks named by dead letters of rejected messages, by reason",
-            metrics.owed_dead_letters.clone(),
-        );
-        registry.register(
-            "handler_panics",
-            "Panics caught in a message's handling (dead-lettered, reason panic)",
-            metrics.handler_panics.clone(),
-        );
-        registry.register(
-            "parks",
-            "Deliveries parked instead of attempted, by reason",
-            metrics.parks.clone(),
-        );
-        registry.register(
-            "circuits_open",
-            "Webhooks whose circuit is open or half-open",
-            metrics.circuits_open.clone(),
-        );
-        registry.register(
-            "endpoint_concurrency_limits",
-            "Endpoints by current concurrency limit (lower bound of a power-of-two bucket)",
-            metrics.endpoint_limits.clone(),
-        );
-        registry.register(
-            "webhooks_disabled",
-            "Webhooks disabled by the worker, by reason",
-            metrics.webhooks_disabled.clone(),
-        );
+        metrics.register_delivery_metrics(&mut registry);
+        metrics.register_plumbing_metrics(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             ..metrics
         }
     }
 
-    pub fn delivery(&self, outcome: &'static str) {
+    /// Registers what tells how deliveries go: events, attempts, endpoints' health, tokens.
+    fn register_delivery_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "events_received",
+            "Events taken from the queue",
+            self.events_received.clone(),
+        );
+        registry.register(
+            "poison_events",
+            "Poison messages (malformed events, invalid retry jobs) dead-lettered, by reason",
+            self.poison_events.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Delivery attempts, by outcome",
+            self.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_duration_seconds",
+            "HTTP delivery attempt duration",
+            self.delivery_seconds.clone(),
+        );
+        registry.register(
+            "deliveries_in_flight",
+            "HTTP deliveries in flight",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "parks",
+            "Deliveries parked instead of attempted, by reason",
+            self.parks.clone(),
+        );
+        registry.register(
+            "circuits_open",
+            "Webhooks whose circuit is open or half-open",
+            self.circuits_open.clone(),
+        );
+        registry.register(
+            "endpoint_concurrency_limits",
+            "Endpoints by current concurrency limit (lower bound of a power-of-two bucket)",
+            self.endpoint_limits.clone(),
+        );
+        registry.register(
+            "webhooks_disabled",
+            "Webhooks disabled by the worker, by reason",
+            self.webhooks_disabled.clone(),
+        );
+        registry.register(
+            "token_requests",
+            "OAuth token requests, by outcome",
+            self.token_requests.clone(),
+        );
+        registry.register(
+            "token_cache",
+            "Access-token cache lookups, by outcome (hit, miss)",
+            self.token_cache.clone(),
+        );
+        registry.register(
+            "token_request_duration_seconds",
+            "Duration of requests to token endpoints",
+            self.token_request_seconds.clone(),
+        );
+    }
+
+    /// Registers what tells how the plumbing holds: the broker, settling, the registry, and
+    /// the records kept in the database.
+    fn register_plumbing_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "queue_messages",
+            "Messages ready in each queue of the topology, read from the broker every 5 s",
+            self.queue_messages.clone(),
+        );
+        registry.register(
+            "delivery_log_rows",
+            "Delivery attempts written to the delivery log",
+            self.delivery_log_rows.clone(),
+        );
+        registry.register(
+            "delivery_log_dropped",
+            "Delivery attempts the log could not record (writer behind, database slow or down); \
+             the deliveries themselves went on",
+            self.delivery_log_dropped.clone(),
+        );
+        registry.register(
+            "dead_letters_recorded",
+            "Dead letters recorded by webhook in the database (listed and redriven by the API)",
+            self.dead_letters_recorded.clone(),
+        );
+        registry.register(
+            "dead_letters_unrecorded",
+            "Dead letters that could not be recorded by webhook after retries; they stay in the \
+         dead-letter queue for the operator to replay",
+            self.dead_letters_unrecorded.clone(),
+        );
+        registry.register(
+            "registry_rows_unreadable",
+            "Webhook rows whose secret or settings cannot be decoded; matching events are \
+         dead-lettered as webhook_unreadable",
+            self.registry_rows_unreadable.clone(),
+        );
+        registry.register(
+            "registry_webhooks",
+            "Webhooks in the in-memory registry",
+            self.registry_webhooks.clone(),
+        );
+        registry.register(
+            "registry_rows_skipped",
+            "Webhook rows the last registry load could not decode and skipped",
+            self.registry_rows_skipped.clone(),
+        );
+        registry.register(
+            "registry_loaded_at_seconds",
+            "Unix time of the last successful registry load",
+            self.registry_loaded_at.clone(),
+        );
+        registry.register(
+            "amqp_connected",
+            "1 while connected to RabbitMQ",
+            self.amqp_connected.clone(),
+        );
+        registry.register(
+            "amqp_blocked",
+            "1 while RabbitMQ blocks the publishing connection (resource alarm)",
+            self.amqp_blocked.clone(),
+        );
+        registry.register(
+            "settles",
+            "Messages not acked at once: requeued (nothing attempted yet), republished (failed \
+         outcomes published again), rejected (dead-lettered after amqp.settle_timeout)",
+            self.settles.clone(),
+        );
+        registry.register(
+            "owed_dead_letters",
+            "Webhooks named by dead letters of rejected messages, by reason",
+            self.owed_dead_letters.clone(),
+        );
+        registry.register(
+            "handler_panics",
+            "Panics caught in a message's handling (dead-lettered, reason panic)",
+            self.handler_panics.clone(),
+        );
+    }
+
+    pub fn delivery(&self, outcome: DeliveryOutcome) {
+        let outcome = outcome.as_str();
         self.deliveries
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 
-    pub fn settle(&self, outcome: &'static str) {
+    pub fn settle(&self, outcome: SettleOutcome) {
+        let outcome = outcome.as_str();
         self.settles.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
+    /// One more poison message dead-lettered.
+    pub fn poison(&self, reason: DeadReason) {
+        let reason = reason.as_str();
+        self.poison_events
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     /// `webhooks` more webhooks named by dead letters of rejected messages.
-    pub fn owed_dead_letters(&self, reason: &'static str, webhooks: usize) {
+    pub fn owed_dead_letters(&self, reason: DeadReason, webhooks: usize) {
+        let reason = reason.as_str();
         self.owed_dead_letters
             .get_or_create(&ReasonLabels { reason })
             .inc_by(webhooks as u64);
@@ -351,8 +366,8 @@ mod tests {
     #[test]
     fn counters_render_in_prometheus_text() {
         let metrics = Metrics::new();
-        metrics.delivery("delivered");
-        metrics.delivery("delivered");
+        metrics.delivery(DeliveryOutcome::Delivered);
+        metrics.delivery(DeliveryOutcome::Delivered);
         let text = metrics.render();
         assert!(
             text.contains("webhook_worker_deliveries_total{outcome=\"delivered\"} 2"),

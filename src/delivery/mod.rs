@@ -253,9 +253,7 @@ impl Deliverer {
                 }
                 // A token with characters no header can carry: send without, the endpoint
                 // answers 401, and the attempt fails with a reason that names no token.
-                Err(_) => {
-                    tracing::warn!(webhook_id = %webhook.id, "access token is not a valid header value")
-                }
+                Err(_) => tracing::warn!("access token is not a valid header value"),
             }
         }
         request.body(attempt.body.clone())

@@ -97,7 +97,7 @@ impl DeadLetterLog {
             webhook_id,
             event_id: event_id.to_string(),
             event_type: letter.event_type.clone().unwrap_or_default(),
-            reason: letter.reason.clone(),
+            reason: letter.reason,
             detail: letter.detail.clone(),
             attempts: letter.attempts.unwrap_or(0),
             last_status: letter.last_status,

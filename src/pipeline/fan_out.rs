@@ -12,7 +12,7 @@ use futures_util::{stream, StreamExt};
 use tracing::info;
 
 use super::{Disposition, Next, Pipeline};
-use crate::{queue::job::Job, queue::Outlet, webhook::Webhook};
+use crate::{queue::job::Job, queue::Outlet, telemetry::SettleOutcome, webhook::Webhook};
 
 impl Pipeline {
     /// Whether an event matching `matched` webhooks is split into jobs.
@@ -31,7 +31,6 @@ impl Pipeline {
         dead_letters: Vec<Next>,
     ) -> Disposition {
         info!(
-            event_id,
             webhooks = webhooks.len(),
             "many webhooks: one delivery job each"
         );
@@ -51,7 +50,7 @@ impl Pipeline {
             .collect();
         let disposition = self.settle(outlet, raw, event_id, jobs).await;
         if disposition == Disposition::Ack {
-            self.metrics.settle("fanned_out");
+            self.metrics.settle(SettleOutcome::FannedOut);
         }
         disposition
     }

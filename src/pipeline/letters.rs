@@ -11,12 +11,14 @@ use tracing::{info, warn};
 
 use super::{Disposition, Next, Pipeline};
 use crate::{
+    dead_reason::DeadReason,
     event::Event,
     queue::{
-        job::{DeadLetter, Job},
+        job::{DeadLetter, Job, INVALID_JOB_MESSAGE_ID},
         Outlet,
     },
     store::{StoreError, UnreadableWebhook},
+    telemetry::{DeliveryOutcome, SettleOutcome},
     webhook::Webhook,
 };
 
@@ -30,18 +32,19 @@ impl Pipeline {
         self.dead_log.record(letter, event_id, raw)
     }
 
-    /// The dead letter of an event owed to a webhook whose row cannot be decoded.
+    /// The dead letter of an event owed to a webhook whose row cannot be decoded. Made in the
+    /// delivery's span.
     pub(super) fn unreadable_letter(
         &self,
         row: &UnreadableWebhook,
         event_type: &str,
         attempts: u32,
     ) -> Next {
-        warn!(webhook_id = %row.id, account_id = %row.account_id,
+        warn!(account_id = %row.account_id,
             "the webhook's row cannot be decoded (secret or settings); dead-lettering its delivery");
-        self.metrics.delivery("dead_lettered");
+        self.metrics.delivery(DeliveryOutcome::DeadLettered);
         Next::Dead(DeadLetter {
-            reason: "webhook_unreadable".into(),
+            reason: DeadReason::WebhookUnreadable,
             detail: "the webhook's stored secret or settings cannot be decoded".into(),
             webhook_id: Some(row.id),
             account_id: Some(row.account_id.clone()),
@@ -53,12 +56,14 @@ impl Pipeline {
 
     /// The retry job's webhook, when a delivery can be made to it; otherwise what became of
     /// the message: requeued (the database cannot be read), dropped (the webhook was deleted),
-    /// or a dead letter for it (disabled, or its row cannot be decoded).
+    /// or a dead letter for it (disabled, or its row cannot be decoded). `event`: the job's
+    /// event, when its body reads. Runs in the delivery's span.
     pub(super) async fn job_webhook(
         &self,
         outlet: &Outlet,
         raw: &Bytes,
         job: &Job,
+        event: Option<&Event>,
     ) -> Result<Arc<Webhook>, Disposition> {
         let made = job.attempt.saturating_sub(1);
         let webhook = match self.current_webhook(job).await {
@@ -73,30 +78,31 @@ impl Pipeline {
                     disabled_at: None,
                 };
                 let letter = self.unreadable_letter(&row, "", made);
-                return Err(self.settle_job_letter(outlet, raw, letter).await);
+                return Err(self.settle_job_letter(outlet, raw, letter, event).await);
             }
             Err(error) => {
-                warn!(%error, webhook_id = %job.webhook_id, "cannot read the webhook; the retry goes back to the queue");
-                self.metrics.settle("requeued");
+                warn!(%error, "cannot read the webhook; the retry goes back to the queue");
+                self.metrics.settle(SettleOutcome::Requeued);
                 return Err(Disposition::Requeue);
             }
         };
         let Some(webhook) = webhook else {
             if let Some(row) = self.registry.unreadable(job.webhook_id) {
                 let letter = self.unreadable_letter(&row, "", made);
-                return Err(self.settle_job_letter(outlet, raw, letter).await);
+                return Err(self.settle_job_letter(outlet, raw, letter, event).await);
             }
-            info!(webhook_id = %job.webhook_id, attempt = job.attempt, "webhook deleted; retry dropped");
-            self.metrics.delivery("dropped");
+            info!("webhook deleted; retry dropped");
+            self.metrics.delivery(DeliveryOutcome::Dropped);
             return Err(Disposition::Ack);
         };
         if !webhook.is_enabled_at(chrono::Utc::now()) {
             // Kept as a dead letter for the webhook: re-enabling it and redriving delivers it.
-            info!(webhook_id = %job.webhook_id, attempt = job.attempt,
-                "webhook disabled; its pending delivery becomes a dead letter (webhook_disabled)");
-            self.metrics.delivery("dead_lettered");
+            info!(
+                "webhook disabled; its pending delivery becomes a dead letter (webhook_disabled)"
+            );
+            self.metrics.delivery(DeliveryOutcome::DeadLettered);
             let letter = Next::Dead(DeadLetter {
-                reason: "webhook_disabled".into(),
+                reason: DeadReason::WebhookDisabled,
                 detail: job.last_error.clone().unwrap_or_default(),
                 webhook_id: Some(webhook.id),
                 account_id: Some(webhook.account_id.clone()),
@@ -105,23 +111,28 @@ impl Pipeline {
                 attempts: Some(made),
                 last_status: None,
             });
-            return Err(self.settle_job_letter(outlet, raw, letter).await);
+            return Err(self.settle_job_letter(outlet, raw, letter, event).await);
         }
         Ok(webhook)
     }
 
-    /// Makes a job's dead letter durable, with the event's id (when its body reads) so the
-    /// letter recorded by webhook names it.
-    async fn settle_job_letter(&self, outlet: &Outlet, raw: &Bytes, letter: Next) -> Disposition {
-        let event = Event::parse_shared(raw, self.max_message_bytes).ok();
-        let letter = match (letter, &event) {
+    /// Makes a job's dead letter durable, with the event's id and type (when its body reads)
+    /// so the letter recorded by webhook names them.
+    async fn settle_job_letter(
+        &self,
+        outlet: &Outlet,
+        raw: &Bytes,
+        letter: Next,
+        event: Option<&Event>,
+    ) -> Disposition {
+        let letter = match (letter, event) {
             (Next::Dead(mut dead), Some(event)) => {
                 dead.event_type = Some(event.event_type.clone());
                 Next::Dead(dead)
             }
             (letter, _) => letter,
         };
-        let id = event.as_ref().map_or("invalid_job", |e| e.id.as_str());
+        let id = event.map_or(INVALID_JOB_MESSAGE_ID, |event| event.id.as_str());
         self.settle(outlet, raw, id, vec![letter]).await
     }
 }

@@ -26,17 +26,16 @@ use uuid::Uuid;
 
 use super::{Disposition, Next, Pipeline};
 use crate::{
+    dead_reason::DeadReason,
     queue::{
         header_text,
-        job::{DeadLetter, ACCOUNT_ID, WEBHOOK_ID},
+        job::{DeadLetter, ACCOUNT_ID, NO_EVENT_MESSAGE_IDS, WEBHOOK_ID},
         outlet::Unavailable,
         Outlet, PublishError,
     },
     retry::jittered,
+    telemetry::SettleOutcome,
 };
-
-/// Message ids of dead letters that carry no event (nothing a redrive could deliver).
-const POISON_IDS: [&str; 2] = ["poison", "invalid_job"];
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -49,8 +48,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct Owed {
     /// The event's id (or `poison`, `panic`, ... when none could be read).
     pub message_id: String,
-    /// Why: `rejected` (outcomes not durable within `amqp.settle_timeout`).
-    pub reason: &'static str,
+    /// Why: [`DeadReason::Rejected`] (outcomes not durable within `amqp.settle_timeout`).
+    pub reason: DeadReason,
     /// The webhooks whose retry job or dead letter could not be made durable.
     pub webhooks: Vec<Uuid>,
 }
@@ -75,7 +74,7 @@ impl Pipeline {
                 Next::Retry { delay, job } => Some((self.names.retry(delay), job.headers())),
                 Next::Dead(dead) => {
                     let headers = dead.headers();
-                    if dead.webhook_id.is_some() && !POISON_IDS.contains(&message_id) {
+                    if dead.webhook_id.is_some() && !NO_EVENT_MESSAGE_IDS.contains(&message_id) {
                         owed.push(dead);
                     }
                     Some((self.names.dead.clone(), headers))
@@ -159,7 +158,7 @@ impl Pipeline {
             }
             warn!(message_id, failed = pending.len(), error = %last_error, retry_in = ?wait,
                 "the broker refused some outcomes, or lost their channel; publishing only those again");
-            self.metrics.settle("republished");
+            self.metrics.settle(SettleOutcome::Republished);
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -183,24 +182,23 @@ impl Pipeline {
             .collect();
         error!(message_id, failed = pending.len(), error = why,
             "outcomes still not durable after amqp.settle_timeout; rejecting the message into the dead letters");
-        self.metrics.settle("rejected");
+        self.metrics.settle(SettleOutcome::Rejected);
         // The broker dead-letters the message as it came; each webhook still owed an outcome
         // gets it recorded as its own dead letter, so its owner can list and redrive it.
-        if !POISON_IDS.contains(&message_id) {
+        if !NO_EVENT_MESSAGE_IDS.contains(&message_id) {
             for (webhook, account) in &owed {
+                let detail = "outcome not durable within amqp.settle_timeout".into();
                 let letter = DeadLetter {
-                    reason: "rejected".into(),
-                    detail: "outcome not durable within amqp.settle_timeout".into(),
                     webhook_id: Some(*webhook),
                     account_id: account.clone(),
-                    ..DeadLetter::default()
+                    ..DeadLetter::new(DeadReason::Rejected, detail)
                 };
                 self.record_dead_letter(&letter, message_id, raw);
             }
         }
         self.owed(Owed {
             message_id: message_id.to_string(),
-            reason: "rejected",
+            reason: DeadReason::Rejected,
             webhooks: owed.into_iter().map(|(webhook, _)| webhook).collect(),
         });
         Disposition::Reject
@@ -212,7 +210,7 @@ impl Pipeline {
         if owed.webhooks.is_empty() {
             return;
         }
-        error!(message_id = owed.message_id, reason = owed.reason, webhooks = ?owed.webhooks,
+        error!(message_id = owed.message_id, reason = %owed.reason, webhooks = ?owed.webhooks,
             "dead letter owed to webhooks");
         self.metrics
             .owed_dead_letters(owed.reason, owed.webhooks.len());

@@ -9,6 +9,7 @@
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 
 use super::job::ACCOUNT_ID;
+use crate::dead_reason::DeadReason;
 
 /// An `account_id` header that is present but unreadable as an account id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,7 +21,7 @@ pub struct BadAccount {
 
 impl BadAccount {
     /// The dead letter's reason and the poison metric's label.
-    pub const CODE: &'static str = "bad_account";
+    pub const REASON: DeadReason = DeadReason::BadAccount;
 }
 
 /// The event's account: `Ok(None)` when the header is absent (the default account),
@@ -133,7 +134,7 @@ mod tests {
             let described = format!("{value:?}");
             let error = account_header(Some(&with(value))).expect_err(&described);
             assert_eq!(error.found, found, "{described}");
-            assert_eq!(BadAccount::CODE, "bad_account");
+            assert_eq!(BadAccount::REASON.as_str(), "bad_account");
             assert!(error.to_string().contains(found), "{error}");
         }
     }

@@ -7,6 +7,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use uuid::Uuid;
 
 use super::{header_int, header_text};
+use crate::dead_reason::DeadReason;
 
 pub const ACCOUNT_ID: &str = "account_id";
 pub const WEBHOOK_ID: &str = "x-webhook-id";
@@ -22,6 +23,12 @@ pub const DEAD_AT: &str = "x-dead-at";
 /// and, once they have lasted as long as the next retry delay, count as the attempt.
 pub const PARKS: &str = "x-parks";
 pub const PARKED_SINCE: &str = "x-parked-since";
+
+/// The message ids of dead letters that carry no event id (a poison message, an invalid job):
+/// they name what the message is, not an event, so nothing is recorded or replayed by them.
+pub const NO_EVENT_MESSAGE_IDS: [&str; 2] = [POISON_MESSAGE_ID, INVALID_JOB_MESSAGE_ID];
+pub const POISON_MESSAGE_ID: &str = "poison";
+pub const INVALID_JOB_MESSAGE_ID: &str = "invalid_job";
 
 /// One pending delivery of an event to one webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,12 +124,11 @@ impl Job {
 }
 
 /// Why a message was dead-lettered.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DeadLetter {
-    /// Owed to a webhook (named in `webhook_id`, also recorded by webhook): `retries_exhausted`,
-    /// `endpoint_gone`, `webhook_disabled`, `webhook_unreadable`. Poison: `too_large`,
-    /// `invalid_json`, `invalid_event`, `bad_account`, `invalid_job`.
-    pub reason: String,
+    /// Owed to a webhook (named in `webhook_id`, also recorded by webhook) or poison; see
+    /// [`DeadReason`].
+    pub reason: DeadReason,
     pub detail: String,
     pub webhook_id: Option<Uuid>,
     pub account_id: Option<String>,
@@ -132,9 +138,22 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// A letter that names nothing more than why.
+    pub fn new(reason: DeadReason, detail: String) -> Self {
+        DeadLetter {
+            reason,
+            detail,
+            webhook_id: None,
+            account_id: None,
+            event_type: None,
+            attempts: None,
+            last_status: None,
+        }
+    }
+
     pub fn headers(&self) -> FieldTable {
         let mut headers = FieldTable::default();
-        headers.insert(DEAD_REASON.into(), text(&self.reason));
+        headers.insert(DEAD_REASON.into(), text(self.reason.as_str()));
         headers.insert(DEAD_DETAIL.into(), text(&self.detail));
         headers.insert(DEAD_AT.into(), text(&crate::webhook::timestamp(Utc::now())));
         if let Some(id) = self.webhook_id {

@@ -31,6 +31,9 @@ pub struct AttemptRow {
     pub error: Option<String>,
     pub duration_ms: i64,
     pub created_at: String,
+    /// When the delivery is due again: set on a `failed` attempt whose retry is scheduled and
+    /// on a `parked` one; null otherwise.
+    pub next_attempt_at: Option<String>,
     #[serde(skip)]
     pub account_id: String,
 }
@@ -50,8 +53,8 @@ pub enum AttemptFilter {
 
 /// Columns of one row, in insert order.
 const COLUMNS: &str = "id, account_id, webhook_id, event_id, event_type, attempt, outcome, \
-    status, error, duration_ms, created_at";
-const PER_ROW: usize = 11;
+    status, error, duration_ms, created_at, next_attempt_at";
+const PER_ROW: usize = 12;
 
 /// One attempt to record, as the delivery path hands it over: ids and time not yet formatted
 /// (the writer does that, off the delivery path). The API reads it back as an [`AttemptRow`].
@@ -69,12 +72,14 @@ pub struct NewAttempt {
     pub error: Option<String>,
     pub duration_ms: i64,
     pub created_at: DateTime<Utc>,
+    /// When the delivery is due again (a retry scheduled, a park).
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// Most rows one insert statement takes. Statements are of 1, 2, 4, … this many rows, so each
 /// connection's statement cache holds at most ten insert statements: with one per batch size
 /// seen (1 to 500 rows, ~160 KB each prepared on SQLite) the cache held 16 MiB of the bench's
-/// heap peak. 512 rows are 5,632 parameters, far below PostgreSQL's 65,535 and SQLite's 32,766.
+/// heap peak. 512 rows are 6,144 parameters, far below PostgreSQL's 65,535 and SQLite's 32,766.
 pub const MAX_INSERT_ROWS: usize = 512;
 
 impl Store {
@@ -89,16 +94,17 @@ impl Store {
             let (chunk, after) = rest.split_at(size);
             rest = after;
             // Formatted here, then bound by reference with the other text columns: no copies.
-            let text: Vec<[String; 3]> = chunk
+            let text: Vec<([String; 3], Option<String>)> = chunk
                 .iter()
                 .map(|row| {
                     let id = row.id.hyphenated().to_string();
                     let webhook_id = row.webhook_id.hyphenated().to_string();
-                    [id, webhook_id, timestamp(row.created_at)]
+                    let due = row.next_attempt_at.map(timestamp);
+                    ([id, webhook_id, timestamp(row.created_at)], due)
                 })
                 .collect();
             let mut query = sqlx::query(insert_sql(size, numbered));
-            for (row, [id, webhook_id, created_at]) in chunk.iter().zip(&text) {
+            for (row, ([id, webhook_id, created_at], due)) in chunk.iter().zip(&text) {
                 query = query
                     .bind(id.as_str())
                     .bind(row.account_id.as_str())
@@ -110,7 +116,8 @@ impl Store {
                     .bind(row.status.map(i64::from))
                     .bind(row.error.as_deref())
                     .bind(row.duration_ms)
-                    .bind(created_at.as_str());
+                    .bind(created_at.as_str())
+                    .bind(due.as_deref());
             }
             query.execute(&mut *transaction).await?;
         }
@@ -173,6 +180,7 @@ impl Store {
                 error: row.try_get("error")?,
                 duration_ms: row.try_get("duration_ms")?,
                 created_at: row.try_get("created_at")?,
+                next_attempt_at: row.try_get("next_attempt_at")?,
             })
         })
         .await

@@ -13,7 +13,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{page::PageQuery, Store, StoreError};
-use crate::webhook::timestamp;
+use crate::{dead_reason::DeadReason, webhook::timestamp};
 
 /// One dead letter to record, as the pipeline hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct NewDeadLetter {
     pub webhook_id: Uuid,
     pub event_id: String,
     pub event_type: String,
-    pub reason: String,
+    pub reason: DeadReason,
     pub detail: String,
     pub attempts: u32,
     pub last_status: Option<u16>,

@@ -17,12 +17,10 @@ use uuid::Uuid;
 
 use crate::{
     config::Config,
+    dead_reason::DeadReason,
     queue::{self, header_int, header_text, job, Names, Publisher},
     store::Store,
 };
-
-/// The message ids the pipeline gives dead letters that carry no event id.
-const POISON_MESSAGE_IDS: [&str; 2] = ["poison", "invalid_job"];
 
 /// One dead letter, as `dead-letters list` prints it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -50,7 +48,7 @@ impl DeadLetterInfo {
                     .map(|queue| format!("dead-lettered by the broker from {queue}"))
             }),
             // A poison message has no event id (its message id only names what it is).
-            event_id: message_id.filter(|id| !POISON_MESSAGE_IDS.contains(&id.as_str())),
+            event_id: message_id.filter(|id| !job::NO_EVENT_MESSAGE_IDS.contains(&id.as_str())),
             event_type: header_text(headers, job::EVENT_TYPE),
             webhook_id: header_text(headers, job::WEBHOOK_ID),
             account_id: header_text(headers, job::ACCOUNT_ID),
@@ -133,25 +131,16 @@ pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLette
     Ok(letters)
 }
 
-/// The worker's reasons for a dead letter owed to a webhook (each names it): what a replay may
-/// send again once the cause is fixed.
-const OWED_REASONS: [&str; 5] = [
-    "retries_exhausted",
-    "endpoint_gone",
-    "webhook_disabled",
-    "webhook_unreadable",
-    "delivery_limit",
-];
-
 /// Deliveries owed to a webhook (retries ran out, a 410, a webhook disabled or unreadable), and
 /// delivery jobs the broker itself dead-lettered (past `amqp.delivery_limit`, or rejected after
 /// `amqp.settle_timeout`): all name their webhook.
 fn replayable_reason(headers: Option<&FieldTable>) -> bool {
+    let reason = |name| header_text(headers, name)?.parse::<DeadReason>().ok();
     match header_text(headers, job::DEAD_REASON) {
-        Some(reason) => OWED_REASONS.contains(&reason.as_str()),
+        Some(_) => reason(job::DEAD_REASON).is_some_and(DeadReason::is_owed_to_webhook),
         None => matches!(
-            header_text(headers, "x-first-death-reason").as_deref(),
-            Some("delivery_limit" | "rejected")
+            reason("x-first-death-reason"),
+            Some(DeadReason::DeliveryLimit | DeadReason::Rejected)
         ),
     }
 }
@@ -305,13 +294,18 @@ mod tests {
 
     #[test]
     fn every_reason_owed_to_a_webhook_is_replayable_and_poison_is_not() {
-        for reason in OWED_REASONS {
+        for reason in [
+            "retries_exhausted",
+            "endpoint_gone",
+            "webhook_disabled",
+            "webhook_unreadable",
+        ] {
             assert!(
                 replayable_reason(Some(&headers(job::DEAD_REASON, reason))),
                 "{reason}"
             );
         }
-        for reason in ["invalid_json", "too_large", "invalid_job"] {
+        for reason in ["invalid_json", "too_large", "invalid_job", "unheard_of"] {
             assert!(
                 !replayable_reason(Some(&headers(job::DEAD_REASON, reason))),
                 "{reason}"

@@ -71,6 +71,17 @@ async fn a_delivery_failing_once_then_succeeding_shows_two_attempts_in_both_rout
     assert_eq!(attempts[1]["outcome"], "failed");
     assert_eq!(attempts[1]["status"], 503);
     assert_eq!(attempts[1]["error"], "http_503");
+    // The failed row says when the retry was due: after the first delay, before it was made.
+    assert_eq!(attempts[0]["next_attempt_at"], Value::Null);
+    let time = |row: &Value, field: &str| {
+        let text = row[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} in {row}"));
+        chrono::DateTime::parse_from_rfc3339(text).expect(text)
+    };
+    let due = time(&attempts[1], "next_attempt_at");
+    assert!(due > time(&attempts[1], "created_at"), "{}", attempts[1]);
+    assert!(due <= time(&attempts[0], "created_at"), "{attempts:?}");
     for attempt in &attempts {
         assert_eq!(attempt["object"], "delivery_attempt");
         assert_eq!(attempt["event_id"], event_id.as_str());
@@ -179,6 +190,7 @@ async fn a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded(
             error: (n % 2 == 1).then(|| "http_503".to_string()),
             duration_ms: i64::from(n),
             created_at,
+            next_attempt_at: (n % 2 == 1).then(|| created_at + chrono::TimeDelta::seconds(5)),
         })
         .collect();
     store.insert_attempts(&rows).await.unwrap();
@@ -200,11 +212,15 @@ async fn a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded(
         last.created_at,
         webhook_worker::webhook::timestamp(created_at)
     );
+    let due = created_at + chrono::TimeDelta::seconds(5);
+    let due = webhook_worker::webhook::timestamp(due);
+    assert_eq!(last.next_attempt_at.as_deref(), Some(due.as_str()));
     let event = AttemptFilter::Event {
         event_id: "event-0".into(),
     };
     let (page, _) = store.list_attempts("acct", &event, 0, 10).await.unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].error, None);
+    assert_eq!(page[0].next_attempt_at, None);
     store.close().await;
 }

@@ -15,6 +15,7 @@ use sha2::Digest;
 use uuid::Uuid;
 use webhook_worker::{
     cli::Role,
+    dead_reason::DeadReason,
     store::dead_letters::{time_ordered_id, NewDeadLetter},
 };
 
@@ -110,7 +111,7 @@ async fn other_tenants_letters(worker: &InProcessWorker, webhook: Uuid, n: usize
             webhook_id: webhook,
             event_id: format!("other-event-{i}"),
             event_type: "business.updated".into(),
-            reason: "retries_exhausted".into(),
+            reason: DeadReason::RetriesExhausted,
             detail: "http_500".into(),
             attempts: 2,
             last_status: Some(500),
@@ -448,7 +449,7 @@ async fn the_dead_letter_list_is_paginated_newest_first_and_scoped_to_the_accoun
             webhook_id: webhook,
             event_id: format!("event-{i}"),
             event_type: "business.updated".into(),
-            reason: "endpoint_gone".into(),
+            reason: DeadReason::EndpointGone,
             detail: "http_410".into(),
             attempts: 1,
             last_status: Some(410),
