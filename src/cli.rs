@@ -133,8 +133,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLetterAction {
-    /// Print up to --limit dead letters as JSON lines (reason, detail, event, webhook, attempts).
-    /// Nothing is removed.
+    /// Print up to --limit dead letters as JSON lines (reason, detail, event, webhook, attempts),
+    /// then on stderr how many the queue holds and their reasons. Nothing is removed.
     List {
         /// Print at most this many dead letters (the oldest first).
         #[arg(long, default_value_t = 20)]
@@ -142,7 +142,8 @@ pub enum DeadLetterAction {
     },
     /// Send deliveries whose retries ran out back for a fresh first attempt (after the endpoint
     /// is fixed). Poison messages stay where they are. Shows progress on stderr (a bar on a
-    /// terminal, plain lines otherwise) and prints the summary as JSON on stdout.
+    /// terminal, plain lines otherwise), with a line for each letter skipped and why, and prints
+    /// the summary as JSON on stdout.
     Replay {
         /// Look at most at this many dead letters (the oldest first).
         #[arg(long, default_value_t = 100)]
@@ -272,9 +273,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             match action {
                 DeadLetterAction::List { limit } => {
-                    for letter in runtime.block_on(crate::dead_letters::list(&config, *limit))? {
-                        println!("{}", serde_json::to_string(&letter)?);
+                    let dead = crate::queue::Names::new(&config.amqp.prefix).dead;
+                    let listing =
+                        runtime.block_on(crate::dead_letters::list_counted(&config, *limit))?;
+                    for letter in &listing.letters {
+                        println!("{}", serde_json::to_string(letter)?);
                     }
+                    // On stderr: stdout stays JSON lines for scripts.
+                    eprintln!("{}", listing.summary_line(&dead));
                 }
                 DeadLetterAction::Replay { limit, webhook_id } => {
                     let dead = crate::queue::Names::new(&config.amqp.prefix).dead;

@@ -1,11 +1,15 @@
 //! Operating on the dead-letter queue: list what is there and why, and replay deliveries whose
-//! retries ran out (after the customer fixed their endpoint) as fresh first attempts.
+//! retries ran out (after the customer fixed their endpoint) as fresh first attempts. Both say
+//! what they found: a listing counts the queue and its reasons, and a replay says why it left
+//! each letter it skipped ([`SkipReason`]).
 //!
 //! Messages are taken with `basic.get` and left unacknowledged; closing the channel at the end
 //! puts back everything that was not replayed, so listing changes nothing and a replay that
 //! fails half-way loses nothing. RabbitMQ counts each such return as a delivery; the dead-letter
 //! queue is declared with a delivery limit no listing reaches (see `queue::topology`), so
 //! RabbitMQ 4.x's default limit of 20 never drops a dead letter.
+
+use std::{collections::BTreeMap, fmt};
 
 use lapin::{
     options::{BasicAckOptions, BasicGetOptions},
@@ -60,6 +64,96 @@ impl DeadLetterInfo {
     }
 }
 
+/// What a listing found: the letters shown and how many the queue held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Up to the limit, oldest first.
+    pub letters: Vec<DeadLetterInfo>,
+    /// The messages ready in the queue when the listing started.
+    pub in_queue: u32,
+}
+
+impl Listing {
+    /// One line for a person: how many letters `queue` holds, how many are shown, and their
+    /// reasons; an empty queue says so (rather than printing nothing, as a broken connection
+    /// would not).
+    pub fn summary_line(&self, queue: &str) -> String {
+        let shown = self.letters.len();
+        // Letters that arrived after the count was taken are still counted.
+        let total = (self.in_queue as usize).max(shown);
+        if total == 0 {
+            return format!("dead-letters: {queue} is empty");
+        }
+        let mut reasons = BTreeMap::<&str, usize>::new();
+        for letter in &self.letters {
+            *reasons
+                .entry(letter.reason.as_deref().unwrap_or("no reason"))
+                .or_default() += 1;
+        }
+        let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        format!(
+            "dead-letters: {total} in {queue}, {shown} shown (by reason: {})",
+            reasons.join(", ")
+        )
+    }
+}
+
+/// Why a replay left a dead letter where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// Not a delivery owed to a webhook: poison (an event that could not be read), or a reason
+    /// sending again would not fix.
+    NotReplayable,
+    /// It names no webhook (or not one by a readable id).
+    NoWebhook,
+    /// It names no account.
+    NoAccount,
+    /// The replay was asked for another webhook's letters (`--webhook-id`).
+    OtherWebhook,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotReplayable => "not_replayable",
+            Self::NoWebhook => "no_webhook",
+            Self::NoAccount => "no_account",
+            Self::OtherWebhook => "other_webhook",
+        }
+    }
+
+    /// What a person reads next to the letter.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Self::NotReplayable => "not a delivery owed to a webhook (poison stays where it is)",
+            Self::NoWebhook => "it names no webhook to deliver to",
+            Self::NoAccount => "it names no account",
+            Self::OtherWebhook => "it belongs to another webhook than --webhook-id",
+        }
+    }
+}
+
+/// A dead letter a replay skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLetter {
+    /// The event's id; `None` for poison, which has none.
+    pub event_id: Option<String>,
+    /// The reason it was dead-lettered.
+    pub dead_reason: Option<String>,
+    pub why: SkipReason,
+}
+
+impl fmt::Display for SkippedLetter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.event_id {
+            Some(id) => write!(f, "event {id}")?,
+            None => write!(f, "a message with no event id")?,
+        }
+        let dead = self.dead_reason.as_deref().unwrap_or("no reason");
+        write!(f, " (dead: {dead}): {}", self.why.explanation())
+    }
+}
+
 /// What a replay did.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct ReplaySummary {
@@ -67,6 +161,16 @@ pub struct ReplaySummary {
     pub replayed: usize,
     /// Left in place: poison messages, or other webhooks than the one asked for.
     pub skipped: usize,
+    /// `skipped`, by why. Not in the JSON summary scripts read; the progress lines show it.
+    #[serde(skip)]
+    pub skipped_by_reason: BTreeMap<SkipReason, usize>,
+}
+
+impl ReplaySummary {
+    fn skip(&mut self, why: SkipReason) {
+        self.skipped += 1;
+        *self.skipped_by_reason.entry(why).or_default() += 1;
+    }
 }
 
 /// A connection and channel on the dead-letter queue. Messages taken on the channel and not
@@ -116,7 +220,13 @@ fn message_id(message: &lapin::message::BasicGetMessage) -> Option<String> {
 
 /// Up to `limit` dead letters, oldest first. Nothing is removed.
 pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLetterInfo>> {
+    Ok(list_counted(config, limit).await?.letters)
+}
+
+/// [`list`], with the number of letters the queue held.
+pub async fn list_counted(config: &Config, limit: usize) -> anyhow::Result<Listing> {
     let dead = DeadQueue::open(config).await?;
+    let in_queue = dead.count().await?;
     let mut letters = Vec::new();
     while letters.len() < limit {
         let Some(message) = dead.next().await? else {
@@ -129,7 +239,7 @@ pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLette
     }
     // Closing returns every message taken to the queue.
     dead.close("listed").await;
-    Ok(letters)
+    Ok(Listing { letters, in_queue })
 }
 
 /// The worker's reasons for a dead letter owed to a webhook (each names it): what a replay may
@@ -154,11 +264,32 @@ fn replayable_reason(headers: Option<&FieldTable>) -> bool {
     }
 }
 
+/// Where a replay sends `headers`'s letter: its webhook and account, or why it stays. `wanted`
+/// is the one webhook asked for, if any.
+fn replay_target(
+    headers: Option<&FieldTable>,
+    wanted: Option<Uuid>,
+) -> Result<(Uuid, String), SkipReason> {
+    if !replayable_reason(headers) {
+        return Err(SkipReason::NotReplayable);
+    }
+    let webhook_id = header_text(headers, job::WEBHOOK_ID)
+        .and_then(|id| id.parse::<Uuid>().ok())
+        .ok_or(SkipReason::NoWebhook)?;
+    if wanted.is_some_and(|wanted| wanted != webhook_id) {
+        return Err(SkipReason::OtherWebhook);
+    }
+    let account_id = header_text(headers, job::ACCOUNT_ID).ok_or(SkipReason::NoAccount)?;
+    Ok((webhook_id, account_id))
+}
+
 /// Told how a replay goes, as it goes: the CLI shows it, the API's redrive has `()`.
 pub trait ReplayProgress {
     /// The replay will look at up to `total` dead letters: the queue's count when it started,
     /// at most the limit. More may arrive meanwhile.
     fn started(&mut self, total: u64);
+    /// `letter` stays in the queue; [`advanced`](Self::advanced) follows.
+    fn skipped(&mut self, letter: &SkippedLetter);
     /// One more dead letter was looked at; `summary` counts them all so far.
     fn advanced(&mut self, summary: &ReplaySummary);
     /// The replay ended: `complete`, or stopped by an error after what `summary` says.
@@ -168,6 +299,7 @@ pub trait ReplayProgress {
 /// No progress to show.
 impl ReplayProgress for () {
     fn started(&mut self, _: u64) {}
+    fn skipped(&mut self, _: &SkippedLetter) {}
     fn advanced(&mut self, _: &ReplaySummary) {}
     fn finished(&mut self, _: &ReplaySummary, _: bool) {}
 }
@@ -213,15 +345,19 @@ async fn replay_messages<P: ReplayProgress>(
             break;
         };
         let headers = message.properties.headers().as_ref();
-        let target = header_text(headers, job::WEBHOOK_ID).and_then(|id| id.parse::<Uuid>().ok());
-        let account = header_text(headers, job::ACCOUNT_ID);
-        let replayable = replayable_reason(headers)
-            && target.is_some()
-            && webhook.is_none_or(|wanted| target == Some(wanted));
-        let (Some(webhook_id), Some(account_id), true) = (target, account, replayable) else {
-            summary.skipped += 1;
-            progress.advanced(summary);
-            continue;
+        let (webhook_id, account_id) = match replay_target(headers, webhook) {
+            Ok(target) => target,
+            Err(why) => {
+                let info = DeadLetterInfo::of(message_id(&message), headers);
+                progress.skipped(&SkippedLetter {
+                    event_id: info.event_id,
+                    dead_reason: info.reason,
+                    why,
+                });
+                summary.skip(why);
+                progress.advanced(summary);
+                continue;
+            }
         };
         let job = job::Job {
             webhook_id,
@@ -277,5 +413,82 @@ mod tests {
         let broker = headers("x-first-death-reason", "delivery_limit");
         assert!(replayable_reason(Some(&broker)));
         assert!(!replayable_reason(None));
+    }
+
+    #[test]
+    fn a_replay_says_why_it_leaves_each_letter() {
+        let webhook = Uuid::new_v4();
+        let mut owed = headers(job::DEAD_REASON, "retries_exhausted");
+        let poison = headers(job::DEAD_REASON, "invalid_json");
+        assert_eq!(
+            replay_target(Some(&poison), None),
+            Err(SkipReason::NotReplayable)
+        );
+        assert_eq!(replay_target(Some(&owed), None), Err(SkipReason::NoWebhook));
+        owed.insert(
+            job::WEBHOOK_ID.into(),
+            AMQPValue::LongString(webhook.to_string().into()),
+        );
+        assert_eq!(
+            replay_target(Some(&owed), Some(Uuid::new_v4())),
+            Err(SkipReason::OtherWebhook)
+        );
+        assert_eq!(
+            replay_target(Some(&owed), Some(webhook)),
+            Err(SkipReason::NoAccount)
+        );
+        owed.insert(job::ACCOUNT_ID.into(), AMQPValue::LongString("acct".into()));
+        assert_eq!(
+            replay_target(Some(&owed), Some(webhook)),
+            Ok((webhook, "acct".to_string()))
+        );
+        let skipped = SkippedLetter {
+            event_id: None,
+            dead_reason: Some("invalid_json".into()),
+            why: SkipReason::NotReplayable,
+        };
+        assert_eq!(
+            skipped.to_string(),
+            "a message with no event id (dead: invalid_json): not a delivery owed to a webhook \
+             (poison stays where it is)"
+        );
+    }
+
+    fn letter(reason: &str) -> DeadLetterInfo {
+        DeadLetterInfo {
+            reason: Some(reason.into()),
+            detail: None,
+            event_id: None,
+            event_type: None,
+            webhook_id: None,
+            account_id: None,
+            attempts: None,
+            last_status: None,
+            dead_at: None,
+        }
+    }
+
+    #[test]
+    fn a_listing_says_what_the_queue_holds_even_when_it_is_empty() {
+        let empty = Listing {
+            letters: vec![],
+            in_queue: 0,
+        };
+        assert_eq!(
+            empty.summary_line("w.dead"),
+            "dead-letters: w.dead is empty"
+        );
+        let some = Listing {
+            letters: vec![
+                letter("invalid_json"),
+                letter("retries_exhausted"),
+                letter("invalid_json"),
+            ],
+            in_queue: 5,
+        };
+        assert_eq!(
+            some.summary_line("w.dead"),
+            "dead-letters: 5 in w.dead, 3 shown (by reason: invalid_json 2, retries_exhausted 1)"
+        );
     }
 }
