@@ -92,9 +92,9 @@ impl ApiConfig {
         if text.is_empty() {
             return Ok(None);
         }
-        let address: SocketAddr = text
-            .parse()
-            .map_err(|_| format!("{text:?} is not an address and port like \"0.0.0.0:9090\""))?;
+        let address: SocketAddr = text.parse().map_err(|_| {
+            format!("{text:?} is not an address: expected ip:port, e.g. 0.0.0.0:9090")
+        })?;
         if address == self.listen && address.port() != 0 {
             return Err("must differ from api.listen".into());
         }
@@ -329,7 +329,11 @@ impl Config {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         let amqp_url = self.amqp.url.expose();
         if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err(("amqp.url", "must start with amqp:// or amqps://".into()));
+            return Err((
+                "amqp.url",
+                "must start with amqp:// or amqps://, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
+                    .into(),
+            ));
         }
         if self.amqp.prefix.is_empty()
             || !self
@@ -368,7 +372,9 @@ impl Config {
         {
             return Err((
                 "database.url",
-                "must start with sqlite:, postgres:// or postgresql://".into(),
+                "must start with sqlite:, postgres:// or postgresql://, e.g. \
+                 sqlite://data/webhook-worker.db or postgres://user@127.0.0.1:5432/webhooks"
+                    .into(),
             ));
         }
         if self.database.max_connections == 0 {

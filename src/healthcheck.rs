@@ -19,6 +19,15 @@ pub fn readyz_url(listen: SocketAddr) -> String {
 
 /// `Ok` with the answer's body when `url` answers 200; `Err` saying what happened otherwise.
 pub async fn probe(url: &str) -> Result<String, String> {
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {}
+        _ => {
+            return Err(format!(
+                "{url:?} is not a URL: expected http://host:port/path, e.g. \
+                 http://127.0.0.1:8080/readyz"
+            ))
+        }
+    }
     let client = reqwest::Client::builder()
         .timeout(PROBE_TIMEOUT)
         .no_proxy()
