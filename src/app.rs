@@ -279,7 +279,7 @@ struct HttpAddrs {
 pub fn run(config: Config, role: Role) -> anyhow::Result<()> {
     crate::telemetry::init_logging(&config.log);
     // One worker thread per core unless TOKIO_WORKER_THREADS says otherwise: on a small machine
-    // shared with the broker, 1 measured ~10 % less CPU per delivery (README, Performance).
+    // shared with the broker, 1 measured ~10 % less CPU per delivery (docs/performance.md).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
