@@ -86,7 +86,7 @@ pub enum Command {
         #[arg(long, default_value_t = 4000)]
         port: u16,
         /// The address to listen on: an IP address, e.g. 127.0.0.1 or 0.0.0.0.
-        #[arg(long, default_value = "127.0.0.1", value_parser = ip_address)]
+        #[arg(long, default_value = "127.0.0.1", value_parser = crate::listen::bind_address)]
         bind: std::net::IpAddr,
         /// The webhook's secret, to check each delivery's signature (or set WEBHOOK_SECRET).
         #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
@@ -173,14 +173,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `--bind`, with an error that shows the form wanted rather than "invalid IP address syntax".
-fn ip_address(text: &str) -> Result<std::net::IpAddr, String> {
-    text.trim().parse().map_err(|_| {
-        "expected an IP address, e.g. 127.0.0.1, 0.0.0.0 or ::1 (not a host name or a port)"
-            .to_string()
-    })
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {

@@ -64,6 +64,11 @@ fn address_errors_show_the_form_expected() {
             "WEBHOOK_WORKER__DATABASE__URL=data/webhook-worker.db",
             "e.g. sqlite://data/webhook-worker.db",
         ),
+        (
+            "publish",
+            "WEBHOOK_WORKER__AMQP__URL=amqp://guest:guest@127.0.0.1:notaport/%2f",
+            "expected amqp://user:password@host:port/vhost",
+        ),
         ("listen --bind localhost", "", "e.g. 127.0.0.1"),
         (
             "healthcheck --url 127.0.0.1:8080",
@@ -83,6 +88,7 @@ fn address_errors_show_the_form_expected() {
         assert!(stderr.contains(form), "{args} {env}: {stderr}");
         // The URL keys may hold a password: their values are not echoed.
         assert!(!stderr.contains("data/webhook-worker.db\""), "{stderr}");
+        assert!(!stderr.contains("notaport"), "{stderr}");
     }
 }
 
