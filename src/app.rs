@@ -85,6 +85,7 @@ impl Application {
             );
             let dead_log = crate::delivery_log::dead_letters::DeadLetterLog::start(
                 store.clone(),
+                &config.delivery_log,
                 metrics.clone(),
                 cancel.clone(),
                 &tasks,
@@ -118,7 +119,11 @@ impl Application {
             metrics.clone(),
         )
         .map_err(anyhow::Error::msg)?
-        .with_keys(keys);
+        .with_keys(keys)
+        .with_background(crate::redrive::Background {
+            tasks: tasks.clone(),
+            cancel: cancel.clone(),
+        });
         let (addrs, http) = start_http(&config, role, state, cancel.clone()).await?;
         let (api_addr, metrics_addr) = (addrs.api, addrs.metrics);
         tracing::info!(?role, %api_addr, "webhook-worker started");

@@ -206,6 +206,8 @@ pub struct RegistryConfig {
 pub struct DeliveryLogConfig {
     pub record: RecordMode,
     pub retention: HumanDuration,
+    /// How long dead letters recorded by webhook are kept (redriven or not).
+    pub dead_letter_retention: HumanDuration,
     pub prune_interval: HumanDuration,
 }
 

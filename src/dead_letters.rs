@@ -26,6 +26,7 @@ pub use report::{Listing, SkipReason, SkippedLetter};
 use crate::{
     config::Config,
     queue::{self, header_int, header_text, job, Names, Publisher},
+    store::Store,
 };
 
 /// The message ids the pipeline gives dead letters that carry no event id.
@@ -158,11 +159,12 @@ pub async fn list_counted(config: &Config, limit: usize) -> anyhow::Result<Listi
 
 /// The worker's reasons for a dead letter owed to a webhook (each names it): what a replay may
 /// send again once the cause is fixed.
-const OWED_REASONS: [&str; 4] = [
+const OWED_REASONS: [&str; 5] = [
     "retries_exhausted",
     "endpoint_gone",
     "webhook_disabled",
     "webhook_unreadable",
+    "delivery_limit",
 ];
 
 /// Deliveries owed to a webhook (retries ran out, a 410, a webhook disabled or unreadable), and
@@ -238,8 +240,27 @@ pub async fn replay_with_progress<P: ReplayProgress>(
     progress: &mut P,
 ) -> anyhow::Result<ReplaySummary> {
     let dead = DeadQueue::open(config).await?;
+    // The letters recorded by webhook are told what the replay sent, so that a tenant's redrive
+    // does not send it again (and a letter the tenant redrove already is not sent twice). The
+    // queue is the operator's record: without the database, the replay still goes on.
+    let store = match Store::from_config(config).await {
+        Ok(store) => Some(store),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"),
+                "the dead letters recorded by webhook cannot be read; replaying without marking them redriven");
+            None
+        }
+    };
     let mut summary = ReplaySummary::default();
-    let result = replay_messages(&dead, limit, webhook, &mut summary, progress).await;
+    let result = replay_messages(
+        &dead,
+        store.as_ref(),
+        limit,
+        webhook,
+        &mut summary,
+        progress,
+    )
+    .await;
     progress.finished(&summary, result.is_ok());
     dead.close("replayed").await;
     result.map(|()| summary)
@@ -247,6 +268,7 @@ pub async fn replay_with_progress<P: ReplayProgress>(
 
 async fn replay_messages<P: ReplayProgress>(
     dead: &DeadQueue,
+    store: Option<&Store>,
     limit: usize,
     webhook: Option<Uuid>,
     summary: &mut ReplaySummary,
@@ -282,6 +304,22 @@ async fn replay_messages<P: ReplayProgress>(
             parked_since: None,
         };
         let message_id = message_id(&message).unwrap_or_default();
+        if let Some(store) = store {
+            if store
+                .event_letters_redriven(webhook_id, &message_id)
+                .await
+                .unwrap_or(false)
+            {
+                progress.skipped(&SkippedLetter {
+                    event_id: Some(message_id),
+                    dead_reason: header_text(headers, job::DEAD_REASON),
+                    why: SkipReason::AlreadyRedriven,
+                });
+                summary.skip(SkipReason::AlreadyRedriven);
+                progress.advanced(summary);
+                continue;
+            }
+        }
         publisher
             .publish(
                 "",
@@ -292,6 +330,15 @@ async fn replay_messages<P: ReplayProgress>(
             )
             .await?;
         message.ack(BasicAckOptions::default()).await?;
+        if let Some(store) = store {
+            if let Err(error) = store
+                .mark_event_redriven(webhook_id, &message_id, chrono::Utc::now())
+                .await
+            {
+                tracing::warn!(%error, %webhook_id, event_id = message_id,
+                    "replayed, but its letter recorded by webhook could not be marked redriven");
+            }
+        }
         summary.replayed += 1;
         progress.advanced(summary);
     }

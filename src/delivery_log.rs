@@ -118,6 +118,7 @@ impl DeliveryLog {
         ));
         tasks.spawn(prune(
             store,
+            Kept::Attempts,
             config.retention.0,
             config.prune_interval.0,
             cancel,
@@ -214,19 +215,47 @@ async fn write(
     }
 }
 
-/// Deletes rows older than `retention`, in batches, every `interval`.
-async fn prune(store: Store, retention: Duration, interval: Duration, cancel: CancellationToken) {
+/// Which table a pruner keeps within its retention.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kept {
+    /// `delivery_attempts`, for `delivery_log.retention`.
+    Attempts,
+    /// `dead_letters`, for `delivery_log.dead_letter_retention`.
+    DeadLetters,
+}
+
+impl Kept {
+    async fn prune_batch(
+        self,
+        store: &Store,
+        before: chrono::DateTime<Utc>,
+    ) -> Result<u64, crate::store::StoreError> {
+        match self {
+            Kept::Attempts => store.prune_attempts(before, PRUNE_BATCH).await,
+            Kept::DeadLetters => store.prune_dead_letters(before, PRUNE_BATCH).await,
+        }
+    }
+}
+
+/// Deletes rows of `kept` older than `retention`, in batches, every `interval`.
+pub(crate) async fn prune(
+    store: Store,
+    kept: Kept,
+    retention: Duration,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
     let retention = chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
     loop {
         let before = Utc::now()
             .checked_sub_signed(retention)
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         loop {
-            match store.prune_attempts(before, PRUNE_BATCH).await {
+            match kept.prune_batch(&store, before).await {
                 Ok(deleted) if deleted as i64 >= PRUNE_BATCH && !cancel.is_cancelled() => continue,
                 Ok(_) => break,
                 Err(error) => {
-                    tracing::warn!(%error, "could not prune the delivery log; will try again");
+                    tracing::warn!(%error, table = ?kept, "could not prune old rows; will try again");
                     break;
                 }
             }

@@ -73,6 +73,9 @@ pub struct Pipeline {
     schedule: RetrySchedule,
     default_account: String,
     max_message_bytes: usize,
+    /// `amqp.delivery_limit`: a message handed out this many times is dead-lettered here, by
+    /// webhook, before the broker would do it without naming any.
+    delivery_limit: u32,
     /// How long [`Pipeline::settle`] keeps re-publishing failed outcomes (`amqp.settle_timeout`).
     settle_timeout: Duration,
     /// Above this many matched webhooks an event is split into one job each.
@@ -106,6 +109,7 @@ impl Pipeline {
             schedule: RetrySchedule::from_config(&config.delivery),
             default_account: config.delivery.default_account.clone(),
             max_message_bytes: config.amqp.max_message_bytes,
+            delivery_limit: config.amqp.delivery_limit,
             log: DeliveryLog::off(metrics.clone()),
             dead_log: DeadLetterLog::off(metrics.clone()),
             in_flight: Arc::default(),

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::future::join_all;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use crate::{
@@ -30,11 +31,20 @@ const BATCH: i64 = 200;
 /// A running job not refreshed for this long is taken as abandoned.
 pub const STALE_AFTER: Duration = Duration::from_secs(120);
 
+/// Where jobs run: the process's tasks, which shutdown waits for, and its shutdown signal, which
+/// stops a job between batches (what it has not sent stays for the next redrive).
+#[derive(Clone, Default)]
+pub struct Background {
+    pub tasks: TaskTracker,
+    pub cancel: CancellationToken,
+}
+
 /// Starts a redrive of the webhook's letters not yet redriven, on this process, or returns the
 /// job already running for it.
 pub async fn start(
     store: &Store,
     config: &Config,
+    background: &Background,
     account_id: &str,
     webhook_id: Uuid,
 ) -> Result<RedriveJobRow, StoreError> {
@@ -57,8 +67,9 @@ pub async fn start(
             webhook_id,
             job_id: job.id.clone(),
             total,
+            cancel: background.cancel.clone(),
         };
-        tokio::spawn(run.run());
+        background.tasks.spawn(run.run());
     }
     Ok(job)
 }
@@ -73,6 +84,7 @@ struct Run {
     job_id: String,
     /// Letters pending when it started: the job stops there (later ones wait for the next).
     total: i64,
+    cancel: CancellationToken,
 }
 
 impl Run {
@@ -130,6 +142,9 @@ impl Run {
         let mut cursor = String::new();
         let mut looked_at = 0;
         while looked_at < self.total {
+            if self.cancel.is_cancelled() {
+                anyhow::bail!("the process is shutting down");
+            }
             let limit = BATCH.min(self.total - looked_at);
             let letters = self
                 .store

@@ -1,14 +1,99 @@
-//! The delivery signature: lowercase hex of HMAC-SHA256 over the exact body bytes, keyed with the
-//! webhook's secret. Receivers recompute it over the raw body they received.
+//! Delivery signatures, in the two formats a webhook may ask for.
+//!
+//! - The platform's (the seed's contract, every webhook's): lowercase hex of HMAC-SHA256 over the
+//!   exact body bytes, keyed with the secret's bytes as given.
+//! - Standard Webhooks' (`signature_format: "standard_webhooks"`): `v1,` and the base64
+//!   HMAC-SHA256 of `<id>.<timestamp>.<body>`, keyed with the secret's bytes after its `whsec_`
+//!   prefix, base64-decoded; what the `standardwebhooks` libraries verify out of the box. The
+//!   signed id and timestamp are what makes a captured delivery useless once it is old.
+//!
+//! Receivers recompute either over the raw body they received.
 
+use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
+/// The prefix of a Standard Webhooks secret; the rest is its key, in base64.
+pub const STANDARD_SECRET_PREFIX: &str = "whsec_";
+
+/// Which signature a webhook's deliveries carry (beside the platform's header, always).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureFormat {
+    /// The platform's hex header only.
+    #[default]
+    Platform,
+    /// The platform's header and the three Standard Webhooks headers.
+    StandardWebhooks,
+}
+
+impl SignatureFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureFormat::Platform => "platform",
+            SignatureFormat::StandardWebhooks => "standard_webhooks",
+        }
+    }
+
+    /// The stored form back; `None` for a value this version does not know.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "platform" => Some(SignatureFormat::Platform),
+            "standard_webhooks" => Some(SignatureFormat::StandardWebhooks),
+            _ => None,
+        }
+    }
+}
+
+fn mac(key: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+}
+
+/// The platform's signature of `body`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = mac(secret);
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// A secret that is not a Standard Webhooks key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a Standard Webhooks secret is \"whsec_\" followed by base64 (of 24 to 64 bytes)")]
+pub struct NotAStandardSecret;
+
+/// The HMAC key of a Standard Webhooks secret: its base64 after the optional `whsec_` prefix,
+/// decoded (the libraries accept both forms). Between 24 and 64 bytes, as the specification
+/// asks.
+pub fn standard_key(secret: &str) -> Result<Vec<u8>, NotAStandardSecret> {
+    let encoded = secret
+        .strip_prefix(STANDARD_SECRET_PREFIX)
+        .unwrap_or(secret);
+    let key = STANDARD.decode(encoded).map_err(|_| NotAStandardSecret)?;
+    if (24..=64).contains(&key.len()) {
+        Ok(key)
+    } else {
+        Err(NotAStandardSecret)
+    }
+}
+
+/// A new Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
+pub fn new_standard_secret() -> String {
+    let key: [u8; 32] = rand::random();
+    format!("{STANDARD_SECRET_PREFIX}{}", STANDARD.encode(key))
+}
+
+/// One `v1,<base64>` signature of a delivery: `key` from [`standard_key`], `id` the event id,
+/// `timestamp` the attempt's Unix seconds.
+pub fn standard_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = mac(key);
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
@@ -23,5 +108,46 @@ mod tests {
             signature,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn matches_the_standard_webhooks_example() {
+        // The specification's example, also what the npm `standardwebhooks` 1.3.0 signs.
+        let key = standard_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let signature = standard_signature(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        // Without the prefix, the same key.
+        assert_eq!(
+            standard_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            key
+        );
+    }
+
+    #[test]
+    fn a_secret_that_is_not_base64_or_too_short_is_no_standard_key() {
+        for secret in ["whsec_not base64!", "whsec_c2hvcnQ=", "", "whsec_"] {
+            assert_eq!(standard_key(secret), Err(NotAStandardSecret), "{secret}");
+        }
+    }
+
+    #[test]
+    fn a_new_standard_secret_is_a_32_byte_key_and_never_the_same() {
+        let (one, two) = (new_standard_secret(), new_standard_secret());
+        assert!(one.starts_with(STANDARD_SECRET_PREFIX));
+        assert_eq!(standard_key(&one).unwrap().len(), 32);
+        assert_ne!(one, two);
+    }
+
+    #[test]
+    fn the_format_reads_back_what_it_writes() {
+        for format in [SignatureFormat::Platform, SignatureFormat::StandardWebhooks] {
+            assert_eq!(SignatureFormat::parse(format.as_str()), Some(format));
+        }
+        assert_eq!(SignatureFormat::parse("svix"), None);
     }
 }

@@ -106,7 +106,7 @@ pub async fn redrive(
 ) -> Result<(StatusCode, Json<RedriveJobRow>), ApiError> {
     require_webhook(&state, &account, id).await?;
     let store = state.registry.store();
-    let job = crate::redrive::start(store, &state.config, &account, id).await?;
+    let job = crate::redrive::start(store, &state.config, &state.background, &account, id).await?;
     tracing::info!(webhook_id = %id, account_id = %account, job_id = %job.id, total = job.total,
         "redrive started");
     Ok((StatusCode::ACCEPTED, Json(job)))

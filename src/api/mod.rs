@@ -76,6 +76,9 @@ pub struct ApiState {
     pub write_limits: Arc<rate_limit::WriteLimits>,
     /// For what reaches the broker (redrive).
     pub config: Arc<Config>,
+    /// Work that outlives its request (redrive jobs): the process waits for it at shutdown,
+    /// and it stops between batches once `cancel` fires.
+    pub background: crate::redrive::Background,
 }
 
 impl ApiState {
@@ -101,8 +104,15 @@ impl ApiState {
             max_body_bytes: config.api.max_body_bytes,
             write_limits: Arc::new(rate_limit::WriteLimits::from_config(config)),
             config: Arc::new(config.clone()),
+            background: crate::redrive::Background::default(),
             registry,
         })
+    }
+
+    /// Runs redrive jobs on the process's tasks, stopped by its shutdown.
+    pub fn with_background(mut self, background: crate::redrive::Background) -> Self {
+        self.background = background;
+        self
     }
 
     /// Shares `keys` (and its cache) with the rest of the process.

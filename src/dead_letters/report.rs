@@ -50,6 +50,8 @@ pub enum SkipReason {
     NoAccount,
     /// The replay was asked for another webhook's letters (`--webhook-id`).
     OtherWebhook,
+    /// Its webhook's owner redrove it already (through the API).
+    AlreadyRedriven,
 }
 
 impl SkipReason {
@@ -59,6 +61,7 @@ impl SkipReason {
             Self::NoWebhook => "no_webhook",
             Self::NoAccount => "no_account",
             Self::OtherWebhook => "other_webhook",
+            Self::AlreadyRedriven => "already_redriven",
         }
     }
 
@@ -69,6 +72,7 @@ impl SkipReason {
             Self::NoWebhook => "it names no webhook to deliver to",
             Self::NoAccount => "it names no account",
             Self::OtherWebhook => "it belongs to another webhook than --webhook-id",
+            Self::AlreadyRedriven => "its webhook's owner redrove it already",
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    config::DeliveryLogConfig,
     queue::job::DeadLetter,
     store::{
         dead_letters::{time_ordered_id, NewDeadLetter},
@@ -55,15 +56,24 @@ impl DeadLetterLog {
         }
     }
 
-    /// Starts the writer; it stops once every handle is dropped (after its last flush), or a
-    /// while after `cancel` fires.
+    /// Starts the writer and the pruner (letters older than `delivery_log.dead_letter_retention`
+    /// go); the writer stops once every handle is dropped (after its last flush), or a while
+    /// after `cancel` fires.
     pub fn start(
         store: Store,
+        config: &DeliveryLogConfig,
         metrics: Metrics,
         cancel: CancellationToken,
         tasks: &tokio_util::task::TaskTracker,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        tasks.spawn(super::prune(
+            store.clone(),
+            super::Kept::DeadLetters,
+            config.dead_letter_retention.0,
+            config.prune_interval.0,
+            cancel.clone(),
+        ));
         tasks.spawn(write(store, receiver, metrics.clone(), cancel));
         Self {
             sender: Some(sender),

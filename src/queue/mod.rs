@@ -5,8 +5,9 @@
 //! - exchange `webhooks.events` (topic, durable): producers publish events here, routing key =
 //!   event type.
 //! - queue `webhooks.incoming` (quorum), bound with `#`: every event, consumed directly: the first
-//!   attempt is made straight from here, so most events are never copied. A message delivered
-//!   more than `amqp.delivery_limit` times is dead-lettered by the broker into `webhooks.dead`.
+//!   attempt is made straight from here, so most events are never copied. A message handed out
+//!   `amqp.delivery_limit` times is dead-lettered by the worker, for each webhook it is owed to
+//!   (`pipeline::dead`); one that names none, by the broker into `webhooks.dead`.
 //! - queues `webhooks.retry.<delay>` (quorum, one per distinct delay of the schedule, no
 //!   consumers): a message waits out the queue's TTL, then RabbitMQ dead-letters it (at least
 //!   once) into

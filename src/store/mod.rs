@@ -5,6 +5,7 @@
 
 pub mod attempts;
 mod cipher;
+mod dead_letter_upkeep;
 pub mod dead_letters;
 mod failing;
 pub mod keys;

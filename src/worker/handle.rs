@@ -39,6 +39,15 @@ pub(super) async fn handle(
         if crate::queue::header_text(headers, "x-test-panic").is_some() {
             panic!("test hook: the message asked for a panic (x-test-panic)");
         }
+        if pipeline.over_delivery_limit(headers) {
+            let over = match source {
+                Source::Incoming => pipeline.event_over_limit(&outlet, &data, headers).await,
+                Source::Deliveries => pipeline.job_over_limit(&outlet, &data, headers).await,
+            };
+            if let Some(disposition) = over {
+                return disposition;
+            }
+        }
         match source {
             Source::Incoming => {
                 let routing_key = delivery.routing_key.as_str();

@@ -14,10 +14,8 @@ use webhook_worker::{
 };
 
 use crate::{
-    harness::TestWorker,
-    helpers::{spawn_app, with, Backend},
     oidc_provider::{loopback_allowed, test_http_client},
-    receiver::TestReceiver,
+    support::{spawn_app, with, Backend, InProcessWorker, TestReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -69,7 +67,7 @@ fn dead_detail(headers: &lapin::types::FieldTable) -> String {
 #[tokio::test]
 async fn stored_webhooks_and_token_endpoints_in_these_spellings_are_never_connected_to() {
     // Loopback allowed, as in local testing: that opens 127.0.0.0/8, not the relays to it.
-    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     let port = receiver.addr.port();
     let plain = worker
@@ -118,6 +116,7 @@ async fn stored_webhooks_and_token_endpoints_in_these_spellings_are_never_connec
         (SPELLINGS.len(), SPELLINGS.len()),
         "{details:?}"
     );
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 0, "nothing reached the receiver");
     worker.stop().await;
 }

@@ -11,15 +11,14 @@ use lapin::{
 use serde_json::json;
 
 use crate::{
-    harness::{event, TestWorker},
     pipeline::text,
-    receiver::TestReceiver,
+    support::{event, InProcessWorker, TestReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Publishes `body` with `account_id` set to `value`, as a producer would, confirmed.
-async fn publish_with_account(worker: &TestWorker, value: AMQPValue, body: &[u8]) {
+async fn publish_with_account(worker: &InProcessWorker, value: AMQPValue, body: &[u8]) {
     let mut headers = FieldTable::default();
     headers.insert("account_id".into(), value);
     let properties = BasicProperties::default()
@@ -43,7 +42,7 @@ async fn publish_with_account(worker: &TestWorker, value: AMQPValue, body: &[u8]
 
 #[tokio::test]
 async fn an_unreadable_account_header_is_dead_lettered_as_bad_account_and_delivered_to_nobody() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     worker
         .add_webhook(
@@ -99,7 +98,7 @@ async fn an_unreadable_account_header_is_dead_lettered_as_bad_account_and_delive
     let (good, body) = event("business.updated");
     worker.publish(None, "business.updated", &body).await;
     assert_eq!(receiver.wait_for(1, WAIT).await[0].json()["id"], good);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 1, "nothing else was delivered");
     worker.stop().await;
 }

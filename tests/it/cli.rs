@@ -4,10 +4,12 @@
 use std::{
     net::TcpListener,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use sha2::{Digest, Sha256};
+
+use crate::support::eventually;
 
 const BIN: &str = env!("CARGO_BIN_EXE_webhook-worker");
 
@@ -152,37 +154,26 @@ async fn start(role: &str) -> Running {
         _dir: dir,
     };
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let up = client
+    let what = format!("`run --role {role}` to serve /healthz");
+    eventually(Duration::from_secs(20), what, || async {
+        client
             .get(format!("{}/healthz", running.base))
             .send()
             .await
-            .is_ok_and(|r| r.status() == 200);
-        if up {
-            return running;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`run --role {role}` never served /healthz"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    running
 }
 
 /// SIGTERM, then the exit status within a few seconds.
-fn terminate(running: &mut Running) -> std::process::ExitStatus {
+async fn terminate(running: &mut Running) -> std::process::ExitStatus {
     let pid = running.child.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = running.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = std::cell::RefCell::new(&mut running.child);
+    let exited = || async { child.borrow_mut().try_wait().unwrap() };
+    eventually(Duration::from_secs(10), "an exit after SIGTERM", exited).await
 }
 
 #[tokio::test]
@@ -203,7 +194,7 @@ async fn run_with_role_api_serves_the_webhooks_api_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200, "role api does not wait for a broker");
-    assert!(terminate(&mut running).success());
+    assert!(terminate(&mut running).await.success());
 }
 
 #[tokio::test]
@@ -225,14 +216,14 @@ async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
     assert_eq!(metrics.status(), 200);
     // The worker declared its topology: remove it, with the default schedule it used.
     let mut running = running;
-    assert!(terminate(&mut running).success());
+    assert!(terminate(&mut running).await.success());
     let config = webhook_worker::config::Config::from_toml(&format!(
         "[amqp]\nprefix = {:?}",
         running.prefix
     ))
     .unwrap();
     let topology = webhook_worker::queue::Topology::from_config(&config);
-    crate::harness::Broker::connect(topology)
+    crate::support::Broker::connect(topology)
         .await
         .delete_topology()
         .await;
@@ -242,7 +233,7 @@ async fn run_with_role_worker_does_not_expose_the_webhooks_api() {
 fn rotate_key_adds_a_key_that_jwks_then_publishes_beside_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/keys.db", dir.path().display());
-    let key = crate::harness::random_key();
+    let key = crate::support::random_key();
     let run = |args: &[&str]| {
         let output = binary()
             .args(args)

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use crate::{
-    harness::{random_key, unique_prefix, TestWorker},
-    process::WorkerCommand,
+use crate::support::{
+    eventually, random_key, unique_prefix, InProcessWorker, WorkerProcessBuilder,
 };
 
 #[tokio::test]
@@ -13,21 +12,13 @@ async fn the_worker_binary_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/term.db", dir.path().display());
     let prefix = unique_prefix();
-    let broker = TestWorker::publisher_for(&prefix).await;
-    let mut worker = WorkerCommand::new(&prefix, &database_url, &random_key()).spawn();
+    let broker = InProcessWorker::publisher_for(&prefix).await;
+    let mut worker = WorkerProcessBuilder::new(&prefix, &database_url, &random_key()).spawn();
     // Wait until it consumes, so that SIGTERM meets a running worker.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, consumers) = broker.queue_counts(&broker.names.incoming).await;
-        if consumers > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), "the worker to consume", || async {
+        broker.queue_counts(&broker.names.incoming).await.1 > 0
+    })
+    .await;
     worker
         .terminate_and_expect_clean_exit(Duration::from_secs(30), "exits within the grace period")
         .await;
@@ -39,18 +30,27 @@ async fn sigterm_interrupts_a_connect_to_a_broker_that_never_answers() {
     // Accepts TCP connections and never speaks AMQP: a connect that would hang.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("amqp://guest:guest@{}/%2f", silent.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            sockets.push(socket);
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let held = tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                sockets.push(socket);
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
         }
     });
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/hang.db", dir.path().display());
-    let mut worker = WorkerCommand::new(&unique_prefix(), &database_url, &random_key())
+    let mut worker = WorkerProcessBuilder::new(&unique_prefix(), &database_url, &random_key())
         .env("AMQP__URL", &url)
         .spawn();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // SIGTERM is to meet the worker inside its connect.
+    eventually(Duration::from_secs(30), "the worker to connect", || async {
+        accepted.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
     worker
         .terminate_and_expect_clean_exit(
             Duration::from_secs(10),

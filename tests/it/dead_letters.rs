@@ -7,16 +7,13 @@ use std::{process::Stdio, time::Duration};
 
 use webhook_worker::dead_letters;
 
-use crate::{
-    harness::{TestWorker, AMQP_URL},
-    receiver::TestReceiver,
-};
+use crate::support::{InProcessWorker, TestReceiver, AMQP_URL};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixed() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     receiver.always(503);
     let webhook = worker.subscribe(&receiver).await;
@@ -56,11 +53,22 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
     // The listing's connection hands every message back: none was taken.
     worker.wait_for_ready(&dead, 2, WAIT).await;
 
+    // Recorded by webhook as well (the writer batches off the delivery path).
+    let store = worker.app().registry().store().clone();
+    let pending = || store.count_pending_dead_letters("acct", webhook.id);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pending().await.unwrap() < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     receiver.always(200);
     let summary = dead_letters::replay(&worker.config, 10, None)
         .await
         .unwrap();
     assert_eq!((summary.replayed, summary.skipped), (1, 1));
+    // The replay told the letters by webhook: the tenant's redrive will not send it again.
+    assert_eq!(pending().await.unwrap(), 0);
     let got = receiver.wait_for(2, WAIT).await;
     assert_eq!(got[1].json()["id"], id.as_str());
     assert_eq!(got[1].header("x-webhook-attempt").as_deref(), Some("1"));
@@ -71,7 +79,7 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
 
 #[tokio::test]
 async fn the_replay_command_off_a_terminal_shows_plain_progress_lines_and_replays() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     receiver.always(503);
     worker.subscribe(&receiver).await;
@@ -145,6 +153,78 @@ async fn the_replay_command_off_a_terminal_shows_plain_progress_lines_and_replay
         .iter()
         .all(|r| r.header("x-webhook-attempt").as_deref() == Some("1")));
     worker.wait_for_ready(&dead, 1, WAIT).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_skips_a_letter_its_owner_already_redrove() {
+    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(503);
+    let webhook = worker.subscribe(&receiver).await;
+    let (id, _) = worker.publish_event().await;
+    let dead = worker.names.dead.clone();
+    worker.wait_for_ready(&dead, 1, WAIT).await;
+    let store = worker.app().registry().store().clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store
+        .count_pending_dead_letters("acct", webhook.id)
+        .await
+        .unwrap()
+        < 1
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    receiver.always(200);
+    let background = webhook_worker::redrive::Background::default();
+    webhook_worker::redrive::start(&store, &worker.config, &background, "acct", webhook.id)
+        .await
+        .unwrap();
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[1].json()["id"], id.as_str());
+    background.tasks.close();
+    background.tasks.wait().await;
+
+    // The broker's copy is still in the dead letters: the operator's replay leaves it.
+    let summary = dead_letters::replay(&worker.config, 10, None)
+        .await
+        .unwrap();
+    assert_eq!((summary.replayed, summary.skipped), (0, 1));
+    worker.wait_for_ready(&dead, 1, WAIT).await;
+    assert_eq!(receiver.count(), 2, "not sent a second time");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn dead_letters_older_than_their_retention_are_pruned() {
+    let worker = TestWorker::start(
+        "[delivery]\nretry_schedule = []\n\
+         [delivery_log]\ndead_letter_retention = \"2s\"\nprune_interval = \"200ms\"\n",
+    )
+    .await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(503);
+    let webhook = worker.subscribe(&receiver).await;
+    worker.publish_event().await;
+    let store = worker.app().registry().store().clone();
+    let total = || async {
+        let (_, total) = store
+            .list_dead_letters("acct", webhook.id, 0, 1)
+            .await
+            .unwrap();
+        total
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while total().await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while total().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never pruned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     worker.stop().await;
 }
 

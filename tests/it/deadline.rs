@@ -16,7 +16,7 @@ use std::{
 use axum::{routing::post, Json, Router};
 use serde_json::{json, Value};
 
-use crate::{harness::TestWorker, receiver::TestReceiver};
+use crate::support::{eventually, InProcessWorker, TestReceiver};
 
 /// Per request and per attempt: equal, so that only the deadline can end an attempt of several
 /// requests sooner than their timeouts add up to.
@@ -85,7 +85,7 @@ fn oidc_hook(url: &str, token_endpoint: &str) -> Value {
 }
 
 /// (sum, count) of the attempt-duration histogram.
-fn attempt_seconds(worker: &TestWorker) -> (f64, u64) {
+fn attempt_seconds(worker: &InProcessWorker) -> (f64, u64) {
     let text = worker.app().metrics().render();
     let value = |name: &str| {
         text.lines()
@@ -99,20 +99,17 @@ fn attempt_seconds(worker: &TestWorker) -> (f64, u64) {
 }
 
 /// Waits for the first attempt to end; returns how long it took.
-async fn first_attempt(worker: &TestWorker) -> Duration {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+async fn first_attempt(worker: &InProcessWorker) -> Duration {
+    let (sum, count) = eventually(WAIT, "an attempt to end", || async {
         let (sum, count) = attempt_seconds(worker);
-        if count >= 1 {
-            assert_eq!(
-                count, 1,
-                "a second attempt ended too: cannot time the first"
-            );
-            return Duration::from_secs_f64(sum);
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no attempt ended");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (count >= 1).then_some((sum, count))
+    })
+    .await;
+    assert_eq!(
+        count, 1,
+        "a second attempt ended too: cannot time the first"
+    );
+    Duration::from_secs_f64(sum)
 }
 
 /// A single hanging request is ended by `delivery.timeout` too (the deadline is never shorter):
@@ -120,7 +117,7 @@ async fn first_attempt(worker: &TestWorker) -> Duration {
 /// delivery. The next test is the one only the deadline can pass.
 #[tokio::test]
 async fn an_attempt_whose_token_endpoint_hangs_ends_in_time_and_is_retried() {
-    let worker = TestWorker::start(&config()).await;
+    let worker = InProcessWorker::start(&config()).await;
     let token_endpoint = TestReceiver::gated().await;
     let receiver = TestReceiver::start().await;
     let endpoint = format!("http://{}/token", token_endpoint.addr);
@@ -145,7 +142,7 @@ async fn an_attempt_whose_token_endpoint_hangs_ends_in_time_and_is_retried() {
 async fn an_attempt_whose_webhook_hangs_after_a_401_ends_by_its_deadline_and_is_retried() {
     // An attempt that lasts `delivery.timeout` opens the endpoint's circuit (it made no progress
     // for that long): a short park delay lets the probe, the next attempt's POST, go out soon.
-    let worker = TestWorker::start(&format!(
+    let worker = InProcessWorker::start(&format!(
         "{}\npark_delay = \"200ms\"\nretry_schedule = [\"200ms\", \"1s\", \"1s\", \"1s\", \"1s\"]",
         config().replace("\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\"]", "")
     ))

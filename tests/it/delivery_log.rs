@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::Digest;
 use webhook_worker::cli::Role;
 
-use crate::{harness::TestWorker, receiver::TestReceiver};
+use crate::support::{eventually, InProcessWorker, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "whk_test_delivery_log_acct";
@@ -24,7 +24,7 @@ fn api_toml(extra: &str) -> String {
     )
 }
 
-async fn get(worker: &TestWorker, path: &str, token: &str) -> (u16, Value) {
+async fn get(worker: &InProcessWorker, path: &str, token: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .get(format!("http://{}{path}", worker.app().api_addr()))
         .bearer_auth(token)
@@ -36,23 +36,23 @@ async fn get(worker: &TestWorker, path: &str, token: &str) -> (u16, Value) {
 }
 
 /// Polls `path` until its list holds `n` entries.
-async fn wait_for_attempts(worker: &TestWorker, path: &str, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+async fn wait_for_attempts(worker: &InProcessWorker, path: &str, n: usize) -> Vec<Value> {
+    eventually(WAIT, format_args!("{n} attempts at {path}"), || async {
         let (status, body) = get(worker, path, TOKEN).await;
         assert_eq!(status, 200, "{body}");
         let data = body["data"].as_array().cloned().unwrap_or_default();
         if data.len() >= n {
-            return data;
+            Ok(data)
+        } else {
+            Err(body)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{path}: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
 async fn a_delivery_failing_once_then_succeeding_shows_two_attempts_in_both_routes() {
-    let worker = TestWorker::start_as(&api_toml(""), Role::All).await;
+    let worker = InProcessWorker::start_as(&api_toml(""), Role::All).await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[503]);
     let webhook = worker.subscribe(&receiver).await;
@@ -104,7 +104,7 @@ async fn a_delivery_failing_once_then_succeeding_shows_two_attempts_in_both_rout
 
 #[tokio::test]
 async fn deliveries_go_on_when_the_log_cannot_be_written_and_the_loss_is_counted() {
-    let worker = TestWorker::start_as(&api_toml(""), Role::All).await;
+    let worker = InProcessWorker::start_as(&api_toml(""), Role::All).await;
     let receiver = TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     // The log's table vanishes: every insert fails, as with a database that refuses writes.
@@ -130,7 +130,7 @@ async fn deliveries_go_on_when_the_log_cannot_be_written_and_the_loss_is_counted
 
 #[tokio::test]
 async fn retention_prunes_attempts_older_than_it() {
-    let worker = TestWorker::start_as(
+    let worker = InProcessWorker::start_as(
         &api_toml("[delivery_log]\nretention = \"3s\"\nprune_interval = \"200ms\"\n"),
         Role::All,
     )
@@ -140,31 +140,28 @@ async fn retention_prunes_attempts_older_than_it() {
     worker.publish_event().await;
     let path = format!("/v1/webhooks/{}/deliveries", webhook.id);
     wait_for_attempts(&worker, &path, 1).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, "the attempts pruned", || async {
         let (_, body) = get(&worker, &path, TOKEN).await;
         if body["total_count"] == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(body)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never pruned: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     worker.stop().await;
 }
 
-crate::helpers::both_backends!(a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded);
+crate::support::both_backends!(a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded);
 
 async fn a_batch_of_700_attempts_is_stored_whole_and_read_back_as_recorded(
-    backend: crate::helpers::Backend,
+    backend: crate::support::Backend,
 ) {
     use webhook_worker::store::{
         attempts::{AttemptFilter, NewAttempt},
         Store,
     };
-    let db = crate::helpers::TestDb::new(backend).await;
+    let db = crate::support::TestDb::new(backend).await;
     let store = Store::connect(db.url(), 2, None).await.unwrap();
     let webhook_id = uuid::Uuid::new_v4();
     let created_at = chrono::Utc::now();

@@ -7,10 +7,7 @@ use std::{process::Stdio, time::Duration};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 
-use crate::{
-    harness::{TestWorker, AMQP_URL},
-    receiver::TestReceiver,
-};
+use crate::support::{InProcessWorker, TestReceiver, AMQP_URL};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -40,7 +37,7 @@ async fn listen_accepts_a_correctly_signed_delivery_and_flags_one_signed_with_an
         .to_string();
     assert!(banner.contains("checking signatures"), "{banner}");
 
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     for secret in ["whsec_listen_right", "whsec_listen_wrong"] {
         worker
             .add_webhook(
@@ -72,7 +69,7 @@ async fn listen_accepts_a_correctly_signed_delivery_and_flags_one_signed_with_an
 
 #[tokio::test]
 async fn publish_puts_an_event_on_the_exchange_that_a_running_worker_delivers() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
@@ -104,7 +101,7 @@ async fn publish_puts_an_event_on_the_exchange_that_a_running_worker_delivers() 
 
 #[tokio::test]
 async fn publish_says_so_when_no_queue_would_keep_the_event() {
-    let prefix = crate::harness::unique_prefix();
+    let prefix = crate::support::unique_prefix();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
         .args(["publish"])
         .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
@@ -128,7 +125,7 @@ async fn publish_says_so_when_no_queue_would_keep_the_event() {
 
 #[tokio::test]
 async fn healthcheck_exits_0_against_a_ready_worker_and_non_zero_against_a_stopped_one() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let url = format!("http://{}/readyz", worker.app().api_addr());
     let healthcheck = || {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))

@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{
-    harness::{event, TestWorker},
-    receiver::TestReceiver,
-};
+use crate::support::{event, eventually, until_stable, InProcessWorker, TestReceiver};
 
 const WEBHOOKS: usize = 1_000;
 const OTHER_EVENTS: usize = 20;
@@ -24,7 +21,7 @@ fn peak_memory_mib() -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_for_1000_webhooks_reaches_all_while_other_accounts_keep_flowing() {
-    let worker = TestWorker::start("[delivery]\nfan_out_threshold = 32").await;
+    let worker = InProcessWorker::start("[delivery]\nfan_out_threshold = 32").await;
     // The 1,000 endpoints answer about 500 requests a second in all, so the fan-out lasts a
     // couple of seconds and the other account's events are published while it runs.
     let many = std::sync::Arc::new(TestReceiver::gated().await);
@@ -68,7 +65,7 @@ async fn one_event_for_1000_webhooks_reaches_all_while_other_accounts_keep_flowi
         1,
         "the event was split into jobs"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.until_quiet(|| many.count()).await;
     assert_eq!(many.count(), WEBHOOKS, "each webhook got it once");
     releaser.abort();
     times.sort();
@@ -91,7 +88,7 @@ async fn one_event_for_1000_webhooks_reaches_all_while_other_accounts_keep_flowi
 
 #[tokio::test]
 async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_flight() {
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[delivery]\nfan_out_threshold = 32\nmax_in_flight_per_event = 2\ntimeout = \"30s\"",
     )
     .await;
@@ -101,7 +98,8 @@ async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_fligh
     }
     worker.publish_event().await;
     hanging.wait_for(2, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The requests hang, so the worker is never quiet: the count must hold still instead.
+    until_stable(Duration::from_secs(30), || async { hanging.count() }).await;
     assert_eq!(
         hanging.count(),
         2,
@@ -118,8 +116,8 @@ async fn an_event_below_the_threshold_has_at_most_its_share_of_requests_in_fligh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_printed() {
     use crate::{
-        harness::{random_key, unique_prefix},
-        process::{seed_webhooks, WorkerCommand},
+        support::{random_key, unique_prefix},
+        support::{seed_webhooks, WorkerProcessBuilder},
     };
 
     let dir = tempfile::tempdir().unwrap();
@@ -129,8 +127,8 @@ async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_pri
     let many = TestReceiver::start().await;
     let hooks = vec![json!({"url": many.url(), "enabled_events": ["*"]}); WEBHOOKS];
     seed_webhooks(&database_url, &key, "big", &hooks).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
-    let mut worker = WorkerCommand::new(&prefix, &database_url, &key).spawn();
+    let broker = InProcessWorker::publisher_for(&prefix).await;
+    let mut worker = WorkerProcessBuilder::new(&prefix, &database_url, &key).spawn();
     let pid = worker.child.id().expect("running");
     let peak = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -141,14 +139,10 @@ async fn the_worker_process_fans_out_to_1000_webhooks_and_its_peak_memory_is_pri
             .map(|kib| kib / 1024)
     };
     // Ready: it consumes.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while broker.queue_counts(&broker.names.incoming).await.1 == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), "the worker to consume", || async {
+        broker.queue_counts(&broker.names.incoming).await.1 > 0
+    })
+    .await;
     let before = peak();
     let (id, body) = event("business.updated");
     let published = tokio::time::Instant::now();

@@ -1,14 +1,12 @@
 //! The integration tests: one binary, so the crate and its dependencies link once. They run
 //! against the machine's RabbitMQ and PostgreSQL and real HTTP servers on 127.0.0.1.
 //!
-//! - [`helpers`]: `spawn_app` (the real router on port 0 with its own database) and the
-//!   `both_backends!` macro that runs a test on SQLite and on PostgreSQL.
-//! - [`harness`] and [`receiver`]: a worker in-process with its own queue prefix, and a real
-//!   HTTP receiver whose answers a test plans.
+//! - [`support`]: the test support kit shared with the other test binaries: the API and a
+//!   worker in-process, the worker binary as a process, HTTP receivers, the broker, the
+//!   database, `eventually` and the quiet check (see `tests/support/mod.rs`).
 //! - [`api`]: the Webhooks API over real HTTP.
 //! - [`store`]: secrets at rest and the start-up key check.
 //! - [`cli`]: the built binary.
-//! - [`process`]: the worker binary as a child process, configured by environment variables.
 //! - [`pipeline`] and [`crash`]: delivery end to end, crash and shutdown safety.
 //! - [`bad_account`]: an unreadable `account_id` header is poison, delivered to nobody.
 //! - [`faults`]: the fault suite, 10,000 events in flight through each fault (those that stop
@@ -33,11 +31,10 @@
 //! - [`health`]: endpoint health: adaptive concurrency, parking, the circuit breaker, and what
 //!   each answer (429, 503 + Retry-After, 410) means; auto-disable.
 
-mod harness;
-mod helpers;
+#[path = "../support/mod.rs"]
+mod support;
+
 mod oidc_provider;
-mod process;
-mod receiver;
 
 mod addresses;
 mod api;
@@ -46,6 +43,7 @@ mod cli;
 mod crash;
 mod dead_letters;
 mod deadline;
+mod delivery_limit;
 mod delivery_log;
 mod devtools;
 mod fan_out;

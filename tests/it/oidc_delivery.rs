@@ -6,10 +6,9 @@ use std::{collections::HashSet, time::Duration};
 use serde_json::{json, Value};
 
 use crate::{
-    harness::{event, random_key, unique_prefix, TestWorker},
     oidc::{keys, start_provider, JWT_CLIENT, POST_CLIENT, POST_SECRET},
     oidc_provider::{OidcProvider, RESOURCE, SCOPE},
-    receiver::TestReceiver,
+    support::{event, random_key, unique_prefix, InProcessWorker, TestReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -40,7 +39,7 @@ fn oidc_hook(url: &str, provider: &OidcProvider, method: &str, ttl: u64) -> Valu
     hook
 }
 
-fn bearer(received: &crate::receiver::Received) -> String {
+fn bearer(received: &crate::support::Received) -> String {
     received
         .header("authorization")
         .and_then(|h| h.strip_prefix("Bearer ").map(str::to_string))
@@ -51,7 +50,7 @@ fn bearer(received: &crate::receiver::Received) -> String {
 async fn deliveries_carry_tokens_the_provider_says_are_active_for_both_methods_with_and_without_scope_and_resource(
 ) {
     let provider = start_provider().await;
-    let worker = TestWorker::start(&signing_keys_toml(&keys().a_then_c_files)).await;
+    let worker = InProcessWorker::start(&signing_keys_toml(&keys().a_then_c_files)).await;
     let mut cases = Vec::new();
     for method in ["client_secret", "private_key_jwt"] {
         for (scope, resource) in [
@@ -107,7 +106,7 @@ async fn deliveries_carry_tokens_the_provider_says_are_active_for_both_methods_w
 #[tokio::test]
 async fn two_hundred_concurrent_deliveries_make_one_token_request_and_one_more_after_the_ttl() {
     let provider = start_provider().await;
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[amqp]\nprefetch = 256\n[delivery]\nconcurrency_initial = 256\n[oidc]\ntoken_expiry_margin = \"0s\"",
     )
     .await;
@@ -154,7 +153,7 @@ async fn two_hundred_concurrent_deliveries_make_one_token_request_and_one_more_a
 #[tokio::test]
 async fn a_401_from_the_endpoint_drops_the_cached_token_and_the_retry_uses_a_fresh_one() {
     let provider = start_provider().await;
-    let worker = TestWorker::start(&signing_keys_toml(&keys().a_then_c_files)).await;
+    let worker = InProcessWorker::start(&signing_keys_toml(&keys().a_then_c_files)).await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[401]);
     worker
@@ -195,14 +194,14 @@ async fn run_binary_until_dead_letters(
     let database_url = format!("sqlite://{}/oidc.db", dir.path().display());
     let key = random_key();
     let prefix = unique_prefix();
-    crate::process::seed_webhooks(&database_url, &key, "acct", &hooks).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
+    crate::support::seed_webhooks(&database_url, &key, "acct", &hooks).await;
+    let broker = InProcessWorker::publisher_for(&prefix).await;
     let log_path = dir.path().join("worker.log");
     let keys: Vec<String> = signing_key_files
         .iter()
         .map(|f| format!("{:?}", f.display().to_string()))
         .collect();
-    let mut worker = crate::process::WorkerCommand::new(&prefix, &database_url, &key)
+    let mut worker = crate::support::WorkerProcessBuilder::new(&prefix, &database_url, &key)
         .env("OIDC__SIGNING_KEYS", format!("[{}]", keys.join(",")))
         .env("OIDC__SIGNING_KEYS_ACCOUNT", "acct")
         .env("LOG__LEVEL", "trace")
@@ -271,7 +270,7 @@ async fn the_file_keys_of_a_single_account_deployment_are_that_accounts_jwks() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/jwks.db", dir.path().display());
     let token = "whk_test_file_keys_account";
-    let config = crate::harness::test_config(
+    let config = crate::support::test_config(
         &unique_prefix(),
         &database_url,
         &format!(

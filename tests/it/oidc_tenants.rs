@@ -10,16 +10,15 @@ use serde_json::{json, Value};
 use webhook_worker::{cli::Role, oidc::AccountKeys};
 
 use crate::{
-    harness::{event, TestWorker},
     oidc_provider::OidcProvider,
     pipeline::text,
-    receiver::TestReceiver,
+    support::{event, InProcessWorker, TestReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 const CLIENT: &str = "tenant-a-client";
 
-fn account_keys(worker: &TestWorker) -> AccountKeys {
+fn account_keys(worker: &InProcessWorker) -> AccountKeys {
     AccountKeys::new(
         Some(worker.app().registry().store().clone()),
         &worker.config.oidc,
@@ -38,7 +37,7 @@ fn jwt_hook(url: &str, provider: &OidcProvider, ttl: u64) -> Value {
 #[tokio::test]
 async fn another_accounts_webhook_naming_the_same_client_never_gets_a_token_even_when_one_is_cached(
 ) {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let keys = account_keys(&worker);
     let a_keys = keys.current("acct-a").await.expect("A's keys");
     let b_keys = keys.current("acct-b").await.expect("B's keys");
@@ -82,6 +81,7 @@ async fn another_accounts_webhook_naming_the_same_client_never_gets_a_token_even
     assert_eq!(text(headers, "x-dead-reason"), "retries_exhausted");
     assert_eq!(text(headers, "x-dead-detail"), "token: invalid_client");
     assert_eq!(text(headers, "x-webhook-id"), hook_b.id.to_string());
+    worker.until_quiet(|| receiver_b.count()).await;
     assert_eq!(receiver_b.count(), 0, "B's endpoint never got a request");
     assert_eq!(
         provider.tokens_issued(CLIENT).await,
@@ -100,7 +100,7 @@ async fn another_accounts_webhook_naming_the_same_client_never_gets_a_token_even
 #[tokio::test]
 async fn a_key_rotation_with_deliveries_flowing_loses_no_delivery() {
     // The new key signs 3 s after the rotation; the old one stays published 20 s more.
-    let worker = TestWorker::start_as(
+    let worker = InProcessWorker::start_as(
         "[oidc]\nkey_rotation_delay = \"3s\"\nkey_retirement_grace = \"20s\"\ntoken_expiry_margin = \"0s\"",
         Role::All,
     )

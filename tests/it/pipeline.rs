@@ -7,10 +7,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::{
-    harness::{event, TestWorker},
-    receiver::TestReceiver,
-};
+use crate::support::{event, InProcessWorker, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(20);
 const DELIVERED: &str = "deliveries_total{outcome=\"delivered\"}";
@@ -40,7 +37,7 @@ fn int(headers: &lapin::types::FieldTable, name: &str) -> i64 {
 
 #[tokio::test]
 async fn each_event_reaches_exactly_the_subscribed_enabled_webhooks_of_its_account() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receivers: Vec<TestReceiver> =
         futures_util::future::join_all((0..6).map(|_| TestReceiver::start())).await;
     let hook = |i: usize, events: serde_json::Value| json!({"url": receivers[i].url(), "enabled_events": events});
@@ -94,7 +91,7 @@ async fn each_event_reaches_exactly_the_subscribed_enabled_webhooks_of_its_accou
 
 #[tokio::test]
 async fn the_include_setting_shapes_data_object_and_leaves_the_envelope() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let settings = [
         None,
         Some("*"),
@@ -159,7 +156,7 @@ async fn the_include_setting_shapes_data_object_and_leaves_the_envelope() {
 
 #[tokio::test]
 async fn the_signature_verifies_over_the_raw_body_and_the_contract_headers_are_sent() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     let secret = "whsec_test_0123456789";
     worker
@@ -204,7 +201,7 @@ async fn the_signature_verifies_over_the_raw_body_and_the_contract_headers_are_s
 
 #[tokio::test]
 async fn a_webhook_without_a_secret_gets_no_signature_header() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     worker.publish_event().await;
@@ -215,7 +212,7 @@ async fn a_webhook_without_a_secret_gets_no_signature_header() {
 
 #[tokio::test]
 async fn a_receiver_failing_twice_then_succeeding_gets_the_event_on_attempt_3() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[500, 503]);
     worker.subscribe(&receiver).await;
@@ -233,7 +230,7 @@ async fn a_receiver_failing_twice_then_succeeding_gets_the_event_on_attempt_3() 
 
 #[tokio::test]
 async fn a_receiver_that_always_fails_ends_in_the_dead_letter_queue_with_the_reason() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
     let webhook = worker.subscribe(&receiver).await;
@@ -249,6 +246,7 @@ async fn a_receiver_that_always_fails_ends_in_the_dead_letter_queue_with_the_rea
         dead_body, body,
         "the dead letter carries the original event"
     );
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 3, "one first attempt and two retries");
     assert!(receiver
         .received()
@@ -259,7 +257,7 @@ async fn a_receiver_that_always_fails_ends_in_the_dead_letter_queue_with_the_rea
 
 #[tokio::test]
 async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = []").await;
     let target = TestReceiver::start().await;
     let redirecting = TestReceiver::start().await;
     redirecting.redirect_to(&target.url());
@@ -273,6 +271,9 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
     let (headers, _) = worker.dead_letters(1, WAIT).await.remove(0);
     assert_eq!(int(&headers, "x-last-status"), 302);
     assert_eq!(text(&headers, "x-dead-detail"), "redirect_302");
+    worker
+        .until_quiet(|| (redirecting.count(), target.count()))
+        .await;
     assert_eq!(redirecting.count(), 1);
     assert_eq!(target.count(), 0, "the redirect was not followed");
     worker.stop().await;
@@ -281,7 +282,8 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
 #[tokio::test]
 async fn non_public_addresses_are_refused_and_never_connected_to() {
     // No allow-list: the default rules apply.
-    let worker = TestWorker::start("[delivery]\nallow_networks = []\nretry_schedule = []").await;
+    let worker =
+        InProcessWorker::start("[delivery]\nallow_networks = []\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     let port = receiver.addr.port();
     // Without IPv6 loopback on the machine the URL is still refused; only the check is skipped.
@@ -316,6 +318,7 @@ async fn non_public_addresses_are_refused_and_never_connected_to() {
         let detail = text(headers, "x-dead-detail");
         assert!(detail.starts_with("blocked_address"), "{detail}");
     }
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 0, "nothing reached the loopback receiver");
     if let Some(listener) = v6 {
         let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
@@ -326,7 +329,7 @@ async fn non_public_addresses_are_refused_and_never_connected_to() {
 
 #[tokio::test]
 async fn a_poison_message_is_dead_lettered_and_the_next_good_event_is_still_delivered() {
-    let worker = TestWorker::start("[amqp]\nmax_message_bytes = 20000").await;
+    let worker = InProcessWorker::start("[amqp]\nmax_message_bytes = 20000").await;
     let receiver = TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     worker
@@ -360,7 +363,7 @@ async fn a_poison_message_is_dead_lettered_and_the_next_good_event_is_still_deli
 
 #[tokio::test]
 async fn deleting_a_webhook_stops_its_retries_without_a_dead_letter() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
     let webhook = worker.subscribe(&receiver).await;
@@ -377,6 +380,7 @@ async fn deleting_a_webhook_stops_its_retries_without_a_dead_letter() {
     worker
         .wait_for_metric("deliveries_total{outcome=\"dropped\"}", 1, WAIT)
         .await;
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 1);
     assert_eq!(
         worker.metric("deliveries_total{outcome=\"dead_lettered\"}"),
@@ -387,7 +391,7 @@ async fn deleting_a_webhook_stops_its_retries_without_a_dead_letter() {
 
 #[tokio::test]
 async fn a_retry_uses_the_webhooks_current_url() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = [\"500ms\"]").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = [\"500ms\"]").await;
     let old = TestReceiver::start().await;
     old.always(503);
     let new = TestReceiver::start().await;
@@ -406,7 +410,7 @@ async fn a_retry_uses_the_webhooks_current_url() {
 
 #[tokio::test]
 async fn a_hanging_endpoint_does_not_hold_back_deliveries_to_other_endpoints() {
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[amqp]\nprefetch = 16\n[delivery]\nconcurrency_initial = 2\nconcurrency_max = 2\ntimeout = \"60s\"\nretry_schedule = [\"1s\", \"2s\", \"4s\", \"8s\", \"16s\"]",
     )
     .await;
@@ -444,7 +448,7 @@ async fn a_hanging_endpoint_does_not_hold_back_deliveries_to_other_endpoints() {
 
 #[tokio::test]
 async fn on_shutdown_an_unfinished_delivery_goes_back_to_the_queue() {
-    let mut worker = TestWorker::start("[shutdown]\ngrace = \"300ms\"").await;
+    let mut worker = InProcessWorker::start("[shutdown]\ngrace = \"300ms\"").await;
     let hanging = TestReceiver::gated().await;
     worker
         .add_webhook(
@@ -482,7 +486,7 @@ async fn on_shutdown_an_unfinished_delivery_goes_back_to_the_queue() {
 #[tokio::test]
 async fn a_retry_whose_webhook_the_registry_lacks_is_looked_up_in_the_database() {
     // No refresh during the test: only the database lookup can find the webhook again.
-    let worker = TestWorker::start("[registry]\nrefresh = \"1h\"").await;
+    let worker = InProcessWorker::start("[registry]\nrefresh = \"1h\"").await;
     let receiver = TestReceiver::start().await;
     receiver.plan(&[500]);
     let webhook = worker.subscribe(&receiver).await;

@@ -1,12 +1,12 @@
 //! PostgreSQL over TLS: the store's own connections are encrypted with `sslmode=require` (as
-//! every PostgreSQL test's are: see `helpers::postgres_admin_url`), and `sslmode=verify-full`
+//! every PostgreSQL test's are: see `support::postgres_admin_url`), and `sslmode=verify-full`
 //! checks the server's certificate against `sslrootcert`. The machine's server uses Debian's
 //! self-signed "snakeoil" certificate, issued for `localhost`.
 
 use sqlx::{Connection, Row};
 use webhook_worker::store::{Store, StoreError};
 
-use crate::helpers::{postgres_admin_url, Backend, TestDb};
+use crate::support::{postgres_admin_url, Backend, TestDb};
 
 const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
 

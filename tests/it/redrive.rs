@@ -18,10 +18,8 @@ use webhook_worker::{
     store::dead_letters::{time_ordered_id, NewDeadLetter},
 };
 
-use crate::{
-    harness::{event, TestWorker},
-    helpers::{both_backends, Backend, TestDb},
-    receiver::TestReceiver,
+use crate::support::{
+    both_backends, event, eventually, Backend, InProcessWorker, TestDb, TestReceiver,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -38,7 +36,7 @@ fn config(extra: &str) -> String {
     )
 }
 
-async fn call(worker: &TestWorker, post: bool, path: &str, token: &str) -> (u16, Value) {
+async fn call(worker: &InProcessWorker, post: bool, path: &str, token: &str) -> (u16, Value) {
     let url = format!("http://{}{path}", worker.app().api_addr());
     let client = reqwest::Client::new();
     let request = if post {
@@ -52,22 +50,22 @@ async fn call(worker: &TestWorker, post: bool, path: &str, token: &str) -> (u16,
 }
 
 /// Polls the webhook's dead letters until there are `n`; returns them (newest first).
-async fn wait_for_letters(worker: &TestWorker, webhook: Uuid, n: i64) -> Vec<Value> {
+async fn wait_for_letters(worker: &InProcessWorker, webhook: Uuid, n: i64) -> Vec<Value> {
     let path = format!("/v1/webhooks/{webhook}/dead_letters?per_page=100");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, format_args!("{n} letters at {path}"), || async {
         let (status, body) = call(worker, false, &path, TOKEN).await;
         assert_eq!(status, 200, "{body}");
         if body["total_count"].as_i64() >= Some(n) {
-            return body["data"].as_array().cloned().unwrap_or_default();
+            Ok(body["data"].as_array().cloned().unwrap_or_default())
+        } else {
+            Err(body)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{path}: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Starts a redrive (202) and waits for its job to end; returns the ended job.
-async fn redrive(worker: &TestWorker, webhook: Uuid) -> Value {
+async fn redrive(worker: &InProcessWorker, webhook: Uuid) -> Value {
     let (status, job) = call(
         worker,
         true,
@@ -79,16 +77,16 @@ async fn redrive(worker: &TestWorker, webhook: Uuid) -> Value {
     assert_eq!(job["object"], "redrive", "{job}");
     let id = job["id"].as_str().expect("a job id").to_string();
     let path = format!("/v1/webhooks/{webhook}/redrive/{id}");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, format_args!("the job at {path} to end"), || async {
         let (status, job) = call(worker, false, &path, TOKEN).await;
         assert_eq!(status, 200, "{job}");
         if job["status"] != "running" {
-            return job;
+            Ok(job)
+        } else {
+            Err(job)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// The event ids of the deliveries `receiver` got from the `from`-th on.
@@ -101,7 +99,7 @@ fn event_ids(receiver: &TestReceiver, from: usize) -> Vec<String> {
 
 /// Puts `n` dead letters of webhook `webhook` (account `other`) in the table, in one
 /// transaction, and their copies in the broker's dead-letter queue.
-async fn other_tenants_letters(worker: &TestWorker, webhook: Uuid, n: usize) {
+async fn other_tenants_letters(worker: &InProcessWorker, webhook: Uuid, n: usize) {
     let now = chrono::Utc::now();
     let (_, body) = event("business.updated");
     let body = String::from_utf8(body).unwrap();
@@ -168,7 +166,7 @@ both_backends!(
 async fn a_dead_letter_is_recorded_once_the_database_takes_writes_again(backend: Backend) {
     let db = TestDb::new(backend).await;
     let toml = config("[delivery]\nretry_schedule = [\"100ms\"]");
-    let worker = TestWorker::start_on(Some(db.url()), &toml, Role::All).await;
+    let worker = InProcessWorker::start_on(Some(db.url()), &toml, Role::All).await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
     let webhook = worker.subscribe(&receiver).await;
@@ -201,7 +199,7 @@ async fn a_redrive_behind_10000_letters_of_another_account_sends_its_5_once_and_
 ) {
     let toml = config("[delivery]\nretry_schedule = [\"100ms\"]");
     let db = TestDb::new(backend).await;
-    let worker = TestWorker::start_on(Some(db.url()), &toml, Role::All).await;
+    let worker = InProcessWorker::start_on(Some(db.url()), &toml, Role::All).await;
     let (theirs, ours) = (TestReceiver::start().await, TestReceiver::start().await);
     let other = worker
         .add_webhook(
@@ -253,10 +251,7 @@ async fn a_redrive_behind_10000_letters_of_another_account_sends_its_5_once_and_
         (&json!(0), &json!(0)),
         "{again}"
     );
-    worker
-        .wait_for_ready(&worker.names.deliveries, 0, WAIT)
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker.until_quiet(|| ours.count()).await;
     assert_eq!(ours.count(), before + 5, "no letter sent twice");
     let letters = wait_for_letters(&worker, webhook.id, 5).await;
     assert!(
@@ -291,7 +286,7 @@ async fn re_enabling_a_webhook_disabled_for_failing_then_redriving_delivers_its_
         "[delivery]\ndisable_after = \"2s\"\nretry_schedule = [{schedule}]"
     ));
     let db = TestDb::new(backend).await;
-    let worker = TestWorker::start_on(Some(db.url()), &toml, Role::All).await;
+    let worker = InProcessWorker::start_on(Some(db.url()), &toml, Role::All).await;
     let receiver = TestReceiver::start().await;
     receiver.always(500);
     let webhook = worker.subscribe(&receiver).await;
@@ -346,7 +341,7 @@ async fn an_event_for_a_webhook_whose_secret_cannot_be_decrypted_is_delivered_on
     backend: Backend,
 ) {
     let db = TestDb::new(backend).await;
-    let worker = TestWorker::start_on(Some(db.url()), &config(""), Role::All).await;
+    let worker = InProcessWorker::start_on(Some(db.url()), &config(""), Role::All).await;
     let receiver = TestReceiver::start().await;
     let secret = "whsec_dGhlIHdlYmhvb2sncyBvd24gc2VjcmV0";
     let webhook = worker
@@ -384,14 +379,10 @@ async fn an_event_for_a_webhook_whose_secret_cannot_be_decrypted_is_delivered_on
     };
     set(foreign).await.unwrap();
     let registry = worker.app().registry().clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while registry.unreadable(webhook.id).is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the row never read as unreadable"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the row read as unreadable", || async {
+        registry.unreadable(webhook.id).is_some()
+    })
+    .await;
     assert_eq!(worker.metric("registry_rows_unreadable"), 1);
     let readyz = reqwest::get(format!("http://{}/readyz", worker.app().api_addr()))
         .await
@@ -409,18 +400,15 @@ async fn an_event_for_a_webhook_whose_secret_cannot_be_decrypted_is_delivered_on
         reason,
         Some(AMQPValue::LongString("webhook_unreadable".into()))
     );
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 0);
 
     // The key is fixed: the stored secret decrypts again.
     set(original).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while registry.get(webhook.id).is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the row never read again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the row read again", || async {
+        registry.get(webhook.id).is_some()
+    })
+    .await;
     let job = redrive(&worker, webhook.id).await;
     assert_eq!(
         (&job["status"], &job["redriven"]),
@@ -445,7 +433,7 @@ both_backends!(the_dead_letter_list_is_paginated_newest_first_and_scoped_to_the_
 async fn the_dead_letter_list_is_paginated_newest_first_and_scoped_to_the_account(
     backend: Backend,
 ) {
-    use crate::helpers::{spawn_app, with, ACCOUNT_A};
+    use crate::support::{spawn_app, with, ACCOUNT_A};
     let app = spawn_app(backend).await;
     let secret = "whsec_c2VjcmV0LW5ldmVyLXNob3du";
     let id = app
@@ -531,7 +519,7 @@ async fn the_dead_letter_list_is_paginated_newest_first_and_scoped_to_the_accoun
     .expect(404);
 
     // A job id answers only under its own webhook and account.
-    let sibling = app.create(&app.token_a, &crate::helpers::minimal()).await;
+    let sibling = app.create(&app.token_a, &crate::support::minimal()).await;
     let sibling_id: Uuid = sibling.parse().unwrap();
     let (job, started) = store
         .start_redrive_job(ACCOUNT_A, sibling_id, 0, start)

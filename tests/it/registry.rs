@@ -5,20 +5,19 @@
 use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 use webhook_worker::{registry::Registry, store::Store, telemetry::Metrics};
 
-use crate::{
-    harness::{random_key, validated, TestWorker},
-    helpers::{Backend, TestDb},
-    receiver::TestReceiver,
+use crate::support::{
+    eventually, random_key, validated, Backend, InProcessWorker, TestDb, TestReceiver,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_row_that_cannot_be_decoded_is_counted_and_newer_webhooks_still_deliver() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let store = worker.app().registry().store().clone();
     // A row an older version cannot read: an auth method it does not know.
     let odd = validated(
@@ -46,14 +45,10 @@ async fn a_row_that_cannot_be_decoded_is_counted_and_newer_webhooks_still_delive
     worker
         .wait_for_metric("registry_rows_unreadable", 1, WAIT)
         .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while worker.app().registry().get(newer.id).is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the newer webhook never loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the newer webhook loaded", || async {
+        worker.app().registry().get(newer.id).is_some()
+    })
+    .await;
     let (id, _) = worker.publish_event().await;
     let got = receiver.wait_for(1, WAIT).await;
     assert_eq!(got[0].json()["id"], id.as_str());
@@ -63,16 +58,15 @@ async fn a_row_that_cannot_be_decoded_is_counted_and_newer_webhooks_still_delive
 
 #[tokio::test]
 async fn a_registry_that_cannot_reload_turns_stale_and_not_ready() {
-    let worker = TestWorker::start("[registry]\nrefresh = \"200ms\"").await;
+    let worker = InProcessWorker::start("[registry]\nrefresh = \"200ms\"").await;
     let base = format!("http://{}", worker.app().api_addr());
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     worker.app().registry().store().close().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while worker.app().registry().is_fresh() {
-        assert!(tokio::time::Instant::now() < deadline, "still fresh");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the registry to turn stale", || async {
+        !worker.app().registry().is_fresh()
+    })
+    .await;
     assert!(worker.app().registry().snapshot_age() >= Duration::from_millis(600));
     let answer = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(answer.status(), 503);
@@ -117,7 +111,7 @@ async fn keep_writing(registry: Arc<Registry>, cancel: CancellationToken) {
 async fn two_replicas_on_postgres_see_each_others_changes_within_two_refreshes_under_load() {
     const REFRESH: Duration = Duration::from_millis(500);
     let db = TestDb::new(Backend::Postgres).await;
-    let key = crate::process::decode_key(&random_key());
+    let key = crate::support::decode_key(&random_key());
     let cancel = CancellationToken::new();
     let a = replica(db.url(), key, REFRESH, &cancel).await;
     let b = replica(db.url(), key, REFRESH, &cancel).await;
@@ -135,14 +129,11 @@ async fn two_replicas_on_postgres_see_each_others_changes_within_two_refreshes_u
             );
             writer.store().insert(&webhook).await.unwrap();
             writer.upsert(webhook.clone());
-            let written = tokio::time::Instant::now();
-            while reader.get(webhook.id).is_none() {
-                assert!(
-                    written.elapsed() <= REFRESH * 2,
-                    "the other replica did not see the change within two refreshes"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            let what = "the other replica to see the change within two refreshes";
+            eventually(REFRESH * 2, what, || async {
+                reader.get(webhook.id).is_some()
+            })
+            .await;
         }
     }
     cancel.cancel();
@@ -156,14 +147,22 @@ async fn two_replicas_on_postgres_see_each_others_changes_within_two_refreshes_u
 
 /// Waits until `seen` holds for `registry`; panics after `limit`.
 async fn wait_until(registry: &Registry, limit: Duration, seen: impl Fn(&Registry) -> bool) {
-    let start = tokio::time::Instant::now();
-    while !seen(registry) {
-        assert!(
-            start.elapsed() <= limit,
-            "the change did not arrive within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(limit, "the change to arrive", || async { seen(registry) }).await
+}
+
+/// Sessions on the test's database whose last statement was a `LISTEN`: one per replica that
+/// listens for changes (the listening connection runs nothing else).
+async fn listening_sessions(db: &TestDb) -> i64 {
+    let mut connection = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let listening = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN %'",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    let _ = connection.close().await;
+    listening
 }
 
 #[tokio::test]
@@ -172,14 +171,21 @@ async fn on_postgres_another_replicas_change_arrives_at_once_through_notify() {
     const REFRESH: Duration = Duration::from_secs(60);
     const AT_ONCE: Duration = Duration::from_secs(3);
     let db = TestDb::new(Backend::Postgres).await;
-    let key = crate::process::decode_key(&random_key());
+    let key = crate::support::decode_key(&random_key());
     let cancel = CancellationToken::new();
     let a = replica(db.url(), key, REFRESH, &cancel).await;
     let b = replica(db.url(), key, REFRESH, &cancel).await;
     for registry in [&a, &b] {
         tokio::spawn(registry.clone().listen_until_cancelled(cancel.clone()));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A change made before a replica listens would wait for the minute's reload.
+    eventually(WAIT, "both replicas to LISTEN", || async {
+        match listening_sessions(&db).await {
+            2 => Ok(()),
+            n => Err(format!("{n} listen")),
+        }
+    })
+    .await;
 
     let mut webhook = validated(
         "acct",

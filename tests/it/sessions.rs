@@ -22,9 +22,8 @@ use lapin::{
 use serde_json::json;
 
 use crate::{
-    harness::{event, TestWorker},
-    health::receiver::{Behaviour, PacedReceiver},
     pipeline::text,
+    support::{event, eventually, Behaviour, InProcessWorker, PacedReceiver},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -59,27 +58,21 @@ fn connections_named(name: &str) -> Vec<String> {
 
 /// Waits until exactly one connection is named `name`, other than `not`; returns its id.
 async fn one_connection_named(name: &str, not: Option<&str>) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let found = connections_named(name);
-        if let [one] = found.as_slice() {
-            if Some(one.as_str()) != not {
-                return one.clone();
-            }
+    let what = format!("one connection named {name:?} other than {not:?}");
+    eventually(WAIT, what, || async {
+        match connections_named(name).as_slice() {
+            [one] if Some(one.as_str()) != not => Ok(one.clone()),
+            found => Err(format!("found {found:?}")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "connections named {name:?}: {found:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 fn close_connection(id: &str) {
     rabbitmqctl(&["close_connection", id, "closed by a test"]);
 }
 
-fn names(worker: &TestWorker) -> (String, String) {
+fn names(worker: &InProcessWorker) -> (String, String) {
     let prefix = &worker.config.amqp.prefix;
     (
         format!("webhook-worker {prefix} consuming"),
@@ -89,21 +82,21 @@ fn names(worker: &TestWorker) -> (String, String) {
 
 /// Waits until `n` arrivals at `receiver`.
 async fn wait_for_arrivals(receiver: &PacedReceiver, n: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while receiver.arrivals().len() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} arrivals",
-            receiver.arrivals().len()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(WAIT, format_args!("{n} arrivals"), || async {
+        let arrivals = receiver.arrivals().len();
+        if arrivals >= n {
+            Ok(())
+        } else {
+            Err(format!("{arrivals} came"))
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publishing_connection_closed_alone_redelivers_none_of_the_consumers_messages() {
     const EVENTS: usize = 300;
-    let worker = TestWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = [\"1s\"]").await;
     // Every first attempt fails: each event needs its retry job published. (500, not 503: a 503
     // shrinks the endpoint's concurrency until deliveries are parked instead of attempted.)
     let receiver = PacedReceiver::start(Behaviour {
@@ -128,8 +121,7 @@ async fn a_publishing_connection_closed_alone_redelivers_none_of_the_consumers_m
     let reopened = one_connection_named(&publishing, Some(&publisher)).await;
 
     // Every event had its retry: the retry jobs were published, on one channel or the other.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, "every event retried", || async {
         let retried: HashSet<String> = receiver
             .arrivals()
             .into_iter()
@@ -137,16 +129,14 @@ async fn a_publishing_connection_closed_alone_redelivers_none_of_the_consumers_m
             .map(|a| a.event_id)
             .collect();
         if ids.iter().all(|id| retried.contains(id)) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{} of {EVENTS} were", retried.len()))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {EVENTS} events retried",
-            retried.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await;
+    // A first attempt repeated late would come after the last retry: wait until nothing moves.
+    worker.until_quiet(|| receiver.arrivals().len()).await;
     let mut first_attempts: HashMap<String, usize> = HashMap::new();
     for arrival in receiver.arrivals().into_iter().filter(|a| a.attempt == "1") {
         *first_attempts.entry(arrival.event_id).or_default() += 1;
@@ -169,7 +159,7 @@ async fn a_publishing_connection_closed_alone_redelivers_none_of_the_consumers_m
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_mid_stream_never_has_two_requests_for_one_event_in_flight() {
     const EVENTS: usize = 300;
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     // Slow answers: the prefetch window's requests are all in flight when the connection goes.
     let receiver = PacedReceiver::start(Behaviour {
         latency: Duration::from_secs(1),
@@ -191,15 +181,15 @@ async fn a_reconnect_mid_stream_never_has_two_requests_for_one_event_in_flight()
     let delivered_before = receiver.delivered().len();
     assert!(delivered_before < EVENTS, "the fault came mid-stream");
     one_connection_named(&consuming, Some(&consumer)).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !receiver.delivered().is_superset(&ids) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {EVENTS} delivered",
-            receiver.delivered().len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(WAIT, "every event delivered", || async {
+        let delivered = receiver.delivered();
+        if delivered.is_superset(&ids) {
+            Ok(())
+        } else {
+            Err(format!("{} of {EVENTS} were", delivered.len()))
+        }
+    })
+    .await;
     let arrivals = receiver.arrivals().len();
     eprintln!(
         "consuming connection closed after {delivered_before} delivered: {arrivals} answers for \
@@ -221,7 +211,7 @@ async fn a_reconnect_mid_stream_never_has_two_requests_for_one_event_in_flight()
 }
 
 /// Publishes `body` to the events exchange with `headers` besides the account.
-async fn publish_with(worker: &TestWorker, body: &[u8], extra: &[(&str, &str)]) {
+async fn publish_with(worker: &InProcessWorker, body: &[u8], extra: &[(&str, &str)]) {
     let mut headers = FieldTable::default();
     headers.insert("account_id".into(), AMQPValue::LongString("acct".into()));
     for (name, value) in extra {
@@ -250,8 +240,8 @@ async fn publish_with(worker: &TestWorker, body: &[u8], extra: &[(&str, &str)]) 
 #[tokio::test]
 async fn a_panic_in_handling_is_dead_lettered_with_a_reason_and_frees_its_slot() {
     // One slot: the next event is delivered only if the panicking one gave its slot back.
-    let worker = TestWorker::start("[amqp]\nprefetch = 1").await;
-    let receiver = crate::receiver::TestReceiver::start().await;
+    let worker = InProcessWorker::start("[amqp]\nprefetch = 1").await;
+    let receiver = crate::support::TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     let (panicking, body) = event("business.updated");
     publish_with(&worker, &body, &[("x-test-panic", "1")]).await;
@@ -264,6 +254,7 @@ async fn a_panic_in_handling_is_dead_lettered_with_a_reason_and_frees_its_slot()
     assert!(text(headers, "x-dead-detail").contains("x-test-panic"));
     let letter: serde_json::Value = serde_json::from_slice(dead_body).unwrap();
     assert_eq!(letter["id"], panicking.as_str());
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(worker.metric("handler_panics_total"), 1);
     assert_eq!(receiver.count(), 1, "the panicking event was not delivered");
     worker.stop().await;
@@ -271,8 +262,8 @@ async fn a_panic_in_handling_is_dead_lettered_with_a_reason_and_frees_its_slot()
 
 #[tokio::test]
 async fn an_oversized_message_is_dead_lettered_without_its_body() {
-    let worker = TestWorker::start("[amqp]\nmax_message_bytes = 1024").await;
-    let receiver = crate::receiver::TestReceiver::start().await;
+    let worker = InProcessWorker::start("[amqp]\nmax_message_bytes = 1024").await;
+    let receiver = crate::support::TestReceiver::start().await;
     worker.subscribe(&receiver).await;
     // The fixture is 3.2 KB as compact JSON.
     let (_, body) = event("business.updated");
@@ -293,6 +284,7 @@ async fn an_oversized_message_is_dead_lettered_without_its_body() {
         "{} bytes republished",
         dead_body.len()
     );
+    worker.until_quiet(|| receiver.count()).await;
     assert_eq!(receiver.count(), 0);
     worker.stop().await;
 }

@@ -14,7 +14,7 @@ use webhook_worker::{
     webhook::{Draft, UrlRules, Webhook, WebhookPatch},
 };
 
-use crate::helpers::{both_backends, spawn_app, with, Backend, TestDb};
+use crate::support::{both_backends, spawn_app, with, Backend, TestDb};
 
 both_backends!(
     a_database_dump_holds_no_plain_secret,

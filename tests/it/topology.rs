@@ -12,7 +12,7 @@ use lapin::{
 use tokio::io::AsyncReadExt;
 use webhook_worker::queue::{self, migrate, Topology};
 
-use crate::harness::{random_key, test_config, unique_prefix, AMQP_URL};
+use crate::support::{random_key, test_config, unique_prefix, AMQP_URL};
 
 #[tokio::test]
 async fn a_queue_declared_with_older_arguments_stops_the_worker_with_one_clear_error_line() {
@@ -39,9 +39,10 @@ async fn a_queue_declared_with_older_arguments_stops_the_worker_with_one_clear_e
 
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/old.db", dir.path().display());
-    let mut worker = crate::process::WorkerCommand::new(&prefix, &database_url, &random_key())
-        .pipe_stderr()
-        .spawn();
+    let mut worker =
+        crate::support::WorkerProcessBuilder::new(&prefix, &database_url, &random_key())
+            .pipe_stderr()
+            .spawn();
     let child = &mut worker.child;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the OAuth server the interop tests run (panva's oidc-provider, pinned in
-# package-lock.json) into tests/oidc/node_modules. Idempotent: does nothing when node_modules
-# was installed from the current lock file. Needs node and npm on PATH.
+# Installs the real peers the interop tests run (panva's oidc-provider, and the Standard Webhooks
+# verifier `standardwebhooks`; both pinned in package-lock.json) into tests/oidc/node_modules.
+# Idempotent: does nothing when node_modules was installed from the current lock file. Needs
+# node and npm on PATH.
 #
 # oidc-provider is pinned to 8.8.1, the last release line that supports Node.js 20 (the machine's
 # Node); 9.x runs but warns that it wants Node 22+. Moving to 9.x is a one-line change once Node

@@ -8,11 +8,9 @@ use std::{collections::HashSet, process::Command, time::Duration};
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
 use serde_json::json;
 
-use crate::{
-    harness::{event, random_key, unique_prefix, TestWorker},
-    health::receiver::{Behaviour, PacedReceiver},
-    process::{free_port, seed_webhooks, WorkerCommand, WorkerProcess},
-    receiver::TestReceiver,
+use crate::support::{
+    event, eventually, free_port, random_key, seed_webhooks, unique_prefix, Behaviour,
+    InProcessWorker, PacedReceiver, TestReceiver, WorkerProcess, WorkerProcessBuilder,
 };
 
 const GRACE: Duration = Duration::from_secs(6);
@@ -25,7 +23,7 @@ pub struct MemoryAlarmGuard {
 
 impl MemoryAlarmGuard {
     pub fn raise() -> Self {
-        let output = crate::rabbitmqctl()
+        let output = crate::support::rabbitmqctl()
             .args(["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."])
             .output()
             .expect("rabbitmqctl");
@@ -37,7 +35,7 @@ impl MemoryAlarmGuard {
             None => panic!("cannot read the memory watermark: {text:?}"),
         };
         let guard = MemoryAlarmGuard { previous };
-        let status = crate::rabbitmqctl()
+        let status = crate::support::rabbitmqctl()
             .args(["set_vm_memory_high_watermark", "0.0001"])
             .status()
             .expect("rabbitmqctl");
@@ -48,7 +46,7 @@ impl MemoryAlarmGuard {
 
 impl Drop for MemoryAlarmGuard {
     fn drop(&mut self) {
-        let _ = crate::rabbitmqctl()
+        let _ = crate::support::rabbitmqctl()
             .arg("set_vm_memory_high_watermark")
             .args(&self.previous)
             .status();
@@ -56,7 +54,7 @@ impl Drop for MemoryAlarmGuard {
 }
 
 fn spawn_worker(prefix: &str, database_url: &str, key: &str, port: u16) -> WorkerProcess {
-    WorkerCommand::new(prefix, database_url, key)
+    WorkerProcessBuilder::new(prefix, database_url, key)
         .env("AMQP__CONFIRM_TIMEOUT", "1s")
         .env("DELIVERY__TIMEOUT", "3s")
         .env("SHUTDOWN__GRACE", "6s")
@@ -67,15 +65,16 @@ fn spawn_worker(prefix: &str, database_url: &str, key: &str, port: u16) -> Worke
 
 /// Waits until `/readyz` names the broker `state` (`"blocked"`, `"ok"`); panics after 30 s.
 async fn wait_for_broker_check(worker: &WorkerProcess, state: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while worker.readiness_checks().await["broker"] != state {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never said the broker is {state}: {}",
-            worker.readiness_checks().await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("/readyz to say the broker is {state}");
+    eventually(Duration::from_secs(30), what, || async {
+        let checks = worker.readiness_checks().await;
+        if checks["broker"] == state {
+            Ok(())
+        } else {
+            Err(checks)
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +89,7 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
     receiver.always(503);
     let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
     seed_webhooks(&database_url, &key, "acct", &[hook]).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
+    let broker = InProcessWorker::publisher_for(&prefix).await;
     let mut ids = HashSet::new();
     for _ in 0..EVENTS {
         let (id, body) = event("business.updated");
@@ -127,9 +126,9 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
     receiver.always(200);
     let mut second = spawn_worker(&prefix, &database_url, &key, port);
     second.wait_for_readyz(200, Duration::from_secs(30)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut dead = HashSet::new();
-    loop {
+    let dead = std::cell::RefCell::new(HashSet::new());
+    let what = "every event delivered or dead-lettered";
+    eventually(Duration::from_secs(60), what, || async {
         while let Some(message) = broker
             .channel
             .basic_get(&broker.names.dead, BasicGetOptions::default())
@@ -138,23 +137,24 @@ async fn under_a_memory_alarm_readiness_fails_sigterm_exits_and_no_event_is_lost
         {
             message.ack(BasicAckOptions::default()).await.unwrap();
             let body: serde_json::Value = serde_json::from_slice(&message.data).unwrap();
-            dead.insert(body["id"].as_str().unwrap_or_default().to_string());
+            let id = body["id"].as_str().unwrap_or_default().to_string();
+            dead.borrow_mut().insert(id);
         }
         let delivered: HashSet<String> = receiver.received()[before..]
             .iter()
             .filter_map(|r| r.header("x-webhook-event-id"))
             .collect();
-        let settled: HashSet<String> = delivered.union(&dead).cloned().collect();
+        let settled: HashSet<String> = delivered.union(&dead.borrow()).cloned().collect();
         if settled.is_superset(&ids) {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "{} of {EVENTS} were",
+                settled.intersection(&ids).count()
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {EVENTS} events delivered or dead-lettered",
-            settled.intersection(&ids).count()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     second.kill().await;
     broker.delete_topology().await;
 }
@@ -176,10 +176,10 @@ async fn an_alarm_under_a_running_worker_makes_it_not_ready_until_it_clears_and_
     .await;
     let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
     seed_webhooks(&database_url, &key, "acct", &[hook]).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
+    let broker = InProcessWorker::publisher_for(&prefix).await;
     // Retries 5 s apart, four of them: a first attempt failed before the alarm came is still
     // owed a retry after it clears.
-    let mut worker = WorkerCommand::new(&prefix, &database_url, &key)
+    let mut worker = WorkerProcessBuilder::new(&prefix, &database_url, &key)
         .env("AMQP__CONFIRM_TIMEOUT", "1s")
         .env("DELIVERY__TIMEOUT", "3s")
         .env(
@@ -196,11 +196,10 @@ async fn an_alarm_under_a_running_worker_makes_it_not_ready_until_it_clears_and_
         .into_iter()
         .collect();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while receiver.arrivals().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "nothing arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(30), "a first arrival", || async {
+        !receiver.arrivals().is_empty()
+    })
+    .await;
     {
         let _alarm = MemoryAlarmGuard::raise();
         worker.wait_for_readyz(503, Duration::from_secs(30)).await;
@@ -215,19 +214,19 @@ async fn an_alarm_under_a_running_worker_makes_it_not_ready_until_it_clears_and_
     worker.wait_for_readyz(200, Duration::from_secs(30)).await;
     wait_for_broker_check(&worker, "ok").await;
     assert_eq!(worker.metric("amqp_blocked").await, 0);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = "every event delivered after the alarm cleared";
+    eventually(Duration::from_secs(60), what, || async {
         let delivered = receiver.delivered();
         if delivered.is_superset(&ids) {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "{} of {EVENTS} were",
+                delivered.intersection(&ids).count()
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {EVENTS} events delivered after the alarm cleared",
-            delivered.intersection(&ids).count()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert!(worker.is_running(), "the same worker delivered them");
     worker.kill().await;
     broker.delete_topology().await;

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use crate::{
-    harness::TestWorker,
-    scenario::{assert_settled, hook, paced_config, slow_receiver, Stream, PREFETCH},
+use crate::support::{
+    eventually,
+    fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream, PREFETCH},
+    InProcessWorker,
 };
 
 /// Starts the broker's application again when dropped, whatever happened.
@@ -14,7 +15,7 @@ struct BrokerRestartGuard;
 
 impl BrokerRestartGuard {
     fn stop_app() -> Self {
-        let status = crate::rabbitmqctl()
+        let status = crate::support::rabbitmqctl()
             .arg("stop_app")
             .status()
             .expect("rabbitmqctl");
@@ -25,8 +26,8 @@ impl BrokerRestartGuard {
 
 impl Drop for BrokerRestartGuard {
     fn drop(&mut self) {
-        let _ = crate::rabbitmqctl().arg("start_app").status();
-        let _ = crate::rabbitmqctl()
+        let _ = crate::support::rabbitmqctl().arg("start_app").status();
+        let _ = crate::support::rabbitmqctl()
             .args(["await_startup", "--timeout", "60"])
             .status();
     }
@@ -34,7 +35,7 @@ impl Drop for BrokerRestartGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_rabbitmq_with_10000_events_in_flight_loses_none_and_readiness_follows() {
-    let worker = TestWorker::start(&paced_config("reconnect_max_backoff = \"1s\"")).await;
+    let worker = InProcessWorker::start(&paced_config("reconnect_max_backoff = \"1s\"")).await;
     let receiver = slow_receiver().await;
     worker.add_webhook("acct", hook(&receiver)).await;
     let stream = Stream::publish(&worker, &receiver).await;
@@ -42,14 +43,12 @@ async fn restarting_rabbitmq_with_10000_events_in_flight_loses_none_and_readines
 
     let before = {
         let _guard = BrokerRestartGuard::stop_app();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while worker.app().readiness().broker_ok() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "still ready without a broker"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            "not ready without a broker",
+            || async { !worker.app().readiness().broker_ok() },
+        )
+        .await;
         stream.tally()
     }; // the guard starts the broker again
     assert!(!before.all_delivered(), "the restart came mid-stream");

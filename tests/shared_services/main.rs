@@ -10,39 +10,11 @@
 //! `TEST_AMQP_URL` and `TEST_RABBITMQ_NODE` point them at another RabbitMQ node (a private one
 //! for development: the machine's broker is shared); by default, the machine's.
 
-// Shared with the main integration tests; this binary uses only part of them.
-#[allow(dead_code)]
-#[path = "../it/harness.rs"]
-mod harness;
-#[allow(dead_code, unused_imports, unused_macros)]
-#[path = "../it/helpers.rs"]
-mod helpers;
-#[path = "../it/health"]
-mod health {
-    #[allow(dead_code)]
-    pub mod receiver;
-}
-#[allow(dead_code)]
-#[path = "../it/process.rs"]
-mod process;
-#[allow(dead_code)]
-#[path = "../it/receiver.rs"]
-mod receiver;
-#[allow(dead_code)]
-#[path = "../it/faults/scenario.rs"]
-mod scenario;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod alarm;
 mod broker_restart;
 mod message_size;
 mod outcome_alarm;
 mod postgres_restart;
-
-/// `rabbitmqctl`, aimed at `TEST_RABBITMQ_NODE` when it is set.
-pub fn rabbitmqctl() -> std::process::Command {
-    let mut command = std::process::Command::new("rabbitmqctl");
-    if let Ok(node) = std::env::var("TEST_RABBITMQ_NODE") {
-        command.args(["-n", &node]);
-    }
-    command
-}

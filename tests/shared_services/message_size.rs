@@ -10,7 +10,7 @@ use lapin::{
     BasicProperties, Connection, ConnectionProperties,
 };
 
-use crate::harness::{amqp_url, unique_prefix, TestWorker};
+use crate::support::{amqp_url, unique_prefix, InProcessWorker};
 
 const LIMIT: usize = 64 * 1024;
 
@@ -21,7 +21,7 @@ struct MaxMessageSizeGuard {
 }
 
 fn eval(expression: &str) -> String {
-    let output = crate::rabbitmqctl()
+    let output = crate::support::rabbitmqctl()
         .args(["eval", expression])
         .output()
         .expect("rabbitmqctl");
@@ -51,14 +51,16 @@ impl Drop for MaxMessageSizeGuard {
             Some(value) => format!("application:set_env(rabbit, max_message_size, {value})."),
             None => "application:unset_env(rabbit, max_message_size).".to_string(),
         };
-        let _ = crate::rabbitmqctl().args(["eval", &restore]).status();
+        let _ = crate::support::rabbitmqctl()
+            .args(["eval", &restore])
+            .status();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_refuses_a_message_over_its_max_message_size_at_the_publish() {
     let prefix = unique_prefix();
-    let broker = TestWorker::publisher_for(&prefix).await;
+    let broker = InProcessWorker::publisher_for(&prefix).await;
     let _limit = MaxMessageSizeGuard::set(LIMIT);
     // A channel opened after the setting has it.
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())

@@ -18,9 +18,10 @@ use serde_json::json;
 
 use crate::{
     alarm::MemoryAlarmGuard,
-    harness::{random_key, unique_prefix, Broker, TestWorker},
-    health::receiver::{Behaviour, PacedReceiver},
-    process::{seed_webhooks, WorkerCommand},
+    support::{
+        eventually, random_key, seed_webhooks, unique_prefix, until_quiet, Behaviour, Broker,
+        InProcessWorker, PacedReceiver, WorkerProcessBuilder,
+    },
 };
 
 const EVENTS: usize = 300;
@@ -66,8 +67,8 @@ async fn a_30_s_alarm_while_retries_are_published_repeats_no_attempt_and_no_dead
     .await;
     let hook = json!({"url": receiver.url(), "enabled_events": ["*"]});
     seed_webhooks(&database_url, &key, "acct", &[hook]).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
-    let mut worker = WorkerCommand::new(&prefix, &database_url, &key)
+    let broker = InProcessWorker::publisher_for(&prefix).await;
+    let mut worker = WorkerProcessBuilder::new(&prefix, &database_url, &key)
         .env("AMQP__CONFIRM_TIMEOUT", "2s")
         .env("DELIVERY__TIMEOUT", "3s")
         .env("DELIVERY__RETRY_SCHEDULE", "[\"5s\", \"5s\"]")
@@ -82,11 +83,10 @@ async fn a_30_s_alarm_while_retries_are_published_repeats_no_attempt_and_no_dead
         .collect();
 
     // The first answers are in: their retry jobs are being published.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while receiver.arrivals().len() < 10 {
-        assert!(tokio::time::Instant::now() < deadline, "nothing arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(30), "10 arrivals", || async {
+        receiver.arrivals().len() >= 10
+    })
+    .await;
     let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
     let rss_before = memory_mib(pid, "VmRSS:");
     let (arrivals_at_alarm, peak) = {
@@ -102,22 +102,27 @@ async fn a_30_s_alarm_while_retries_are_published_repeats_no_attempt_and_no_dead
     );
     assert!(arrivals_at_alarm < EVENTS * 3, "the alarm came mid-stream");
 
-    let mut letters = HashMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        take_dead_letters(&broker, &mut letters).await;
-        if ids.iter().all(|id| letters.contains_key(id)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {EVENTS} events dead-lettered",
-            ids.iter().filter(|id| letters.contains_key(*id)).count()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Anything queued twice would come within a few seconds more.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    let letters = std::cell::RefCell::new(HashMap::new());
+    eventually(
+        Duration::from_secs(180),
+        "every event dead-lettered",
+        || async {
+            let mut taken = letters.borrow().clone();
+            take_dead_letters(&broker, &mut taken).await;
+            let dead = ids.iter().filter(|id| taken.contains_key(*id)).count();
+            *letters.borrow_mut() = taken;
+            if dead == EVENTS {
+                Ok(())
+            } else {
+                Err(format!("{dead} of {EVENTS} were"))
+            }
+        },
+    )
+    .await;
+    // Anything queued twice comes before the worker is quiet.
+    let counts = || async { (receiver.arrivals().len(), worker.settles().await) };
+    until_quiet(&broker, Duration::from_secs(60), counts).await;
+    let mut letters = letters.into_inner();
     take_dead_letters(&broker, &mut letters).await;
     let peak_after = memory_mib(pid, "VmHWM:");
     assert!(worker.is_running(), "the same worker did it all");

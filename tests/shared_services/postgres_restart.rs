@@ -5,10 +5,10 @@
 
 use std::{process::Command, time::Duration};
 
-use crate::{
-    harness::TestWorker,
-    helpers::{Backend, TestDb},
-    scenario::{assert_settled, hook, paced_config, slow_receiver, Stream},
+use crate::support::{
+    eventually,
+    fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream},
+    Backend, InProcessWorker, TestDb,
 };
 
 const OUTAGE: Duration = Duration::from_secs(10);
@@ -64,27 +64,30 @@ impl Drop for PostgresStopGuard {
     }
 }
 
-async fn readyz(worker: &TestWorker) -> Option<u16> {
+async fn readyz(worker: &InProcessWorker) -> Option<u16> {
     let url = format!("http://{}/readyz", worker.app().api_addr());
     let answer = reqwest::get(url).await;
     answer.ok().map(|a| a.status().as_u16())
 }
 
-async fn wait_for_readyz(worker: &TestWorker, status: u16, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while readyz(worker).await != Some(status) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never answered {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_for_readyz(worker: &InProcessWorker, status: u16, limit: Duration) {
+    eventually(
+        limit,
+        format_args!("/readyz to answer {status}"),
+        || async {
+            match readyz(worker).await {
+                Some(answer) if answer == status => Ok(()),
+                answer => Err(format!("it answered {answer:?}")),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_postgresql_under_a_replica_with_10000_events_in_flight_loses_none() {
     let db = TestDb::new(Backend::Postgres).await;
-    let worker = TestWorker::start(&paced_config(&format!(
+    let worker = InProcessWorker::start(&paced_config(&format!(
         "[database]\nurl = \"{}\"",
         db.url()
     )))
@@ -121,18 +124,18 @@ async fn restarting_postgresql_under_a_replica_with_10000_events_in_flight_loses
             worker.metric("delivery_log_dropped_total"),
         )
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let (attempts, dropped) = loop {
+    let what = "every attempt logged or counted as dropped";
+    let (attempts, dropped) = eventually(Duration::from_secs(15), what, || async {
         let (attempts, logged, dropped) = count();
         if logged + dropped == attempts {
-            break (attempts, dropped);
+            Ok((attempts, dropped))
+        } else {
+            Err(format!(
+                "{attempts} attempts, {logged} logged and {dropped} dropped"
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{attempts} attempts, {logged} logged and {dropped} dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert!(dropped > 0, "the log dropped what it could not write");
     after.report(&format!(
         "PostgreSQL stopped for {OUTAGE:?} after {} delivered ({while_down} delivered while it \

@@ -5,33 +5,20 @@
 //! binary, run alone (`--test-threads=1`) after the others by scripts/test.sh. Every test also
 //! asserts what holds on any machine: nothing parked, everything delivered.
 
-// Shared with the main integration tests; this binary uses only part of them.
-#[allow(dead_code)]
-#[path = "../it/health/burst.rs"]
-mod burst;
-#[allow(dead_code)]
-#[path = "../it/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "../it/health/receiver.rs"]
-mod paced;
-#[allow(dead_code)]
-#[path = "../it/receiver.rs"]
-mod receiver;
+#[path = "../support/mod.rs"]
+mod support;
 mod tenants;
 
 use std::time::{Duration, Instant};
 
-use burst::{publish_burst, PARKED};
-use harness::TestWorker;
-use paced::{Behaviour, PacedReceiver};
 use serde_json::json;
+use support::{publish_burst, Behaviour, InProcessWorker, PacedReceiver, PARKED};
 use webhook_worker::{app::Application, cli::Role};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The parks by reason, for a failure message.
-fn parks(worker: &TestWorker) -> String {
+fn parks(worker: &InProcessWorker) -> String {
     ["circuit_open", "stalled", "endpoint_busy", "account_busy"]
         .map(|reason| {
             let parked = worker.metric(&format!("parks_total{{reason=\"{reason}\"}}"));
@@ -40,7 +27,7 @@ fn parks(worker: &TestWorker) -> String {
         .join(", ")
 }
 
-async fn subscribe(worker: &TestWorker, receiver: &PacedReceiver, events: &str) {
+async fn subscribe(worker: &InProcessWorker, receiver: &PacedReceiver, events: &str) {
     worker
         .add_webhook(
             "acct",
@@ -51,7 +38,7 @@ async fn subscribe(worker: &TestWorker, receiver: &PacedReceiver, events: &str) 
 
 #[tokio::test]
 async fn a_burst_of_2000_events_to_a_fast_endpoint_is_never_parked() {
-    let worker = TestWorker::start("[amqp]\nprefetch = 256").await;
+    let worker = InProcessWorker::start("[amqp]\nprefetch = 256").await;
     let fast = PacedReceiver::start(Behaviour::default()).await;
     subscribe(&worker, &fast, "*").await;
     let (_, last_publish) = publish_burst(&worker, &["business.updated"; 2000]).await;
@@ -73,7 +60,7 @@ async fn a_burst_of_2000_events_to_a_fast_endpoint_is_never_parked() {
 
 #[tokio::test]
 async fn an_endpoint_serving_64_at_once_gets_a_burst_at_70_percent_of_its_capacity() {
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[amqp]\nprefetch = 256\n[delivery]\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\"]",
     )
     .await;
@@ -121,7 +108,7 @@ async fn an_endpoint_serving_64_at_once_gets_a_burst_at_70_percent_of_its_capaci
 
 /// Publishes 2,000 events for `fast` and, between them, 200 `slow` ones; returns how long the
 /// fast endpoint took to get its 2,000, from the first publish.
-async fn fast_and_slow_round(worker: &TestWorker, fast: &PacedReceiver) -> Duration {
+async fn fast_and_slow_round(worker: &InProcessWorker, fast: &PacedReceiver) -> Duration {
     let before = fast.delivered().len();
     let types: Vec<&str> = (0..2200)
         .map(|i| if i % 11 == 10 { "slow" } else { "fast" })
@@ -135,7 +122,7 @@ async fn fast_and_slow_round(worker: &TestWorker, fast: &PacedReceiver) -> Durat
 #[tokio::test]
 async fn a_hanging_endpoint_beside_a_healthy_one_costs_it_at_most_20_percent() {
     const PAIRS: usize = 4;
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[amqp]\nprefetch = 256\n[delivery]\ntimeout = \"30s\"\nretry_schedule = [\"5s\", \"10s\"]",
     )
     .await;

@@ -10,10 +10,7 @@ use std::{
 
 use serde_json::json;
 
-use crate::{
-    harness::{event, TestWorker},
-    paced::{Behaviour, PacedReceiver},
-};
+use crate::support::{event, Behaviour, InProcessWorker, PacedReceiver};
 
 const QUIET: &str = "quiet";
 const NOISY: &str = "noisy";
@@ -22,15 +19,15 @@ const WITHIN: Duration = Duration::from_secs(5);
 
 /// A worker with the default window and limits, a realistic retry schedule, and a short grace
 /// (hanging requests are not waited for at the end).
-async fn worker() -> TestWorker {
-    TestWorker::start(
+async fn worker() -> InProcessWorker {
+    InProcessWorker::start(
         "[amqp]\nprefetch = 256\n[delivery]\ntimeout = \"30s\"\n\
          retry_schedule = [\"5s\", \"30s\", \"2m\"]\n[shutdown]\ngrace = \"1s\"",
     )
     .await
 }
 
-async fn subscribe(worker: &TestWorker, account: &str, url: String, events: &str) {
+async fn subscribe(worker: &InProcessWorker, account: &str, url: String, events: &str) {
     worker
         .add_webhook(account, json!({"url": url, "enabled_events": [events]}))
         .await;
@@ -38,7 +35,7 @@ async fn subscribe(worker: &TestWorker, account: &str, url: String, events: &str
 
 /// Publishes the quiet account's events one every 50 ms and returns each one's latency from
 /// its publish (confirmed) to its first 2xx at `receiver`, sorted.
-async fn quiet_latencies(worker: &TestWorker, receiver: &PacedReceiver) -> Vec<Duration> {
+async fn quiet_latencies(worker: &InProcessWorker, receiver: &PacedReceiver) -> Vec<Duration> {
     let mut published = HashMap::new();
     let mut pace = tokio::time::interval(Duration::from_millis(50));
     for _ in 0..QUIET_EVENTS {
@@ -63,7 +60,7 @@ async fn quiet_latencies(worker: &TestWorker, receiver: &PacedReceiver) -> Vec<D
     latencies
 }
 
-fn report(scenario: &str, latencies: &[Duration], worker: &TestWorker) {
+fn report(scenario: &str, latencies: &[Duration], worker: &InProcessWorker) {
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     println!(
         "{scenario}: the quiet account's {} events p50 {:?}, p99 {:?}, max {:?}; parked {} \

@@ -4,7 +4,7 @@ use reqwest::{header::HeaderValue, Method};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{both_backends, minimal, spawn_app, Backend, TestApp};
+use crate::support::{both_backends, minimal, spawn_app, Backend, TestApp};
 
 both_backends!(
     every_v1_route_answers_401_without_a_token,

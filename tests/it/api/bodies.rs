@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{
+use crate::support::{
     both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings, TestApp,
 };
 
@@ -24,7 +24,7 @@ async fn both_writes(
     content_type: Option<&str>,
     body: &'static [u8],
     status: u16,
-) -> Vec<crate::helpers::Reply> {
+) -> Vec<crate::support::Reply> {
     let id = app.create(&app.token_a, &minimal()).await;
     let mut replies = Vec::new();
     for (method, path) in [

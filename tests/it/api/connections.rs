@@ -10,7 +10,7 @@ use tokio::{
 };
 use webhook_worker::api::ConnectionLimits;
 
-use crate::helpers::{spawn_app_with, Backend, Settings, TestApp};
+use crate::support::{spawn_app_with, Backend, Settings, TestApp};
 
 async fn app_with(limits: ConnectionLimits) -> TestApp {
     let settings = Settings {

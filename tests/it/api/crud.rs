@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{both_backends, minimal, spawn_app, with, Backend};
+use crate::support::{both_backends, minimal, spawn_app, with, Backend};
 
 both_backends!(
     creating_a_webhook_answers_201_with_the_webhook,
@@ -77,7 +77,7 @@ async fn creating_a_webhook_answers_201_with_the_webhook(backend: Backend) {
     );
     // Deliveries on this process see it at once.
     let registered = app.registry.get(id).expect("in the registry");
-    assert_eq!(registered.account_id, crate::helpers::ACCOUNT_A);
+    assert_eq!(registered.account_id, crate::support::ACCOUNT_A);
     assert!(registered.subscribes("business.created"));
 }
 
@@ -209,7 +209,7 @@ async fn an_explicit_null_clears_an_optional_field(backend: Backend) {
     let stored = app
         .registry
         .store()
-        .get(crate::helpers::ACCOUNT_A, id.parse().unwrap())
+        .get(crate::support::ACCOUNT_A, id.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -224,7 +224,7 @@ async fn a_null_disabled_at_re_enables_the_webhook(backend: Backend) {
     assert!(!app.registry.get(uuid).unwrap().is_enabled_at(Utc::now()));
     let matching = app
         .registry
-        .matching(crate::helpers::ACCOUNT_A, "business.updated");
+        .matching(crate::support::ACCOUNT_A, "business.updated");
     assert!(matching.is_empty(), "a disabled webhook gets no deliveries");
 
     let reply = app
@@ -239,7 +239,7 @@ async fn a_null_disabled_at_re_enables_the_webhook(backend: Backend) {
     assert!(app.registry.get(uuid).unwrap().is_enabled_at(Utc::now()));
     let matching = app
         .registry
-        .matching(crate::helpers::ACCOUNT_A, "business.updated");
+        .matching(crate::support::ACCOUNT_A, "business.updated");
     assert_eq!(matching.len(), 1);
 
     // And disabling again through the API works.

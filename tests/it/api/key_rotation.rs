@@ -6,7 +6,7 @@ use reqwest::{header, Method};
 use serde_json::Value;
 use webhook_worker::{config::Config, oidc::AccountKeys};
 
-use crate::helpers::{
+use crate::support::{
     both_backends, spawn_app, spawn_app_with, Backend, Settings, TestApp, ACCOUNT_A,
 };
 

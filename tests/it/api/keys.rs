@@ -4,8 +4,8 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{
-    both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings, TestApp,
+use crate::support::{
+    both_backends, eventually, minimal, spawn_app, spawn_app_with, Backend, Settings, TestApp,
 };
 
 both_backends!(
@@ -75,8 +75,8 @@ async fn each_account_sees_only_its_own_keys_and_the_public_url_serves_the_same(
     assert_eq!(kids(&again), kids(&a));
 
     for (jwks, account) in [
-        (&a, crate::helpers::ACCOUNT_A),
-        (&b, crate::helpers::ACCOUNT_B),
+        (&a, crate::support::ACCOUNT_A),
+        (&b, crate::support::ACCOUNT_B),
     ] {
         let uri = jwks["jwks_uri"].as_str().expect("a jwks_uri");
         assert!(
@@ -144,8 +144,8 @@ async fn after_the_retirement_grace_only_the_new_key_is_published(backend: Backe
     assert_eq!(kids(&rotated).len(), 2, "{rotated}");
     // Signing from 1 s, the old key published 1 s longer: gone after 2 s.
     let public_path = before["jwks_uri"].as_str().unwrap().to_string();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let limit = std::time::Duration::from_secs(10);
+    eventually(limit, "only the new key published", || async {
         let public = app
             .call(Method::GET, &public_path, None, None)
             .await
@@ -156,15 +156,12 @@ async fn after_the_retirement_grace_only_the_new_key_is_published(backend: Backe
             "public, max-age=1"
         );
         if kids(&public.json) == [new_kid.as_str()] {
-            break;
+            Ok(())
+        } else {
+            Err(format!("published: {}", public.text))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still published: {}",
-            public.text
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     let own = own_keys(&app, &app.token_a).await;
     assert_eq!(kids(&own), [new_kid.as_str()]);
     assert!(!kids(&own).contains(&kids(&before)[0]));

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use webhook_worker::cli::Role;
 
-use crate::harness::TestWorker;
+use crate::support::InProcessWorker;
 
 async fn get(address: SocketAddr, path: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{address}{path}"))
@@ -17,7 +17,8 @@ async fn get(address: SocketAddr, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn metrics_move_to_metrics_listen_and_leave_the_api_port() {
-    let worker = TestWorker::start_as("[api]\nmetrics_listen = \"127.0.0.1:0\"", Role::All).await;
+    let worker =
+        InProcessWorker::start_as("[api]\nmetrics_listen = \"127.0.0.1:0\"", Role::All).await;
     let api = worker.app().api_addr();
     let metrics = worker.app().metrics_addr().expect("a metrics address");
     assert_ne!(api, metrics);
@@ -42,7 +43,7 @@ async fn metrics_move_to_metrics_listen_and_leave_the_api_port() {
 #[tokio::test]
 async fn a_worker_only_process_moves_its_metrics_too() {
     let worker =
-        TestWorker::start_as("[api]\nmetrics_listen = \"127.0.0.1:0\"", Role::Worker).await;
+        InProcessWorker::start_as("[api]\nmetrics_listen = \"127.0.0.1:0\"", Role::Worker).await;
     let api = worker.app().api_addr();
     let metrics = worker.app().metrics_addr().expect("a metrics address");
     assert_eq!(get(metrics, "/metrics").await.0, 200);
@@ -53,7 +54,7 @@ async fn a_worker_only_process_moves_its_metrics_too() {
 
 #[tokio::test]
 async fn without_metrics_listen_metrics_stay_on_the_api_port() {
-    let worker = TestWorker::start_as("", Role::All).await;
+    let worker = InProcessWorker::start_as("", Role::All).await;
     assert!(worker.app().metrics_addr().is_none());
     assert_eq!(get(worker.app().api_addr(), "/metrics").await.0, 200);
     worker.stop().await;

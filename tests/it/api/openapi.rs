@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, Backend};
+use crate::support::{spawn_app, Backend};
 
 const COMMITTED: &str = include_str!("../../../docs/openapi.json");
 

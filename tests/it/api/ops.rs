@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings};
+use crate::support::{both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings};
 
 both_backends!(
     the_root_links_to_the_api_openapi_readiness_and_metrics,

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
-use crate::helpers::{both_backends, spawn_app, with, Backend};
+use crate::support::{both_backends, spawn_app, with, Backend};
 
 both_backends!(
     the_list_pages_through_every_webhook_once,

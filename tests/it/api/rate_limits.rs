@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{minimal, spawn_app_with, Backend, Reply, Settings, TestApp};
+use crate::support::{minimal, spawn_app_with, Backend, Reply, Settings, TestApp};
 
 /// Three writes at once, then one a minute: the fourth write of a burst is refused.
 const BURST: usize = 3;

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{both_backends, spawn_app, with, Backend, Reply, ACCOUNT_A};
+use crate::support::{both_backends, spawn_app, with, Backend, Reply, ACCOUNT_A};
 
 both_backends!(
     secrets_never_appear_in_any_response,

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{
+use crate::support::{
     both_backends, minimal, spawn_app, spawn_app_with, with, Backend, Settings, TestApp,
 };
 

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use super::scenario::{assert_settled, hook, slow_receiver, Stream, PREFETCH};
-use crate::{
-    harness::{random_key, unique_prefix, TestWorker},
-    process::{seed_webhooks, WorkerCommand, WorkerProcess},
+use crate::support::fault_scenario::{assert_settled, hook, slow_receiver, Stream, PREFETCH};
+use crate::support::{
+    random_key, seed_webhooks, unique_prefix, InProcessWorker, WorkerProcess, WorkerProcessBuilder,
 };
 
 fn worker(prefix: &str, database_url: &str, key: &str) -> WorkerProcess {
-    WorkerCommand::new(prefix, database_url, key)
+    WorkerProcessBuilder::new(prefix, database_url, key)
         .env("AMQP__PREFETCH", PREFETCH.to_string())
         .spawn()
 }
@@ -24,7 +23,7 @@ async fn a_worker_killed_with_10000_events_in_flight_loses_none_once_started_aga
     let receiver = slow_receiver().await;
     seed_webhooks(&database_url, &key, "acct", &[hook(&receiver)]).await;
     // The whole backlog is queued before the worker starts, so the kill lands mid-stream.
-    let broker = TestWorker::publisher_for(&prefix).await;
+    let broker = InProcessWorker::publisher_for(&prefix).await;
     let stream = Stream::publish(&broker, &receiver).await;
 
     let mut first = worker(&prefix, &database_url, &key);

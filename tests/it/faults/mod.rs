@@ -10,10 +10,9 @@
 //!   mid-stream.
 //!
 //! The scenarios that stop a shared service (RabbitMQ, PostgreSQL) are in the `shared_services`
-//! test binary, run alone after every other test; [`scenario`] is shared with it.
+//! test binary, run alone after every other test; what every scenario does around its fault is `support::fault_scenario`, shared with it.
 
 mod kill;
 mod receiver_down;
 mod replicas;
-pub mod scenario;
 mod token_down;

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use super::scenario::{assert_settled, hook, paced_config, slow_receiver, Stream};
-use crate::harness::TestWorker;
+use crate::support::fault_scenario::{assert_settled, hook, paced_config, slow_receiver, Stream};
+use crate::support::InProcessWorker;
 
 #[tokio::test]
 async fn an_endpoint_failing_for_30_s_gets_all_10000_events_once_it_recovers() {
     // Attempts at 0, 10 s and 40 s: an event whose first two attempts fall in the 30 s of
     // failure is delivered by the third.
-    let worker = TestWorker::start(&paced_config(
+    let worker = InProcessWorker::start(&paced_config(
         "[delivery]\nretry_schedule = [\"10s\", \"30s\", \"1m\"]",
     ))
     .await;

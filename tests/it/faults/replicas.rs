@@ -4,17 +4,16 @@
 
 use std::time::Duration;
 
-use super::scenario::{assert_settled, hook, slow_receiver, Stream, PREFETCH};
-use crate::{
-    harness::{random_key, unique_prefix, TestWorker},
-    helpers::{Backend, TestDb},
-    process::{seed_webhooks, WorkerCommand, WorkerProcess},
+use crate::support::fault_scenario::{assert_settled, hook, slow_receiver, Stream, PREFETCH};
+use crate::support::{
+    random_key, seed_webhooks, unique_prefix, Backend, InProcessWorker, TestDb, WorkerProcess,
+    WorkerProcessBuilder,
 };
 
 const DELIVERED: &str = "deliveries_total{outcome=\"delivered\"}";
 
 fn replica(prefix: &str, database_url: &str, key: &str) -> WorkerProcess {
-    WorkerCommand::new(prefix, database_url, key)
+    WorkerProcessBuilder::new(prefix, database_url, key)
         .env("AMQP__PREFETCH", PREFETCH.to_string())
         .spawn()
 }
@@ -26,7 +25,7 @@ async fn two_replicas_share_10000_events_and_one_killed_mid_stream_loses_none() 
     let prefix = unique_prefix();
     let (a, b) = (slow_receiver().await, slow_receiver().await);
     seed_webhooks(db.url(), &key, "acct", &[hook(&a), hook(&b)]).await;
-    let broker = TestWorker::publisher_for(&prefix).await;
+    let broker = InProcessWorker::publisher_for(&prefix).await;
     let mut first = replica(&prefix, db.url(), &key);
     let mut second = replica(&prefix, db.url(), &key);
     for worker in [&first, &second] {

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::scenario::{assert_settled, paced_config, slow_receiver, Stream};
+use crate::support::fault_scenario::{assert_settled, paced_config, slow_receiver, Stream};
 use crate::{
-    harness::TestWorker,
     oidc::{POST_CLIENT, POST_SECRET},
     oidc_provider::OidcProvider,
+    support::InProcessWorker,
 };
 
 fn client() -> Vec<serde_json::Value> {
@@ -25,7 +25,7 @@ fn client() -> Vec<serde_json::Value> {
 async fn a_token_endpoint_down_for_30_s_delays_deliveries_and_loses_none_of_10000() {
     let provider = OidcProvider::start_on(client(), 0).await;
     let port = provider.port;
-    let worker = TestWorker::start(&paced_config(
+    let worker = InProcessWorker::start(&paced_config(
         "[delivery]\nretry_schedule = [\"10s\", \"30s\", \"1m\"]",
     ))
     .await;

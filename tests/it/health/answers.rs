@@ -6,16 +6,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::receiver::{Behaviour, PacedReceiver, RetryAfter};
+use crate::support::{eventually, Behaviour, InProcessWorker, PacedReceiver, RetryAfter};
 use webhook_worker::queue::header_text;
-
-use crate::harness::TestWorker;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn next_attempt_waits_for(retry_after: RetryAfter) {
     let worker =
-        TestWorker::start("[delivery]\nretry_schedule = [\"200ms\", \"1s\", \"5s\"]").await;
+        InProcessWorker::start("[delivery]\nretry_schedule = [\"200ms\", \"1s\", \"5s\"]").await;
     let receiver = PacedReceiver::start(Behaviour {
         status: 503,
         retry_after: Some(retry_after),
@@ -29,9 +27,10 @@ async fn next_attempt_waits_for(retry_after: RetryAfter) {
         )
         .await;
     worker.publish_event().await;
-    while receiver.arrivals().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(30), "the first attempt", || async {
+        !receiver.arrivals().is_empty()
+    })
+    .await;
     receiver.change(|b| {
         b.status = 200;
         b.retry_after = None;
@@ -58,7 +57,7 @@ async fn retry_after_as_an_http_date_on_a_503_delays_the_next_attempt() {
 
 #[tokio::test]
 async fn a_410_disables_the_webhook_at_once_and_dead_letters_with_endpoint_gone() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let gone = PacedReceiver::start(Behaviour {
         status: 410,
         ..Behaviour::default()
@@ -92,7 +91,7 @@ async fn a_410_disables_the_webhook_at_once_and_dead_letters_with_endpoint_gone(
         1
     );
     worker.publish_event().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.until_quiet(|| gone.arrivals().len()).await;
     assert_eq!(gone.arrivals().len(), 1, "no further attempt");
     worker.stop().await;
 }

@@ -11,14 +11,13 @@ use webhook_worker::{
     health::Readiness,
 };
 
-use super::receiver::{Behaviour, PacedReceiver};
-use crate::harness::TestWorker;
+use crate::support::{Behaviour, InProcessWorker, PacedReceiver};
 
 const TOKEN: &str = "whk_test_health_0123456789";
 const DISABLED: &str = "webhooks_disabled_total{reason=\"failing\"}";
 
 /// The Webhooks API over the worker's own registry, as in role `all`.
-async fn serve_api(worker: &TestWorker, cancel: CancellationToken) -> String {
+async fn serve_api(worker: &InProcessWorker, cancel: CancellationToken) -> String {
     let app = worker.app();
     let state = ApiState::new(
         &worker.config,
@@ -41,7 +40,7 @@ async fn serve_api(worker: &TestWorker, cancel: CancellationToken) -> String {
 #[tokio::test]
 async fn a_webhook_failing_for_disable_after_is_disabled_and_re_enabling_resumes_delivery() {
     let hash = hex::encode(Sha256::digest(TOKEN.as_bytes()));
-    let worker = TestWorker::start(&format!(
+    let worker = InProcessWorker::start(&format!(
         "[delivery]\ndisable_after = \"3s\"\nretry_schedule = [{}]\n\
          [api]\ntokens = [{{ account_id = \"acct\", token_sha256 = \"{hash}\" }}]",
         vec!["\"500ms\""; 20].join(", ")

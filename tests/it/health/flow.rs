@@ -5,15 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{
-    publish_burst,
-    receiver::{Behaviour, PacedReceiver},
-};
-use crate::harness::TestWorker;
+use crate::support::{publish_burst, Behaviour, InProcessWorker, PacedReceiver};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn subscribe(worker: &TestWorker, receiver: &PacedReceiver, events: &str) {
+async fn subscribe(worker: &InProcessWorker, receiver: &PacedReceiver, events: &str) {
     worker
         .add_webhook(
             "acct",
@@ -24,7 +20,7 @@ async fn subscribe(worker: &TestWorker, receiver: &PacedReceiver, events: &str) 
 
 #[tokio::test]
 async fn an_endpoint_that_answers_429_above_4_in_flight_is_kept_at_6_or_fewer() {
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[amqp]\nprefetch = 256\n[delivery]\nretry_schedule = [\"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\"]",
     )
     .await;

@@ -6,16 +6,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{publish_burst, receiver::PacedReceiver, PARKED};
+use crate::support::{publish_burst, InProcessWorker, PacedReceiver, PARKED};
 use webhook_worker::queue::header_text;
-
-use crate::harness::TestWorker;
 
 #[tokio::test]
 async fn over_two_minutes_a_hanging_endpoints_parks_grow_with_the_logarithm_of_time() {
     // Parks from 1 s, doubling, capped by a schedule long enough that nothing is dead-lettered
     // within the two minutes.
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[delivery]\ntimeout = \"1s\"\npark_delay = \"1s\"\n\
          retry_schedule = [\"2s\", \"8s\", \"32s\", \"128s\", \"512s\"]",
     )
@@ -71,7 +69,7 @@ async fn over_two_minutes_a_hanging_endpoints_parks_grow_with_the_logarithm_of_t
 
 #[tokio::test]
 async fn with_a_short_schedule_a_hanging_endpoints_deliveries_end_in_the_dead_letters() {
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[delivery]\ntimeout = \"1s\"\npark_delay = \"500ms\"\nretry_schedule = [\"500ms\", \"1s\"]",
     )
     .await;

@@ -5,10 +5,7 @@ use chrono::{TimeDelta, Utc};
 use serde_json::json;
 use webhook_worker::store::Store;
 
-use crate::{
-    harness::validated,
-    helpers::{both_backends, Backend, TestDb},
-};
+use crate::support::{both_backends, validated, Backend, TestDb};
 
 both_backends!(
     the_failing_record_keeps_its_first_time_and_clears,

@@ -19,6 +19,8 @@ use axum::{
 };
 use tokio::sync::Semaphore;
 
+use super::wait::eventually;
+
 #[derive(Debug, Clone)]
 pub struct Received {
     pub headers: HeaderMap,
@@ -126,21 +128,16 @@ impl TestReceiver {
 
     /// Waits until at least `n` requests arrived; panics after `limit`.
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
+        let what = format!("{n} requests at {}", self.addr);
+        eventually(limit, what, || async {
             let received = self.received();
             if received.len() >= n {
-                return received;
+                Ok(received)
+            } else {
+                Err(format!("got {}", received.len()))
             }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "expected {n} requests at {}, got {}",
-                    self.addr,
-                    received.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -152,24 +149,20 @@ impl TestReceiver {
         ids: &std::collections::HashSet<String>,
         limit: Duration,
     ) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
+        let what = format!("each of {} events delivered", ids.len());
+        eventually(limit, what, || async {
             let seen: std::collections::HashSet<String> = self
                 .received()
                 .iter()
                 .filter_map(|r| r.header("x-webhook-event-id"))
                 .collect();
             if seen.is_superset(ids) {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{} delivered", seen.intersection(ids).count()))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} of {} distinct events delivered",
-                seen.intersection(ids).count(),
-                ids.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 

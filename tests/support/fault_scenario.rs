@@ -6,9 +6,10 @@ use std::{collections::HashSet, time::Duration};
 
 use serde_json::{json, Value};
 
-use crate::{
-    harness::Broker,
-    health::receiver::{Behaviour, PacedReceiver},
+use super::{
+    broker::Broker,
+    paced_receiver::{Behaviour, PacedReceiver},
+    wait::eventually,
 };
 
 /// Events in flight in every scenario.
@@ -84,20 +85,15 @@ impl<'a> Stream<'a> {
     /// Waits until every event was delivered at least once; panics after a while, saying how
     /// many were.
     pub async fn until_all_delivered(&self) -> Tally {
-        let deadline = tokio::time::Instant::now() + RECOVERY;
-        loop {
+        eventually(RECOVERY, "every event delivered", || async {
             let now = self.tally();
             if now.all_delivered() {
-                return now;
+                Ok(now)
+            } else {
+                Err(format!("{} of {} were", now.delivered, now.published))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} of {} events delivered",
-                now.delivered,
-                now.published
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -160,20 +156,20 @@ impl Tally {
 /// holds. Panics after `limit`; returns how many messages the delay queues hold.
 pub async fn assert_settled(broker: &Broker, limit: Duration) -> u32 {
     let names = &broker.names;
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    let what = "no message ready in incoming and deliveries, and no dead letter";
+    eventually(limit, what, || async {
         let incoming = broker.queue_counts(&names.incoming).await.0;
         let deliveries = broker.queue_counts(&names.deliveries).await.0;
         let dead = broker.queue_counts(&names.dead).await.0;
         if incoming == 0 && deliveries == 0 && dead == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "{incoming} in incoming, {deliveries} in deliveries, {dead} dead"
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "left in the queues: {incoming} in incoming, {deliveries} in deliveries, {dead} dead"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     let mut delayed = 0;
     for queue in broker.topology.queues().iter().skip(3) {
         delayed += broker.queue_counts(queue).await.0;

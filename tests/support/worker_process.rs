@@ -7,15 +7,15 @@ use std::{process::Stdio, time::Duration};
 use tokio::process::{Child, Command};
 use webhook_worker::{store::Store, webhook::Webhook};
 
-use crate::harness::{amqp_url, validated};
+use super::{broker::amqp_url, wait::eventually, worker::validated};
 
 /// A worker process to be: the settings every test needs, then the test's own.
-pub struct WorkerCommand {
+pub struct WorkerProcessBuilder {
     command: Command,
     port: u16,
 }
 
-impl WorkerCommand {
+impl WorkerProcessBuilder {
     /// Role `worker` on `prefix` and `database_url`, loopback receivers allowed, one retry after
     /// 500 ms, warnings only on stderr (stdout discarded).
     pub fn new(prefix: &str, database_url: &str, key: &str) -> Self {
@@ -46,14 +46,12 @@ impl WorkerCommand {
     }
 
     /// Serves `/readyz` and `/metrics` on `port` (a restarted worker keeps its predecessor's).
-    #[allow(dead_code)] // used by the shared_services binary
     pub fn on_port(mut self, port: u16) -> Self {
         self.port = port;
         self.env("API__LISTEN", format!("127.0.0.1:{port}"))
     }
 
     /// The worker's stderr goes to the test's (shown when a test fails).
-    #[allow(dead_code)] // used by the shared_services binary
     pub fn show_stderr(mut self) -> Self {
         self.command.stderr(Stdio::inherit());
         self
@@ -96,14 +94,14 @@ impl WorkerProcess {
 
     /// Waits until `/readyz` answers `status`; panics after `limit`.
     pub async fn wait_for_readyz(&self, status: u16, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.readyz().await != Some(status) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "/readyz never answered {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("/readyz to answer {status}");
+        eventually(limit, what, || async {
+            match self.readyz().await {
+                Some(answer) if answer == status => Ok(()),
+                answer => Err(format!("it answered {answer:?}")),
+            }
+        })
+        .await
     }
 
     /// The `checks` member of its `/readyz` answer (e.g. `{"broker":"blocked",…}`), or `Null`.
@@ -121,12 +119,20 @@ impl WorkerProcess {
     /// A counter from its `/metrics`, e.g. `deliveries_total{outcome="delivered"}` (0 when absent
     /// or when the worker does not answer).
     pub async fn metric(&self, name: &str) -> u64 {
+        super::worker::metric(&self.metrics_text().await, name)
+    }
+
+    /// Messages it settled, all outcomes together (0 when it does not answer).
+    pub async fn settles(&self) -> u64 {
+        super::worker::settles(&self.metrics_text().await)
+    }
+
+    async fn metrics_text(&self) -> String {
         let url = format!("http://127.0.0.1:{}/metrics", self.port);
-        let text = match reqwest::get(url).await {
+        match reqwest::get(url).await {
             Ok(answer) => answer.text().await.unwrap_or_default(),
             Err(_) => String::new(),
-        };
-        crate::harness::metric(&text, name)
+        }
     }
 
     /// Whether the process is still running.

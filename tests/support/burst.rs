@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::harness::Broker;
+use super::broker::Broker;
 
 pub const PARKED: &str = "deliveries_total{outcome=\"parked\"}";
 

@@ -22,6 +22,8 @@ use axum::{
     Router,
 };
 
+use super::wait::eventually;
+
 #[derive(Debug, Clone)]
 pub struct Behaviour {
     /// How long each served request takes.
@@ -159,7 +161,6 @@ impl PacedReceiver {
     }
 
     /// The most requests for one event id held at once.
-    #[allow(dead_code)] // used by tests/it/sessions.rs only
     pub fn max_in_flight_per_event(&self) -> usize {
         self.shared.max_per_event.load(Ordering::SeqCst)
     }
@@ -171,18 +172,16 @@ impl PacedReceiver {
 
     /// Waits until `n` distinct events were answered 2xx; returns when the last one was.
     pub async fn wait_for_delivered(&self, n: usize, limit: Duration) -> Instant {
-        let deadline = Instant::now() + limit;
-        loop {
+        let what = format!("{n} events answered 2xx");
+        eventually(limit, what, || async {
             let delivered = self.delivered().len();
             if delivered >= n {
-                return self.arrivals().iter().map(|a| a.at).max().unwrap();
+                Ok(self.arrivals().iter().map(|a| a.at).max().unwrap())
+            } else {
+                Err(format!("{delivered} were"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{delivered} of {n} events delivered"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await
     }
 }
 
