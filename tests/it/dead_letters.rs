@@ -7,7 +7,7 @@ use std::{process::Stdio, time::Duration};
 
 use webhook_worker::dead_letters;
 
-use crate::support::{InProcessWorker, TestReceiver, AMQP_URL};
+use crate::support::{eventually, InProcessWorker, TestReceiver, AMQP_URL};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -56,11 +56,10 @@ async fn exhausted_deliveries_are_listed_then_replayed_once_the_endpoint_is_fixe
     // Recorded by webhook as well (the writer batches off the delivery path).
     let store = worker.app().registry().store().clone();
     let pending = || store.count_pending_dead_letters("acct", webhook.id);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while pending().await.unwrap() < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "never recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "the letter recorded by webhook", || async {
+        pending().await.unwrap() >= 1
+    })
+    .await;
 
     receiver.always(200);
     let summary = dead_letters::replay(&worker.config, 10, None)
@@ -158,7 +157,7 @@ async fn the_replay_command_off_a_terminal_shows_plain_progress_lines_and_replay
 
 #[tokio::test]
 async fn a_replay_skips_a_letter_its_owner_already_redrove() {
-    let worker = TestWorker::start("[delivery]\nretry_schedule = []").await;
+    let worker = InProcessWorker::start("[delivery]\nretry_schedule = []").await;
     let receiver = TestReceiver::start().await;
     receiver.always(503);
     let webhook = worker.subscribe(&receiver).await;
@@ -166,16 +165,14 @@ async fn a_replay_skips_a_letter_its_owner_already_redrove() {
     let dead = worker.names.dead.clone();
     worker.wait_for_ready(&dead, 1, WAIT).await;
     let store = worker.app().registry().store().clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while store
-        .count_pending_dead_letters("acct", webhook.id)
-        .await
-        .unwrap()
-        < 1
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "the letter recorded by webhook", || async {
+        store
+            .count_pending_dead_letters("acct", webhook.id)
+            .await
+            .unwrap()
+            >= 1
+    })
+    .await;
 
     receiver.always(200);
     let background = webhook_worker::redrive::Background::default();
@@ -193,13 +190,14 @@ async fn a_replay_skips_a_letter_its_owner_already_redrove() {
         .unwrap();
     assert_eq!((summary.replayed, summary.skipped), (0, 1));
     worker.wait_for_ready(&dead, 1, WAIT).await;
-    assert_eq!(receiver.count(), 2, "not sent a second time");
+    let received = worker.until_quiet(|| receiver.count()).await;
+    assert_eq!(received, 2, "not sent a second time");
     worker.stop().await;
 }
 
 #[tokio::test]
 async fn dead_letters_older_than_their_retention_are_pruned() {
-    let worker = TestWorker::start(
+    let worker = InProcessWorker::start(
         "[delivery]\nretry_schedule = []\n\
          [delivery_log]\ndead_letter_retention = \"2s\"\nprune_interval = \"200ms\"\n",
     )
@@ -216,15 +214,8 @@ async fn dead_letters_older_than_their_retention_are_pruned() {
             .unwrap();
         total
     };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while total().await < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "never recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    while total().await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never pruned");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(WAIT, "the letter recorded", || async { total().await >= 1 }).await;
+    eventually(WAIT, "the letter pruned", || async { total().await == 0 }).await;
     worker.stop().await;
 }
 

@@ -8,16 +8,15 @@ use std::time::Duration;
 use serde_json::json;
 use webhook_worker::{queue::topology::Topology, redrive, store::Store};
 
-use crate::{
-    harness::{event, random_key, test_config, unique_prefix, Broker},
-    process::{decode_key, seed_webhooks, WorkerCommand, WorkerProcess},
-    receiver::TestReceiver,
+use crate::support::{
+    decode_key, event, eventually, random_key, seed_webhooks, test_config, unique_prefix,
+    until_quiet, Broker, TestReceiver, WorkerProcess, WorkerProcessBuilder,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn worker(prefix: &str, database_url: &str, key: &str) -> WorkerProcess {
-    WorkerCommand::new(prefix, database_url, key)
+    WorkerProcessBuilder::new(prefix, database_url, key)
         .env("AMQP__DELIVERY_LIMIT", "1")
         .spawn()
 }
@@ -50,24 +49,22 @@ async fn an_event_over_the_delivery_limit_becomes_its_webhooks_dead_letter_and_i
     let store = Store::connect(&database_url, 1, Some(decode_key(&key)))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let letters = loop {
+    let letters = eventually(WAIT, "the letter recorded for the webhook", || async {
         let (letters, _) = store
             .list_dead_letters("acct", webhook.id, 0, 10)
             .await
             .unwrap();
-        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        Some(letters).filter(|letters| !letters.is_empty())
+    })
+    .await;
     assert_eq!(letters.len(), 1, "one letter, for the webhook");
     assert_eq!(letters[0].reason, "delivery_limit");
     assert_eq!(letters[0].event_id, id);
-    let (incoming, _) = broker.queue_counts(&broker.names.incoming).await;
-    let (deliveries, _) = broker.queue_counts(&broker.names.deliveries).await;
-    assert_eq!((incoming, deliveries), (0, 0), "nothing left to attempt");
-    assert_eq!(receiver.count(), 1, "not attempted again over the limit");
+    let received = until_quiet(&broker, WAIT, || async {
+        (receiver.count(), second.settles().await)
+    })
+    .await;
+    assert_eq!(received.0, 1, "not attempted again over the limit");
 
     // The owner redrives it: delivered once.
     receiver.release(10);
