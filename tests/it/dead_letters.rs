@@ -221,7 +221,7 @@ async fn dead_letters_older_than_their_retention_are_pruned() {
 
 #[tokio::test]
 async fn the_list_command_says_so_when_the_queue_is_empty() {
-    let worker = TestWorker::start("").await;
+    let worker = InProcessWorker::start("").await;
     let output = dead_letters_command(&worker.config.amqp.prefix, "list").await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
