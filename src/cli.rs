@@ -79,8 +79,8 @@ pub enum Command {
         /// The port to listen on (0: any free port, printed at start).
         #[arg(long, default_value_t = 4000)]
         port: u16,
-        /// The address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
+        /// The address to listen on: an IP address, e.g. 127.0.0.1 or 0.0.0.0.
+        #[arg(long, default_value = "127.0.0.1", value_parser = crate::tools::listen::bind_address)]
         bind: std::net::IpAddr,
         /// The webhook's secret, to check each delivery's signature (or set WEBHOOK_SECRET).
         #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
@@ -127,8 +127,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLetterAction {
-    /// Print up to --limit dead letters as JSON lines (reason, detail, event, webhook, attempts).
-    /// Nothing is removed.
+    /// Print up to --limit dead letters as JSON lines (reason, detail, event, webhook, attempts),
+    /// then on stderr how many the queue holds and their reasons. Nothing is removed.
     List {
         /// Print at most this many dead letters (the oldest first).
         #[arg(long, default_value_t = 20)]
@@ -136,7 +136,8 @@ pub enum DeadLetterAction {
     },
     /// Send deliveries whose retries ran out back for a fresh first attempt (after the endpoint
     /// is fixed). Poison messages stay where they are. Shows progress on stderr (a bar on a
-    /// terminal, plain lines otherwise) and prints the summary as JSON on stdout.
+    /// terminal, plain lines otherwise), with a line for each letter skipped and why, and prints
+    /// the summary as JSON on stdout.
     Replay {
         /// Look at most at this many dead letters (the oldest first).
         #[arg(long, default_value_t = 100)]

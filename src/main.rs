@@ -1,7 +1,7 @@
 //! The `webhook-worker` binary: parses the command line and hands over to the library.
 
 // The delivery path allocates per event (JSON trees, bodies, headers) across threads; mimalloc
-// measured faster than glibc's malloc in the bench binary (see README, Performance).
+// measured faster than glibc's malloc in the bench binary (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

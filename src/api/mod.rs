@@ -12,7 +12,7 @@
 //! - [`dead_letters`]: a webhook's dead letters, and their redrive as a job.
 //! - `page`: `page` and `per_page` of the list routes.
 //! - [`keys`]: the account's signing keys: its JWKS, the public `jwks_uri`, rotation.
-//! - [`ops`]: health, readiness, metrics, and the JSON 404/405 fallbacks.
+//! - [`ops`]: the index at `/`, health, readiness, metrics, and the JSON 404/405 fallbacks.
 //! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
 //!   [`schema`]: its documentation-only types, which the handlers name.
 //! - [`rate_limit`]: each account's write and key-rotation rate limits (429 with `Retry-After`).
@@ -20,7 +20,7 @@
 //!   and write timeouts, graceful shutdown.
 //!
 //! Two routers share one [`ApiState`]: [`router`] (roles `all` and `api`) serves everything;
-//! [`ops_router`] (role `worker`) serves only `/healthz`, `/readyz` and `/metrics`, so a process
+//! [`ops_router`] (role `worker`) serves only `/`, `/healthz`, `/readyz` and `/metrics`, so a process
 //! that only delivers never exposes the write API, even with tokens in its configuration. With
 //! `api.metrics_listen` set, [`metrics_router`] serves `/metrics` there and the others do not.
 
@@ -171,7 +171,7 @@ pub fn api_router(state: ApiState, with_metrics: bool) -> Router {
     let public = Router::new()
         .route("/jwks/{jwks_id}", get(keys::public_jwks))
         .route("/openapi.json", get(openapi::openapi_json));
-    operational(with_metrics)
+    operational(true, with_metrics)
         .merge(public)
         .merge(authenticated)
         .fallback(ops::no_route)
@@ -181,14 +181,14 @@ pub fn api_router(state: ApiState, with_metrics: bool) -> Router {
         .with_state(state)
 }
 
-/// Only `/healthz`, `/readyz` and `/metrics`: what a worker-only process serves.
+/// Only `/`, `/healthz`, `/readyz` and `/metrics`: what a worker-only process serves.
 pub fn ops_router(state: ApiState) -> Router {
     worker_router(state, true)
 }
 
-/// Only `/healthz`, `/readyz` and, `with_metrics`, `/metrics`.
+/// Only `/`, `/healthz`, `/readyz` and, `with_metrics`, `/metrics`.
 pub fn worker_router(state: ApiState, with_metrics: bool) -> Router {
-    operational(with_metrics)
+    operational(false, with_metrics)
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::no_method)
         .with_state(state)
@@ -205,8 +205,11 @@ pub fn metrics_router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn operational(with_metrics: bool) -> Router<ApiState> {
+/// The operational routes, with an index at `/` linking to them (and to the API `with_api`).
+fn operational(with_api: bool, with_metrics: bool) -> Router<ApiState> {
+    let links = ops::IndexLinks::new(with_api, with_metrics);
     let router = Router::new()
+        .route("/", get(move || ops::index(links)))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
     if with_metrics {

@@ -39,6 +39,7 @@ use super::{dead_letters, deliveries, error::ErrorBody, keys, ops, webhooks};
         dead_letters::list,
         dead_letters::redrive,
         dead_letters::job,
+        ops::index,
         ops::healthz,
         ops::readyz,
         ops::metrics,

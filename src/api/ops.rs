@@ -1,5 +1,5 @@
-//! The unauthenticated operational routes: liveness, readiness, metrics, and the JSON answers
-//! for unknown routes and methods.
+//! The unauthenticated operational routes: the index at `/` (links to what this listener
+//! serves), liveness, readiness, metrics, and the JSON answers for unknown routes and methods.
 //!
 //! `/healthz` says the process serves HTTP. `/readyz` says it can do its job: the database
 //! answers (within [`PING_TIMEOUT`], so a stuck pool cannot hang the probe), the webhook
@@ -14,12 +14,68 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::schema::{Health, Readiness};
 use super::{error::ApiError, ApiState};
 
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /`: where a newcomer who opens the address in a browser finds the rest.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Index {
+    /// `webhook-worker`.
+    pub name: &'static str,
+    /// The running version.
+    pub version: &'static str,
+    pub links: IndexLinks,
+}
+
+/// The routes this listener serves; a link is absent when this listener does not serve it (a
+/// worker-only process has no API; with `api.metrics_listen` set, `/metrics` is served there).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct IndexLinks {
+    /// The Webhooks API's base (needs `Authorization: Bearer <token>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<&'static str>,
+    /// The OpenAPI document of the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openapi: Option<&'static str>,
+    pub healthz: &'static str,
+    pub readyz: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<&'static str>,
+}
+
+impl IndexLinks {
+    /// The links of a listener that serves the API when `api`, and `/metrics` when `metrics`.
+    pub fn new(api: bool, metrics: bool) -> Self {
+        Self {
+            webhooks: api.then_some("/v1/webhooks"),
+            openapi: api.then_some("/openapi.json"),
+            healthz: "/healthz",
+            readyz: "/readyz",
+            metrics: metrics.then_some("/metrics"),
+        }
+    }
+}
+
+#[utoipa::path(
+    operation_id = "index",
+    get,
+    path = "/",
+    tag = "operations",
+    responses((status = 200, description = "Links to the routes this listener serves", body = Index))
+)]
+pub async fn index(links: IndexLinks) -> Json<Index> {
+    Json(Index {
+        name: env!("CARGO_PKG_NAME"),
+        version: env!("CARGO_PKG_VERSION"),
+        links,
+    })
+}
 
 #[utoipa::path(
     operation_id = "healthz",

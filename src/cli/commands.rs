@@ -97,9 +97,13 @@ pub(super) async fn rotate_key(config: &Config, account_id: &str) -> anyhow::Res
 pub(super) async fn dead_letters(config: &Config, action: &DeadLetterAction) -> anyhow::Result<()> {
     match action {
         DeadLetterAction::List { limit } => {
-            for letter in tools::dead_letters::list(config, *limit).await? {
-                println!("{}", serde_json::to_string(&letter)?);
+            let dead = crate::queue::Names::new(&config.amqp.prefix).dead;
+            let listing = tools::dead_letters::list_counted(config, *limit).await?;
+            for letter in &listing.letters {
+                println!("{}", serde_json::to_string(letter)?);
             }
+            // On stderr: stdout stays JSON lines for scripts.
+            eprintln!("{}", listing.summary_line(&dead));
         }
         DeadLetterAction::Replay { limit, webhook_id } => {
             let dead = crate::queue::Names::new(&config.amqp.prefix).dead;

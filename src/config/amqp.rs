@@ -24,7 +24,11 @@ impl AmqpConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
         let amqp_url = self.url.expose();
         if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err(("amqp.url", "must start with amqp:// or amqps://".into()));
+            return Err((
+                "amqp.url",
+                "must start with amqp:// or amqps://, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
+                    .into(),
+            ));
         }
         if self.prefix.is_empty()
             || !self

@@ -99,7 +99,7 @@ impl ApiConfig {
         }
         let address: SocketAddr = text.parse().map_err(|_| {
             InvalidValue(format!(
-                "{text:?} is not an address and port like \"0.0.0.0:9090\""
+                "{text:?} is not an address: expected ip:port, e.g. 0.0.0.0:9090"
             ))
         })?;
         if address == self.listen && address.port() != 0 {

@@ -28,7 +28,9 @@ impl DatabaseConfig {
         {
             return Err((
                 "database.url",
-                "must start with sqlite:, postgres:// or postgresql://".into(),
+                "must start with sqlite:, postgres:// or postgresql://, e.g. \
+                 sqlite://data/webhook-worker.db or postgres://user@127.0.0.1:5432/webhooks"
+                    .into(),
             ));
         }
         if self.max_connections == 0 {

@@ -79,10 +79,18 @@ fn plain(kind: &Kind) -> String {
         Kind::InvalidLength(length, expected) => {
             format!("has {length} entries; expected {}", wanted(expected))
         }
+        // The only socket address among the keys is api.listen: show the form it wants.
+        Kind::Message(message) if message == "invalid socket address syntax" => format!(
+            "is not an address: expected ip:port, e.g. {EXAMPLE_LISTEN} (an IP address, not a \
+             host name such as localhost)"
+        ),
         Kind::Message(message) => message.clone(),
         other => other.to_string(),
     }
 }
+
+/// The form an address key wants, shown in its errors.
+pub const EXAMPLE_LISTEN: &str = "127.0.0.1:8080";
 
 /// serde's name of the wanted type, in words.
 fn wanted(expected: &str) -> String {

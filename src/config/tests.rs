@@ -252,3 +252,34 @@ fn a_file_is_named_as_given_in_type_errors_and_in_validation_errors_alike() {
         Ok(())
     });
 }
+
+#[test]
+fn an_address_error_shows_the_form_expected() {
+    let cases = [
+        (
+            "[api]\nlisten = \"localhost8080\"\n",
+            "api.listen",
+            "e.g. 127.0.0.1:8080",
+        ),
+        (
+            "[api]\nmetrics_listen = \"9090\"\n",
+            "api.metrics_listen",
+            "e.g. 0.0.0.0:9090",
+        ),
+        (
+            "[amqp]\nurl = \"127.0.0.1:5672\"\n",
+            "amqp.url",
+            "e.g. amqp://guest:guest@127.0.0.1:5672/%2f",
+        ),
+        (
+            "[database]\nurl = \"data/webhook-worker.db\"\n",
+            "database.url",
+            "e.g. sqlite://data/webhook-worker.db or postgres://",
+        ),
+    ];
+    for (toml, key, form) in cases {
+        let err = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(err.contains(key), "{toml}: {err}");
+        assert!(err.contains(form), "{toml}: {err}");
+    }
+}

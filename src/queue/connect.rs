@@ -31,7 +31,8 @@ async fn connect_with(url: &str, properties: ConnectionProperties) -> lapin::Res
         // The parser's message may quote the URL, credentials and all.
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "amqp.url is not a valid AMQP URI",
+            "amqp.url is not a valid AMQP URI: expected amqp://user:password@host:port/vhost, \
+             e.g. amqp://guest:guest@127.0.0.1:5672/%2f",
         )
     })?;
     uri.query.frame_max.get_or_insert(FRAME_MAX);

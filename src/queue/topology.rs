@@ -80,7 +80,7 @@ pub enum DeclareError {
     #[error(
         "queue {queue:?} exists with other arguments than this version declares \
          (argument {argument:?}; the broker said: {detail}); stop every worker and run \
-         `webhook-worker migrate-queues` (README, \"Upgrading the queues\")"
+         `webhook-worker migrate-queues` (docs/operations.md, \"Upgrading the queues\")"
     )]
     Mismatch {
         queue: String,

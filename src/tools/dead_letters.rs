@@ -1,11 +1,15 @@
 //! Operating on the dead-letter queue: list what is there and why, and replay deliveries whose
-//! retries ran out (after the customer fixed their endpoint) as fresh first attempts.
+//! retries ran out (after the customer fixed their endpoint) as fresh first attempts. Both say
+//! what they found: a listing counts the queue and its reasons, and a replay says why it left
+//! each letter it skipped ([`SkipReason`]).
 //!
 //! Messages are taken with `basic.get` and left unacknowledged; closing the channel at the end
 //! puts back everything that was not replayed, so listing changes nothing and a replay that
 //! fails half-way loses nothing. RabbitMQ counts each such return as a delivery; the dead-letter
 //! queue is declared with a delivery limit no listing reaches (see `queue::topology`), so
 //! RabbitMQ 4.x's default limit of 20 never drops a dead letter.
+
+use std::collections::BTreeMap;
 
 use lapin::{
     options::{BasicAckOptions, BasicGetOptions},
@@ -14,6 +18,10 @@ use lapin::{
 };
 use serde::Serialize;
 use uuid::Uuid;
+
+mod report;
+
+pub use report::{Listing, SkipReason, SkippedLetter};
 
 use crate::{
     config::Config,
@@ -66,6 +74,16 @@ pub struct ReplaySummary {
     pub replayed: usize,
     /// Left in place: poison messages, or other webhooks than the one asked for.
     pub skipped: usize,
+    /// `skipped`, by why. Not in the JSON summary scripts read; the progress lines show it.
+    #[serde(skip)]
+    pub skipped_by_reason: BTreeMap<SkipReason, usize>,
+}
+
+impl ReplaySummary {
+    fn skip(&mut self, why: SkipReason) {
+        self.skipped += 1;
+        *self.skipped_by_reason.entry(why).or_default() += 1;
+    }
 }
 
 /// A connection and channel on the dead-letter queue. Messages taken on the channel and not
@@ -115,7 +133,13 @@ fn message_id(message: &lapin::message::BasicGetMessage) -> Option<String> {
 
 /// Up to `limit` dead letters, oldest first. Nothing is removed.
 pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLetterInfo>> {
+    Ok(list_counted(config, limit).await?.letters)
+}
+
+/// [`list`], with the number of letters the queue held.
+pub async fn list_counted(config: &Config, limit: usize) -> anyhow::Result<Listing> {
     let dead = DeadQueue::open(config).await?;
+    let in_queue = dead.count().await?;
     let mut letters = Vec::new();
     while letters.len() < limit {
         let Some(message) = dead.next().await? else {
@@ -128,7 +152,7 @@ pub async fn list(config: &Config, limit: usize) -> anyhow::Result<Vec<DeadLette
     }
     // Closing returns every message taken to the queue.
     dead.close("listed").await;
-    Ok(letters)
+    Ok(Listing { letters, in_queue })
 }
 
 /// Deliveries owed to a webhook (retries ran out, a 410, a webhook disabled or unreadable), and
@@ -145,11 +169,32 @@ fn replayable_reason(headers: Option<&FieldTable>) -> bool {
     }
 }
 
+/// Where a replay sends `headers`'s letter: its webhook and account, or why it stays. `wanted`
+/// is the one webhook asked for, if any.
+fn replay_target(
+    headers: Option<&FieldTable>,
+    wanted: Option<Uuid>,
+) -> Result<(Uuid, String), SkipReason> {
+    if !replayable_reason(headers) {
+        return Err(SkipReason::NotReplayable);
+    }
+    let webhook_id = header_text(headers, job::WEBHOOK_ID)
+        .and_then(|id| id.parse::<Uuid>().ok())
+        .ok_or(SkipReason::NoWebhook)?;
+    if wanted.is_some_and(|wanted| wanted != webhook_id) {
+        return Err(SkipReason::OtherWebhook);
+    }
+    let account_id = header_text(headers, job::ACCOUNT_ID).ok_or(SkipReason::NoAccount)?;
+    Ok((webhook_id, account_id))
+}
+
 /// Told how a replay goes, as it goes: the CLI shows it, the API's redrive has `()`.
 pub trait ReplayProgress {
     /// The replay will look at up to `total` dead letters: the queue's count when it started,
     /// at most the limit. More may arrive meanwhile.
     fn started(&mut self, total: u64);
+    /// `letter` stays in the queue; [`advanced`](Self::advanced) follows.
+    fn skipped(&mut self, letter: &SkippedLetter);
     /// One more dead letter was looked at; `summary` counts them all so far.
     fn advanced(&mut self, summary: &ReplaySummary);
     /// The replay ended: `complete`, or stopped by an error after what `summary` says.
@@ -159,6 +204,7 @@ pub trait ReplayProgress {
 /// No progress to show.
 impl ReplayProgress for () {
     fn started(&mut self, _: u64) {}
+    fn skipped(&mut self, _: &SkippedLetter) {}
     fn advanced(&mut self, _: &ReplaySummary) {}
     fn finished(&mut self, _: &ReplaySummary, _: bool) {}
 }
@@ -224,15 +270,19 @@ async fn replay_messages<P: ReplayProgress>(
             break;
         };
         let headers = message.properties.headers().as_ref();
-        let target = header_text(headers, job::WEBHOOK_ID).and_then(|id| id.parse::<Uuid>().ok());
-        let account = header_text(headers, job::ACCOUNT_ID);
-        let replayable = replayable_reason(headers)
-            && target.is_some()
-            && webhook.is_none_or(|wanted| target == Some(wanted));
-        let (Some(webhook_id), Some(account_id), true) = (target, account, replayable) else {
-            summary.skipped += 1;
-            progress.advanced(summary);
-            continue;
+        let (webhook_id, account_id) = match replay_target(headers, webhook) {
+            Ok(target) => target,
+            Err(why) => {
+                let info = DeadLetterInfo::of(message_id(&message), headers);
+                progress.skipped(&SkippedLetter {
+                    event_id: info.event_id,
+                    dead_reason: info.reason,
+                    why,
+                });
+                summary.skip(why);
+                progress.advanced(summary);
+                continue;
+            }
         };
         let job = job::Job {
             webhook_id,
@@ -249,8 +299,12 @@ async fn replay_messages<P: ReplayProgress>(
                 .await
                 .unwrap_or(false)
             {
-                // The tenant's redrive sent it already.
-                summary.skipped += 1;
+                progress.skipped(&SkippedLetter {
+                    event_id: Some(message_id),
+                    dead_reason: header_text(headers, job::DEAD_REASON),
+                    why: SkipReason::AlreadyRedriven,
+                });
+                summary.skip(SkipReason::AlreadyRedriven);
                 progress.advanced(summary);
                 continue;
             }
@@ -314,5 +368,34 @@ mod tests {
         let broker = headers("x-first-death-reason", "delivery_limit");
         assert!(replayable_reason(Some(&broker)));
         assert!(!replayable_reason(None));
+    }
+
+    #[test]
+    fn a_replay_says_why_it_leaves_each_letter() {
+        let webhook = Uuid::new_v4();
+        let mut owed = headers(job::DEAD_REASON, "retries_exhausted");
+        let poison = headers(job::DEAD_REASON, "invalid_json");
+        assert_eq!(
+            replay_target(Some(&poison), None),
+            Err(SkipReason::NotReplayable)
+        );
+        assert_eq!(replay_target(Some(&owed), None), Err(SkipReason::NoWebhook));
+        owed.insert(
+            job::WEBHOOK_ID.into(),
+            AMQPValue::LongString(webhook.to_string().into()),
+        );
+        assert_eq!(
+            replay_target(Some(&owed), Some(Uuid::new_v4())),
+            Err(SkipReason::OtherWebhook)
+        );
+        assert_eq!(
+            replay_target(Some(&owed), Some(webhook)),
+            Err(SkipReason::NoAccount)
+        );
+        owed.insert(job::ACCOUNT_ID.into(), AMQPValue::LongString("acct".into()));
+        assert_eq!(
+            replay_target(Some(&owed), Some(webhook)),
+            Ok((webhook, "acct".to_string()))
+        );
     }
 }

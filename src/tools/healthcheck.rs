@@ -20,6 +20,10 @@ pub fn readyz_url(listen: SocketAddr) -> String {
 /// Why the probe failed; each names the URL asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    #[error(
+        "{0:?} is not a URL: expected http://host:port/path, e.g. http://127.0.0.1:8080/readyz"
+    )]
+    NotAUrl(String),
     #[error("cannot build an HTTP client: {0}")]
     Client(reqwest::Error),
     #[error("{url} did not answer: {error}")]
@@ -34,6 +38,10 @@ pub enum ProbeError {
 
 /// `Ok` with the answer's body when `url` answers 200.
 pub async fn probe(url: &str) -> Result<String, ProbeError> {
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {}
+        _ => return Err(ProbeError::NotAUrl(url.to_string())),
+    }
     let client = reqwest::Client::builder()
         .timeout(PROBE_TIMEOUT)
         .no_proxy()

@@ -19,6 +19,14 @@ use subtle::ConstantTimeEq;
 
 use crate::{secret::Secret, signing::sign};
 
+/// Parses `--bind`, with an error that shows the form wanted rather than the parser's "invalid
+/// IP address syntax".
+pub fn bind_address(text: &str) -> Result<std::net::IpAddr, &'static str> {
+    text.trim().parse().map_err(|_| {
+        "expected an IP address, e.g. 127.0.0.1, 0.0.0.0 or ::1 (not a host name or a port)"
+    })
+}
+
 pub struct ListenOptions {
     pub bind: SocketAddr,
     pub secret: Option<Secret>,

@@ -1,8 +1,9 @@
 //! How `dead-letters replay` shows its progress on stderr: a progress bar (indicatif) when stderr
 //! is a terminal, otherwise plain lines a log keeps: one at the start, one at most every
-//! [`PLAIN_INTERVAL`] while it goes, and a summary at the end. Only counts and the queue's name
-//! are shown, never a message, a header or the broker's URL. Stdout keeps the JSON summary,
-//! which scripts read.
+//! [`PLAIN_INTERVAL`] while it goes, a line for each letter skipped (its event id, the reason it
+//! died and why it stays), and a summary at the end with the skipped counted by why. Never a
+//! message's body, another header or the broker's URL. Stdout keeps the JSON summary, which
+//! scripts read.
 
 use std::{
     io::{IsTerminal, Write},
@@ -11,7 +12,7 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::tools::dead_letters::{ReplayProgress, ReplaySummary};
+use crate::tools::dead_letters::{ReplayProgress, ReplaySummary, SkippedLetter};
 
 /// How often a plain progress line is written at most: often enough for whoever watches a log,
 /// rarely enough that a long replay writes a line a second, not a line a message.
@@ -60,6 +61,16 @@ impl ReplayProgress for ReplayDisplay {
         match self {
             Self::Bar { bar: slot, queue } => *slot = Some(bar(queue, total)),
             Self::Lines(lines) => lines.started(total),
+        }
+    }
+
+    fn skipped(&mut self, letter: &SkippedLetter) {
+        let line = skipped_line(letter);
+        match self {
+            // Printed above the bar, which is redrawn below it.
+            Self::Bar { bar: Some(bar), .. } => bar.println(line),
+            Self::Bar { bar: None, .. } => eprintln!("{line}"),
+            Self::Lines(lines) => lines.write(&line),
         }
     }
 
@@ -163,17 +174,30 @@ fn bar_counts(summary: &ReplaySummary, total: u64) -> String {
     format!("{}/{total} · {}", looked_at(summary), counts(summary))
 }
 
+fn skipped_line(letter: &SkippedLetter) -> String {
+    format!("replay: skipped {letter}")
+}
+
 fn start_line(queue: &str, total: u64) -> String {
     format!("replay: {total} dead letters to look at in {queue}")
 }
 
 fn final_line(queue: &str, summary: &ReplaySummary, complete: bool) -> String {
     let how = if complete { "done" } else { "stopped" };
-    format!(
+    let mut line = format!(
         "replay: {how}: {} looked at in {queue}, {}",
         looked_at(summary),
         counts(summary)
-    )
+    );
+    if !summary.skipped_by_reason.is_empty() {
+        let reasons: Vec<String> = summary
+            .skipped_by_reason
+            .iter()
+            .map(|(why, n)| format!("{} {n}", why.as_str()))
+            .collect();
+        line.push_str(&format!(" ({})", reasons.join(", ")));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -181,7 +205,11 @@ mod tests {
     use super::*;
 
     fn summary(replayed: usize, skipped: usize) -> ReplaySummary {
-        ReplaySummary { replayed, skipped }
+        ReplaySummary {
+            replayed,
+            skipped,
+            ..ReplaySummary::default()
+        }
     }
 
     #[test]
@@ -203,6 +231,34 @@ mod tests {
              replay: 3/5 looked at (replayed 2, skipped 1)\n\
              replay: 6/6 looked at (replayed 5, skipped 1)\n\
              replay: done: 6 looked at in webhooks.dead, replayed 5, skipped 1\n"
+        );
+    }
+
+    #[test]
+    fn each_skipped_letter_gets_a_line_and_the_summary_counts_them_by_why() {
+        use crate::tools::dead_letters::SkipReason;
+        let mut lines = PlainLines::new(Vec::new(), "webhooks.dead");
+        let letter = SkippedLetter {
+            event_id: Some("evt_1".into()),
+            dead_reason: Some("retries_exhausted".into()),
+            why: SkipReason::OtherWebhook,
+        };
+        lines.write(&skipped_line(&letter));
+        let mut done = summary(1, 2);
+        done.skipped_by_reason = [
+            (SkipReason::NotReplayable, 1),
+            (SkipReason::OtherWebhook, 1),
+        ]
+        .into_iter()
+        .collect();
+        lines.finished(&done, true);
+        let text = String::from_utf8(lines.into_inner()).unwrap();
+        assert_eq!(
+            text,
+            "replay: skipped event evt_1 (dead: retries_exhausted): it belongs to another webhook \
+             than --webhook-id\n\
+             replay: done: 3 looked at in webhooks.dead, replayed 1, skipped 2 \
+             (not_replayable 1, other_webhook 1)\n"
         );
     }
 

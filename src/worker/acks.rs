@@ -4,9 +4,9 @@
 //! RabbitMQ numbers the deliveries of a channel 1, 2, 3, … (the delivery tag). `basic.ack` with
 //! `multiple` settles every unacked delivery of the channel up to its tag for the price of one
 //! frame, and the broker of one settle command per queue instead of one per message (measured
-//! with the bench: RabbitMQ's CPU per delivery fell from 49-65 µs to 24-43 µs; README,
-//! Performance). The pipeline finishes messages out of order, so [`Window`] keeps, per channel,
-//! which deliveries above the last acked one are settled, and:
+//! with the bench: RabbitMQ's CPU per delivery fell from 49-65 µs to 24-43 µs;
+//! docs/performance.md). The pipeline finishes messages out of order, so [`Window`] keeps, per
+//! channel, which deliveries above the last acked one are settled, and:
 //!
 //! - acks with `multiple` only the *contiguous* run of settled deliveries after the last ack, and
 //!   names a tag that is itself still unacked (the broker closes the channel on a tag it does
@@ -90,7 +90,7 @@ impl Limits {
     }
 }
 
-/// Measured with the bench (README, Performance): 5 ms gave 25-38 messages per ack frame and
+/// Measured with the bench (docs/performance.md): 5 ms gave 25-38 messages per ack frame and
 /// the lowest broker CPU per delivery; 2 ms sent 10 times the frames.
 const MAX_DELAY: Duration = Duration::from_millis(5);
 /// Longer than an out-of-order finish usually lasts (a few ms), far shorter than a slow

@@ -1,5 +1,6 @@
-//! The built binary: `check-config` names a bad key, `run` serves the API (role `api`) or
-//! only the operational routes (role `worker`), and a `run` on a busy port fails in one line.
+//! The built binary: `check-config` names a bad key, an address error shows the form expected,
+//! `run` serves the API (role `api`) or only the operational routes (role `worker`), and a
+//! `run` on a busy port fails in one line.
 
 use std::{
     net::TcpListener,
@@ -45,6 +46,53 @@ fn check_config_with_a_bad_encryption_key_exits_non_zero_naming_the_key() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn address_errors_show_the_form_expected() {
+    // (arguments, an environment variable as NAME=value or "", what the error must show)
+    let cases = [
+        (
+            "check-config",
+            "WEBHOOK_WORKER__API__LISTEN=localhost:8080",
+            "e.g. 127.0.0.1:8080",
+        ),
+        (
+            "check-config",
+            "WEBHOOK_WORKER__AMQP__URL=127.0.0.1:5672",
+            "e.g. amqp://guest:guest@127.0.0.1:5672/%2f",
+        ),
+        (
+            "check-config",
+            "WEBHOOK_WORKER__DATABASE__URL=data/webhook-worker.db",
+            "e.g. sqlite://data/webhook-worker.db",
+        ),
+        (
+            "publish",
+            "WEBHOOK_WORKER__AMQP__URL=amqp://guest:guest@127.0.0.1:notaport/%2f",
+            "expected amqp://user:password@host:port/vhost",
+        ),
+        ("listen --bind localhost", "", "e.g. 127.0.0.1"),
+        (
+            "healthcheck --url 127.0.0.1:8080",
+            "",
+            "e.g. http://127.0.0.1:8080/readyz",
+        ),
+    ];
+    for (args, env, form) in cases {
+        let mut command = binary();
+        command.args(args.split_whitespace());
+        if let Some((name, value)) = env.split_once('=') {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args} {env}: {stderr}");
+        assert!(stderr.contains(form), "{args} {env}: {stderr}");
+        // The URL keys may hold a password: their values are not echoed.
+        assert!(!stderr.contains("data/webhook-worker.db\""), "{stderr}");
+        assert!(!stderr.contains("notaport"), "{stderr}");
+    }
 }
 
 /// A running `webhook-worker run`, stopped with SIGTERM (and killed if it hangs) on drop.

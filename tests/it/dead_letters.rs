@@ -1,6 +1,7 @@
 //! The dead-letter tools: listing changes nothing; replaying sends exhausted deliveries back for
-//! a fresh first attempt and leaves poison where it is; the built binary's replay, off a
-//! terminal, shows its progress in plain lines.
+//! a fresh first attempt and leaves poison where it is; the built binary's list and replay say
+//! what they found, and its replay, off a terminal, shows its progress in plain lines and why it
+//! skipped each letter.
 
 use std::{process::Stdio, time::Duration};
 
@@ -91,17 +92,20 @@ async fn the_replay_command_off_a_terminal_shows_plain_progress_lines_and_replay
     let dead = worker.names.dead.clone();
     worker.wait_for_ready(&dead, 4, WAIT).await;
 
+    let listed = dead_letters_command(&worker.config.amqp.prefix, "list").await;
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(listed.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 4);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "dead-letters: 4 in {dead}, 4 shown (by reason: invalid_json 1, retries_exhausted 3)"
+        )
+    );
+
     receiver.always(200);
     // stderr is a pipe here, as in a cron job or a CI log: no bar, lines.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
-        .args(["dead-letters", "replay"])
-        .env_clear()
-        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
-        .env("WEBHOOK_WORKER__AMQP__PREFIX", &worker.config.amqp.prefix)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("the binary runs");
+    let output = dead_letters_command(&worker.config.amqp.prefix, "replay").await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let summary: serde_json::Value =
@@ -115,8 +119,19 @@ async fn the_replay_command_off_a_terminal_shows_plain_progress_lines_and_replay
     );
     assert_eq!(
         lines.last().copied(),
-        Some(format!("replay: done: 4 looked at in {dead}, replayed 3, skipped 1").as_str()),
+        Some(
+            format!(
+                "replay: done: 4 looked at in {dead}, replayed 3, skipped 1 (not_replayable 1)"
+            )
+            .as_str()
+        ),
         "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|line| line
+            == "replay: skipped a message with no event id (dead: invalid_json): not a delivery \
+                owed to a webhook (poison stays where it is)"),
+        "the poison message's skip is explained: {stderr}"
     );
     assert!(
         !stderr.contains('\r') && !stderr.contains('\u{1b}'),
@@ -202,4 +217,31 @@ async fn dead_letters_older_than_their_retention_are_pruned() {
     eventually(WAIT, "the letter recorded", || async { total().await >= 1 }).await;
     eventually(WAIT, "the letter pruned", || async { total().await == 0 }).await;
     worker.stop().await;
+}
+
+#[tokio::test]
+async fn the_list_command_says_so_when_the_queue_is_empty() {
+    let worker = InProcessWorker::start("").await;
+    let output = dead_letters_command(&worker.config.amqp.prefix, "list").await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        stderr.trim(),
+        format!("dead-letters: {} is empty", worker.names.dead)
+    );
+    worker.stop().await;
+}
+
+/// `webhook-worker dead-letters <action>` on the queues of `prefix`, with stderr a pipe.
+async fn dead_letters_command(prefix: &str, action: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args(["dead-letters", action])
+        .env_clear()
+        .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
+        .env("WEBHOOK_WORKER__AMQP__PREFIX", prefix)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs")
 }

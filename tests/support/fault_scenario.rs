@@ -142,7 +142,7 @@ impl Tally {
         );
     }
 
-    /// Prints the scenario's result line (kept in the test output, quoted in the README).
+    /// Prints the scenario's result line (kept in the test output, quoted in docs/reliability.md).
     pub fn report(&self, scenario: &str) {
         eprintln!(
             "fault suite: {scenario}: {} of {} events delivered, {} duplicates",

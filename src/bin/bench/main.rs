@@ -3,7 +3,7 @@
 //! verifies every signature, and reports deliveries/s against the broker's own ceiling measured
 //! in the same run, CPU per delivery of the worker and of RabbitMQ, peak RSS and
 //! publish-to-receipt latency, as a table or as JSON (`--json`). Not a test: it asserts nothing
-//! about time. See README, Performance, for the commands and figures.
+//! about time. See docs/performance.md for the commands and figures.
 //!
 //! - `--backlog`: measure the ceiling (a bare consumer, see `ceiling`), then publish N events
 //!   before the worker starts and time it draining them, from its first delivery;
@@ -44,7 +44,7 @@ use webhook_worker::{
 };
 
 // The delivery path allocates per event (JSON trees, bodies, headers) across threads; mimalloc
-// measured faster than glibc's malloc in the bench binary (see README, Performance).
+// measured faster than glibc's malloc in the bench binary (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

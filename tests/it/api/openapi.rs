@@ -57,7 +57,7 @@ async fn every_documented_operation_is_routed_and_v1_ones_need_a_token() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 18);
+    assert_eq!(operations, 19);
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The unauthenticated routes: /healthz, /readyz, /metrics, JSON answers for unknown routes and
-//! methods, and the worker-only router.
+//! The unauthenticated routes: the index at /, /healthz, /readyz, /metrics, JSON answers for
+//! unknown routes and methods, and the worker-only router.
 
 use reqwest::Method;
 use serde_json::json;
@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::support::{both_backends, minimal, spawn_app, spawn_app_with, Backend, Settings};
 
 both_backends!(
+    the_root_links_to_the_api_openapi_readiness_and_metrics,
     healthz_answers_200_without_a_token,
     readyz_answers_503_naming_the_part_that_is_not_ready,
     readyz_of_an_api_only_process_does_not_claim_a_broker,
@@ -14,6 +15,29 @@ both_backends!(
     unknown_routes_and_methods_answer_json_errors,
     a_worker_only_process_serves_no_v1_routes,
 );
+
+async fn the_root_links_to_the_api_openapi_readiness_and_metrics(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let reply = app.call(Method::GET, "/", None, None).await.expect(200);
+    assert_eq!(reply.json["name"], "webhook-worker");
+    assert_eq!(
+        reply.json["links"],
+        json!({
+            "webhooks": "/v1/webhooks",
+            "openapi": "/openapi.json",
+            "healthz": "/healthz",
+            "readyz": "/readyz",
+            "metrics": "/metrics",
+        })
+    );
+    // Every link leads somewhere (the API's base asks for a token).
+    for path in ["/openapi.json", "/healthz", "/readyz", "/metrics"] {
+        app.call(Method::GET, path, None, None).await.expect(200);
+    }
+    app.call(Method::GET, "/v1/webhooks", None, None)
+        .await
+        .expect(401);
+}
 
 async fn healthz_answers_200_without_a_token(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -146,4 +170,10 @@ async fn a_worker_only_process_serves_no_v1_routes(backend: Backend) {
     app.call(Method::GET, "/v1/webhooks/oidc_keys", None, None)
         .await
         .expect(404);
+    // Its index links only to what it serves.
+    let reply = app.call(Method::GET, "/", None, None).await.expect(200);
+    assert_eq!(
+        reply.json["links"],
+        json!({"healthz": "/healthz", "readyz": "/readyz", "metrics": "/metrics"})
+    );
 }
