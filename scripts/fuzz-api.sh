@@ -18,6 +18,8 @@
 #
 # FUZZ_MAX_EXAMPLES (default 100) bounds the examples per operation (about 30 s on 2 cores);
 # FUZZ_PHASES (default examples,coverage,fuzzing) may add `stateful` (about 5 minutes).
+# `--install-only` installs schemathesis and stops: .ci/run does that in the background from its
+# start, since the install is minutes of waiting on PyPI and seconds of CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,7 @@ if [[ ! -x "$venv/bin/schemathesis" ]] || ! "$venv/bin/schemathesis" --version |
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
+if [[ ${1:-} == --install-only ]]; then exit 0; fi
 cargo test --no-run --quiet --test it
 
 work=$(mktemp -d)
