@@ -25,6 +25,10 @@
 # database, and the queues and the exchange it caused to be declared. SMOKE_KEEP_BASES=1 keeps
 # the two base images for the next run (saves about 2.5 minutes); DEBIAN_MIRROR picks another
 # Debian mirror.
+#
+# The base images cost network and disk, little CPU, so .ci/run makes them beside its first
+# steps: `--bases-only` makes them (step 1) and stops, keeping them; a later `--reuse-bases`
+# run starts from them and removes them at the end as usual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -34,6 +38,19 @@ step() { printf '[%4ds] %s\n' "$((SECONDS - started))" "$*"; }
 passed=0
 ok() { passed=$((passed + 1)); step "ok: $*"; }
 fail() { echo "container-smoke: $*" >&2; exit 1; }
+
+bases_only=0 reuse_bases=0
+case "${1:-}" in
+  "") ;;
+  --bases-only) bases_only=1 ;;
+  --reuse-bases) reuse_bases=1 ;;
+  *) fail "unknown argument '$1' (expected none, --bases-only or --reuse-bases)" ;;
+esac
+[[ $# -le 1 ]] || fail "one argument at most"
+# Whether the base images stay after this run: for the next run, or for the run a --bases-only
+# one prepares.
+keep_bases=0
+if [[ ${SMOKE_KEEP_BASES:-0} == 1 || $bases_only == 1 ]]; then keep_bases=1; fi
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (buildah with vfs storage, chroot, PID namespaces)"
 work=$repo/target/container-smoke
@@ -45,7 +62,7 @@ export BUILDAH_ISOLATION=chroot
 # Storage of our own under target/, so that nothing of the machine's is touched or filled.
 bh() { buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs "$@"; }
 
-if [[ ${SMOKE_KEEP_BASES:-0} != 1 ]]; then rm -rf "$work"; fi
+if [[ ${SMOKE_KEEP_BASES:-0} != 1 && $reuse_bases != 1 ]]; then rm -rf "$work"; fi
 rm -rf "$logs" "$work/scratch"
 mkdir -p "$logs" "$work/scratch"
 free_gb=$(df --output=avail -BG "$work" | tail -1 | tr -dc 0-9)
@@ -80,7 +97,7 @@ cleanup() {
   # Every container in this storage is one of ours (a failed build leaves its own too).
   bh rm --all >/dev/null 2>&1 || true
   bh rmi "$image" >/dev/null 2>&1 || true
-  if [[ ${SMOKE_KEEP_BASES:-0} != 1 ]]; then
+  if [[ $keep_bases != 1 ]]; then
     bh rmi --all --force >/dev/null 2>&1 || true
     rm -rf "$work/storage" "$work/run"
   fi
@@ -186,6 +203,11 @@ if ! bh inspect --type image "$builder_image" >/dev/null 2>&1; then
   inside=$(bh run "$ctr" -- rustc --version)
   [[ $inside == "$(rustc --version)" ]] || fail "the builder's rustc is '$inside'"
   bh commit --quiet --rm "$ctr" "$builder_image" >/dev/null
+fi
+
+if [[ $bases_only == 1 ]]; then
+  step "base images ready: $runtime_image, $builder_image"
+  exit 0
 fi
 
 # --- 2. The image -----------------------------------------------------------------------------

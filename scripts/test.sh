@@ -8,16 +8,33 @@
 #    latency), and the API beside clients that never read;
 # 3. alone, last, one at a time: the tests that restart RabbitMQ, alarm it, and restart
 #    PostgreSQL (tests/shared_services/).
+#
+# Each step prints `[mm:ss] test.sh …` as it starts, and the steps' durations at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+phases_label=test.sh
+source scripts/lib/phases.sh
+trap phases_summary EXIT
 
 if [ -x tests/oidc/setup.sh ]; then
+  phase "OAuth test server (tests/oidc/setup.sh)"
   tests/oidc/setup.sh
 fi
+phase "1. build and run the unit tests and tests/it in parallel, but the fault suite"
 cargo test --lib --bins --test it -- --skip faults::
 # The fault suite on its own, so that its "fault suite: …" lines (duplicates included) are shown.
+phase "1. the fault suite"
 cargo test --test it faults:: -- --nocapture
+# Each suite built as a step of its own (cargo would build it first anyway), so that the times
+# show the build apart from the tests.
+phase "2. build the timed tests (tests/throughput)"
+cargo test --no-run --test throughput
+phase "2. timed: endpoint health and fair share (tests/throughput)"
 cargo test --test throughput -- --test-threads=1
 # Timed as well: /healthz within a second for a minute beside 1,000 clients that never read.
+phase "2. timed: /healthz beside 1,000 clients that never read"
 cargo test --test it api::slow_readers::healthz_from_another_address -- --ignored --nocapture
+phase "3. build tests/shared_services"
+cargo test --no-run --test shared_services
+phase "3. alone: RabbitMQ restarted and alarmed, PostgreSQL restarted (tests/shared_services)"
 cargo test --test shared_services -- --test-threads=1 --nocapture
