@@ -74,6 +74,19 @@ pub async fn start(
     Ok(job)
 }
 
+/// Why a job stopped before its end; the letters it did not send stay for the next.
+#[derive(Debug, thiserror::Error)]
+enum RedriveError {
+    #[error("the process is shutting down")]
+    ShuttingDown,
+    #[error("the broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("a publish: {0}")]
+    Publish(#[from] crate::queue::PublishError),
+    #[error("the database: {0}")]
+    Store(#[from] StoreError),
+}
+
 /// One job's work.
 struct Run {
     store: Store,
@@ -114,7 +127,7 @@ impl Run {
             job_id = %self.job_id, redriven, total = self.total, status, "redrive ended");
     }
 
-    async fn redrive(&self, redriven: &mut i64) -> anyhow::Result<()> {
+    async fn redrive(&self, redriven: &mut i64) -> Result<(), RedriveError> {
         if self.total == 0 {
             return Ok(());
         }
@@ -128,7 +141,7 @@ impl Run {
         &self,
         connection: &lapin::Connection,
         redriven: &mut i64,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), RedriveError> {
         let publisher = Publisher::open(connection).await?;
         let headers = Job {
             webhook_id: self.webhook_id,
@@ -143,7 +156,7 @@ impl Run {
         let mut looked_at = 0;
         while looked_at < self.total {
             if self.cancel.is_cancelled() {
-                anyhow::bail!("the process is shutting down");
+                return Err(RedriveError::ShuttingDown);
             }
             let limit = BATCH.min(self.total - looked_at);
             let letters = self

@@ -92,6 +92,15 @@ impl Stream {
 }
 
 /// The two connections of one session, as connected.
+/// What one session holds open.
+struct Session {
+    consuming: Connection,
+    publishing: Publishing,
+    outlet: crate::queue::Outlet,
+    incoming: Stream,
+    deliveries: Stream,
+}
+
 struct Connections {
     consuming: Connection,
     publishing: Connection,
@@ -180,14 +189,39 @@ impl Worker {
     /// One session's life. `Ok` means shut down on request; `Err` means the broker went away
     /// (or refused the topology).
     async fn session(&self, cancel: &CancellationToken) -> Result<(), SessionError> {
-        let Some(connections) = self.connect(cancel).await? else {
+        let Some(mut session) = self.open_session(cancel).await? else {
             return Ok(());
+        };
+        let tracker = TaskTracker::new();
+        // Fired when the session is lost: every task of it stops (see [`handle`]).
+        let lost = CancellationToken::new();
+        match self.consume(&mut session, cancel, &tracker, &lost).await {
+            Some(error) => {
+                self.end_lost(session, &tracker, &lost, cancel).await;
+                Err(error.into())
+            }
+            None => {
+                self.drain([session.incoming, session.deliveries], &tracker)
+                    .await;
+                close_both(session.consuming, session.publishing, "shutting down").await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Connects, declares the topology, and opens the publisher and both consumers.
+    async fn open_session(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Session>, SessionError> {
+        let Some(connections) = self.connect(cancel).await? else {
+            return Ok(None);
         };
         let setup = connections.publishing.create_channel().await?;
         queue::declare(&setup, &self.topology).await?;
         let _ = setup.close(200, "topology declared").await;
         let amqp = &self.config.amqp;
-        let (mut publishing, outlet) = Publishing::open(
+        let (publishing, outlet) = Publishing::open(
             connections.publishing,
             amqp.url.expose(),
             self.connection_name("publishing"),
@@ -197,91 +231,96 @@ impl Worker {
         )
         .await?;
         let consuming = connections.consuming;
-        let prefetch = amqp.prefetch;
         let names = &self.topology.names;
-        let mut incoming = Stream::open(&consuming, &names.incoming, prefetch).await?;
-        let mut deliveries = Stream::open(&consuming, &names.deliveries, prefetch).await?;
+        let incoming = Stream::open(&consuming, &names.incoming, amqp.prefetch).await?;
+        let deliveries = Stream::open(&consuming, &names.deliveries, amqp.prefetch).await?;
         self.set_state(true, false);
         info!(incoming = %names.incoming, deliveries = %names.deliveries, "consuming");
+        Ok(Some(Session {
+            consuming,
+            publishing,
+            outlet,
+            incoming,
+            deliveries,
+        }))
+    }
 
-        let tracker = TaskTracker::new();
-        // Fired when the session is lost: every task of it stops (see [`handle`]).
-        let lost_token = CancellationToken::new();
+    /// Hands each message to a task of its own until shutdown (`None`) or until the session is
+    /// lost (the error).
+    async fn consume(
+        &self,
+        session: &mut Session,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+        lost: &CancellationToken,
+    ) -> Option<lapin::Error> {
         let mut check = tokio::time::interval(CHECK_EVERY);
-        let lost = loop {
+        loop {
             let (source, next) = tokio::select! {
-                _ = cancel.cancelled() => break None,
+                _ = cancel.cancelled() => return None,
                 _ = check.tick() => {
-                    if !consuming.status().connected() {
-                        break Some(closed());
+                    if !session.consuming.status().connected() {
+                        return Some(closed());
                     }
-                    let publishing_ok = publishing.check().await;
-                    let blocked = publishing.is_blocked() || consuming.status().blocked();
+                    let publishing_ok = session.publishing.check().await;
+                    let blocked =
+                        session.publishing.is_blocked() || session.consuming.status().blocked();
                     self.follow(publishing_ok, blocked);
                     continue;
                 }
-                next = incoming.consumer.next() => (Source::Incoming, next),
-                next = deliveries.consumer.next() => (Source::Deliveries, next),
+                next = session.incoming.consumer.next() => (Source::Incoming, next),
+                next = session.deliveries.consumer.next() => (Source::Deliveries, next),
             };
             match next {
                 Some(Ok(delivery)) => {
                     let acks = match source {
-                        Source::Incoming => &incoming.acks,
-                        Source::Deliveries => &deliveries.acks,
+                        Source::Incoming => &session.incoming.acks,
+                        Source::Deliveries => &session.deliveries.acks,
                     };
                     acks.delivered(delivery.delivery_tag);
-                    let task = handle(
+                    tracker.spawn(handle(
                         self.pipeline.clone(),
-                        outlet.clone(),
+                        session.outlet.clone(),
                         source,
                         delivery,
                         acks.clone(),
-                        lost_token.clone(),
-                    );
-                    tracker.spawn(task);
+                        lost.clone(),
+                    ));
                 }
-                Some(Err(error)) => break Some(error),
-                None => break Some(closed()),
+                Some(Err(error)) => return Some(error),
+                None => return Some(closed()),
             }
-        };
-        if let Some(error) = lost {
-            // Nothing the batchers hold is sent now: the broker redelivers every message it
-            // had not been told to ack. Every task of this session ends before the next session
-            // takes a message, so no request of this one is still in flight when the broker
-            // hands its message to the next (see `pipeline::session`).
-            incoming.batcher.abort();
-            deliveries.batcher.abort();
-            lost_token.cancel();
-            tracker.close();
-            // Attempts in flight finish (each within delivery.attempt_deadline); nothing else
-            // starts.
-            let limit = self.config.delivery.attempt_deadline() + CLOSE_RESERVE;
-            let waited = tokio::select! {
-                waited = tokio::time::timeout(limit, tracker.wait()) => waited.is_ok(),
-                _ = cancel.cancelled() => false,
-            };
-            if !waited {
-                warn!(
-                    left = tracker.len(),
-                    "tasks of the lost session still running"
-                );
-            }
-            let close = |connection: Connection| async move {
-                let _ = tokio::time::timeout(CLOSE_RESERVE, connection.close(200, "lost")).await;
-            };
-            tokio::join!(close(consuming), publishing.close(CLOSE_RESERVE, "lost"));
-            return Err(error.into());
         }
-        self.drain([incoming, deliveries], &tracker).await;
-        let close = |connection: Connection| async move {
-            let _ =
-                tokio::time::timeout(CLOSE_RESERVE, connection.close(200, "shutting down")).await;
+    }
+
+    /// Ends a lost session. Nothing the batchers hold is sent now: the broker redelivers every
+    /// message it had not been told to ack. Every task of this session ends before the next
+    /// session takes a message, so no request of this one is still in flight when the broker
+    /// hands its message to the next (see `pipeline::session`).
+    async fn end_lost(
+        &self,
+        session: Session,
+        tracker: &TaskTracker,
+        lost: &CancellationToken,
+        cancel: &CancellationToken,
+    ) {
+        session.incoming.batcher.abort();
+        session.deliveries.batcher.abort();
+        lost.cancel();
+        tracker.close();
+        // Attempts in flight finish (each within delivery.attempt_deadline); nothing else starts.
+        let limit = self.config.delivery.attempt_deadline() + CLOSE_RESERVE;
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(limit, tracker.wait()) => waited.is_ok(),
+            _ = cancel.cancelled() => false,
         };
-        tokio::join!(
-            close(consuming),
-            publishing.close(CLOSE_RESERVE, "shutting down")
-        );
-        Ok(())
+        if !waited {
+            warn!(
+                left = tracker.len(),
+                "tasks of the lost session still running"
+            );
+        }
+        close_both(session.consuming, session.publishing, "lost").await;
     }
 
     /// Follows the connections' state: a blocked one, or a publisher being opened again, shows
@@ -338,6 +377,14 @@ impl Worker {
             );
         }
     }
+}
+
+/// Closes a session's two connections at once, each within [`CLOSE_RESERVE`].
+async fn close_both(consuming: Connection, publishing: Publishing, why: &str) {
+    let close = async {
+        let _ = tokio::time::timeout(CLOSE_RESERVE, consuming.close(200, why)).await;
+    };
+    tokio::join!(close, publishing.close(CLOSE_RESERVE, why));
 }
 
 fn closed() -> lapin::Error {

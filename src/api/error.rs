@@ -88,7 +88,7 @@ pub enum ApiError {
     Unprocessable(Vec<ErrorEntry>),
     /// Over the account's write (or rotation) rate limit; answers 429 with `Retry-After`.
     #[error("{0}")]
-    RateLimited(super::rate_limit::Limited),
+    RateLimited(super::limited::Limited),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_rate_limited_write_answers_429_with_retry_after_in_whole_seconds() {
-        let error = ApiError::RateLimited(crate::api::rate_limit::Limited {
+        let error = ApiError::RateLimited(crate::api::limited::Limited {
             key: "api.write_rate_limit",
             retry_after: std::time::Duration::from_millis(2500),
         });

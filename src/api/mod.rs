@@ -30,6 +30,7 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod error;
 pub mod keys;
+pub mod limited;
 pub mod openapi;
 pub mod ops;
 mod page;

@@ -20,7 +20,12 @@ use std::{
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 
-use super::{auth::Account, error::ApiError, ApiState};
+use super::{
+    auth::Account,
+    error::ApiError,
+    limited::{Limited, ROTATION_KEY},
+    ApiState,
+};
 use crate::config::Config;
 
 /// How fast a bucket refills and how much it holds.
@@ -98,43 +103,7 @@ pub enum WriteKind {
     Rotation,
 }
 
-/// Over a limit: which one, and how long until the request would be allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
-    /// The configuration key of the limit that refused, for the answer's message.
-    pub key: &'static str,
-    pub retry_after: Duration,
-}
-
-impl Limited {
-    /// `Retry-After` in whole seconds, rounded up and at least 1, so a client that waits that
-    /// long finds a token.
-    pub fn retry_after_seconds(&self) -> u64 {
-        let seconds = self.retry_after.as_secs_f64().ceil();
-        // `as` saturates; the longest wait is one token of the slowest rate (an hour or so).
-        (seconds as u64).max(1)
-    }
-}
-
-/// The 429's message: what was limited, by which key, and when to come back.
-impl std::fmt::Display for Limited {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = if self.key == ROTATION_KEY {
-            "key rotations"
-        } else {
-            "writes"
-        };
-        write!(
-            f,
-            "too many {what} for this account (limit: {}); retry after {} s",
-            self.key,
-            self.retry_after_seconds()
-        )
-    }
-}
-
 const WRITE_KEY: &str = "api.write_rate_limit";
-const ROTATION_KEY: &str = "oidc.rotation_rate_limit";
 
 #[derive(Debug)]
 struct AccountBuckets {

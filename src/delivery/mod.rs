@@ -101,7 +101,7 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// A deliverer without token acquisition; see [`Deliverer::with_tokens`].
-    pub fn new(config: &Config, metrics: Metrics) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, metrics: Metrics) -> Result<Self, ClientError> {
         let policy = AddressPolicy::new(config.delivery.allow_networks.clone());
         Ok(Self {
             client: http_client(config.delivery.timeout.0, policy.clone())?,
@@ -198,7 +198,7 @@ impl Deliverer {
             // the worker's CPU in the profile.
             (Some(settings), Some(tokens)) => match Box::pin(self.token(tokens, settings)).await {
                 Ok(token) => Some(token),
-                Err(reason) => return failed(format!("token: {reason}")),
+                Err(error) => return failed(format!("token: {}", error.reason())),
             },
         };
         let request = self.request(url, webhook, token.as_ref(), attempt);
@@ -220,8 +220,8 @@ impl Deliverer {
         &self,
         tokens: &TokenProvider,
         settings: &OidcSettings,
-    ) -> Result<Secret, String> {
-        tokens.token(settings).await.map_err(|error| error.reason())
+    ) -> Result<Secret, crate::oidc::TokenError> {
+        tokens.token(settings).await
     }
 
     fn request(
@@ -306,7 +306,18 @@ fn describe(error: &reqwest::Error) -> Failure {
     }
 }
 
-fn http_client(timeout: Duration, policy: AddressPolicy) -> anyhow::Result<Client> {
+/// Why the delivery client cannot be built (at start).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Dns(#[from] resolver::DnsConfigError),
+    #[error("signature.header is not a valid header name")]
+    Header(#[from] reqwest::header::InvalidHeaderName),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+fn http_client(timeout: Duration, policy: AddressPolicy) -> Result<Client, ClientError> {
     Ok(Client::builder()
         .user_agent(USER_AGENT)
         .timeout(timeout)

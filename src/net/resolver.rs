@@ -33,12 +33,16 @@ impl fmt::Debug for SafeResolver {
     }
 }
 
+/// The system's DNS configuration cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the system's DNS configuration (/etc/resolv.conf): {0}")]
+pub struct DnsConfigError(String);
+
 impl SafeResolver {
     /// A resolver with the system's configuration (`/etc/resolv.conf`, `/etc/hosts`).
-    pub fn new(policy: AddressPolicy) -> anyhow::Result<Self> {
-        let mut builder = TokioResolver::builder_tokio().map_err(|e| {
-            anyhow::anyhow!("cannot read the system's DNS configuration (/etc/resolv.conf): {e}")
-        })?;
+    pub fn new(policy: AddressPolicy) -> Result<Self, DnsConfigError> {
+        let mut builder =
+            TokioResolver::builder_tokio().map_err(|e| DnsConfigError(e.to_string()))?;
         let options = builder.options_mut();
         // `localhost` and names pinned in /etc/hosts resolve as they do for every other program.
         options.use_hosts_file = ResolveHosts::Always;

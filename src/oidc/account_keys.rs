@@ -13,7 +13,7 @@
 //! rotation replaces a key that is still pending, and an account publishes at most
 //! [`super::rotation::MAX_PUBLISHED_KEYS`] keys (see [`super::rotation`]).
 //!
-//! The public JWKS is served from the public JWKs stored with the keys ([`super::published`]);
+//! The public JWKS is served from the public JWKs stored with the keys ([`published`]);
 //! signing decrypts only the signing key, off the async threads, and keeps it until its set next
 //! changes or a short while has passed.
 //!
@@ -29,12 +29,17 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
 
-pub use super::key_set::{AccountKey, KeySet};
-use super::{
+pub mod key_set;
+pub mod published;
+
+pub use key_set::{AccountKey, KeySet};
+use self::{
     key_set::{decode_key, decode_set, file_key_set},
+    published::{next_change, PublishedJwks, PublishedKey},
+};
+use super::{
     keygen::{generate_key, self_signed_certificate, CERTIFICATE_VALIDITY},
     keys::{SigningKey, SigningKeys},
-    published::{next_change, PublishedJwks, PublishedKey},
     rotation::{plan, RotationTimes},
 };
 use crate::{
@@ -111,7 +116,7 @@ pub struct AccountKeys {
     /// The signing key of each account, re-read after a short while so a rotation made by
     /// another replica is seen well within the grace period.
     signing_cache: Cache<String, Arc<Signer>>,
-    /// The public JWKS of each account, by account and by public id (see [`super::published`]).
+    /// The public JWKS of each account, by account and by public id (see [`published`]).
     pub(super) published: Cache<PublishedKey, Option<Arc<PublishedJwks>>>,
     published_ttl: Duration,
     rotation_delay: Duration,
@@ -346,7 +351,7 @@ fn published_cache(ttl: Duration) -> Cache<PublishedKey, Option<Arc<PublishedJwk
     Cache::builder()
         .max_capacity(100_000)
         .time_to_live(ttl)
-        .expire_after(super::published::UntilChange)
+        .expire_after(published::UntilChange)
         .build()
 }
 
@@ -388,5 +393,4 @@ fn chrono_duration(duration: Duration) -> chrono::TimeDelta {
 }
 
 #[cfg(test)]
-#[path = "account_keys_tests.rs"]
 mod tests;

@@ -19,13 +19,12 @@
 //! log line or metric.
 
 pub mod account_keys;
+pub use account_keys::{key_set, published};
 pub mod assertion;
 pub mod cache;
 pub mod jwks;
-pub mod key_set;
 pub mod keygen;
 pub mod keys;
-pub mod published;
 pub mod rotation;
 pub mod token;
 

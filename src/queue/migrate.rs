@@ -46,11 +46,11 @@ pub enum MigrateError {
 }
 
 /// `webhook-worker migrate-queues`: connects with the configuration and migrates.
-pub async fn run(config: &crate::config::Config) -> anyhow::Result<Vec<Migrated>> {
+pub async fn run(config: &crate::config::Config) -> Result<Vec<Migrated>, MigrateError> {
     let connection = crate::queue::connect(config.amqp.url.expose()).await?;
     let migrated = migrate(&connection, &Topology::from_config(config)).await;
     let _ = connection.close(200, "migration over").await;
-    Ok(migrated?)
+    migrated
 }
 
 /// Migrates every queue whose arguments differ; returns what moved (empty: all matched).

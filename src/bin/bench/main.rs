@@ -121,15 +121,8 @@ async fn main() -> anyhow::Result<()> {
         sink::SinkProcess::spawn(sink::Settings::new(&args, args.events * phases)).await?;
     let mut report = report::Report::new(&args);
     if (args.backlog || args.half_load) && !args.no_ceiling {
-        let ceiling = ceiling::measure(
-            &args.amqp_url,
-            &prefix,
-            args.events,
-            |s| bodies.body(s),
-            broker,
-        )
-        .await?;
-        report.ceiling(&ceiling);
+        let ceiling = ceiling::measure(&args.amqp_url, &prefix, args.events, |s| bodies.body(s), broker);
+        report.ceiling(&ceiling.await?);
     }
     let dir = std::env::temp_dir().join(&prefix);
     let config = config(&args, &prefix, &dir)?;
@@ -175,18 +168,8 @@ async fn main() -> anyhow::Result<()> {
     report.drain(&drain, args.backlog || args.half_load);
     if args.half_load {
         let rate = args.rate.unwrap_or(drain.per_second / 2.0);
-        let waiting = run::drain(&sink, expected * 2, broker);
-        let publishing = publish::paced(
-            &channel,
-            publish::DEFAULT_ACCOUNT,
-            &exchange,
-            &bodies,
-            args.events,
-            args.events,
-            Some(rate),
-        );
-        let (_, sent) = tokio::join!(waiting, publishing);
-        report.latency(Some(rate), &sent?, &sink.receipts().await?, args.events);
+        let load = HalfLoad { channel: &channel, exchange: &exchange, bodies: &bodies, sink: &sink };
+        load.run(&args, rate, expected * 2, broker, &mut report).await?;
     }
     let stats = sink.stats().await?;
     let metrics = app.metrics().clone();
@@ -199,6 +182,40 @@ async fn main() -> anyhow::Result<()> {
     delete_queues(&channel, &topology, &prefix, &dir).await?;
     close(&connection).await;
     Ok(())
+}
+
+/// The second phase of `--half-load`: as many events again, published at `rate` (half the
+/// backlog's drain rate unless `--rate` says otherwise), their latencies measured.
+struct HalfLoad<'a> {
+    channel: &'a lapin::Channel,
+    exchange: &'a str,
+    bodies: &'a publish::Bodies,
+    sink: &'a sink::SinkProcess,
+}
+
+impl HalfLoad<'_> {
+    async fn run(
+        &self,
+        args: &Args,
+        rate: f64,
+        expected: usize,
+        broker: Option<&str>,
+        report: &mut report::Report,
+    ) -> anyhow::Result<()> {
+        let waiting = run::drain(self.sink, expected, broker);
+        let publishing = publish::paced(
+            self.channel,
+            publish::DEFAULT_ACCOUNT,
+            self.exchange,
+            self.bodies,
+            args.events,
+            args.events,
+            Some(rate),
+        );
+        let (_, sent) = tokio::join!(waiting, publishing);
+        report.latency(Some(rate), &sent?, &self.sink.receipts().await?, args.events);
+        Ok(())
+    }
 }
 
 /// Closes the bench's own connection, so that its I/O loop does not end with the runtime (an

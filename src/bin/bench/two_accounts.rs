@@ -93,6 +93,24 @@ impl Noisy {
         })
     }
 
+    /// Noisy's webhooks: one per event type, each hanging (`--noisy-hanging-webhooks`), or one
+    /// slow webhook for every type.
+    async fn register(
+        &self,
+        app: &Application,
+        sink: std::net::SocketAddr,
+        flags: &Flags,
+    ) -> anyhow::Result<()> {
+        if flags.noisy_hanging_webhooks > 0 {
+            for event_type in &self.types {
+                crate::register(app, NOISY, sink, "hang", event_type).await?;
+            }
+            Ok(())
+        } else {
+            crate::register(app, NOISY, sink, "slow", "*").await
+        }
+    }
+
     /// Noisy's `i`-th event, interleaved over its webhooks' types.
     fn route(&self, i: usize) -> &str {
         &self.types[i % self.types.len()]
@@ -117,13 +135,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     queue::declare(&channel, &topology).await?;
 
     let app = Application::start(config.clone(), Role::Worker).await?;
-    if flags.noisy_hanging_webhooks > 0 {
-        for event_type in &noisy.types {
-            crate::register(&app, NOISY, sink.addr, "hang", event_type).await?;
-        }
-    } else {
-        crate::register(&app, NOISY, sink.addr, "slow", "*").await?;
-    }
+    noisy.register(&app, sink.addr, flags).await?;
     crate::register(&app, QUIET, sink.addr, "hook", "*").await?;
 
     // Published while the worker runs, as a tenant's backlog would build up: the worker takes
@@ -157,16 +169,51 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let (waited, sent) = tokio::join!(waiting, publishing);
     let (_, sent) = (waited?, sent?);
     let receipts = sink.receipts().await?;
-    let arrived = receipts.iter().filter(|r| **r != 0).count();
     let (slow, hanging) = sink.noisy().await?;
     let (incoming_ready, _) = queue::counts(&channel, &topology.names.incoming).await?;
     let metrics = app.metrics().render();
 
+    let hanging_mode = flags.noisy_hanging_webhooks > 0;
+    let pick = |slow, hanging| if hanging_mode { hanging } else { slow };
+    let observed = Observed {
+        sent,
+        receipts,
+        before: pick(slow_before, hanging_before),
+        after: pick(slow, hanging),
+        incoming_ready,
+        metrics,
+    };
+    let report = two_accounts_report(args, rate, noisy.events, &observed);
+
+    // Noisy's requests may hang: with the sink gone they end at once, and the worker stops.
+    sink.kill_and_wait().await;
+    crate::stop(app).await;
+    report.print(args.json);
+    crate::delete_queues(&channel, &topology, &prefix, &dir).await?;
+    crate::close(&connection).await;
+    Ok(())
+}
+
+/// What a two-account run saw, for its report.
+struct Observed {
+    sent: Vec<u64>,
+    receipts: Vec<u64>,
+    /// Noisy's endpoint before quiet's events were published, and at the end.
+    before: sink::NoisyStats,
+    after: sink::NoisyStats,
+    incoming_ready: u32,
+    metrics: String,
+}
+
+fn two_accounts_report(args: &Args, rate: f64, noisy_events: usize, observed: &Observed) -> Report {
+    let flags = &args.two;
+    let quiet_events = args.events;
+    let arrived = observed.receipts.iter().filter(|r| **r != 0).count();
     let mut report = Report::new(args);
     report.set("mode", json!("two_accounts"));
     report.set("quiet_events", json!(quiet_events));
     report.set("quiet_rate_per_s", json!(rate));
-    report.set("noisy_events", json!(noisy.events));
+    report.set("noisy_events", json!(noisy_events));
     if flags.noisy_hanging_webhooks > 0 {
         report.set(
             "noisy_hanging_webhooks",
@@ -180,35 +227,25 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     report.set("quiet_arrived", json!(arrived));
     report.set("quiet_missing", json!(quiet_events - arrived));
     let deadline_ms = flags.deadline_s as f64 * 1e3;
-    let (p50, p99, max) = percentiles(&sent, &receipts);
+    let (p50, p99, max) = percentiles(&observed.sent, &observed.receipts);
     report.set("quiet_latency_p50_ms", within(p50, deadline_ms));
     report.set("quiet_latency_p99_ms", within(p99, deadline_ms));
     report.set("quiet_latency_max_ms", within(max, deadline_ms));
-    let (endpoint, before) = if flags.noisy_hanging_webhooks > 0 {
-        (hanging, hanging_before)
-    } else {
-        (slow, slow_before)
-    };
+    let (endpoint, before) = (&observed.after, &observed.before);
     report.set("noisy_requests_before_quiet", json!(before.received));
     report.set("noisy_requests", json!(endpoint.received));
     report.set("noisy_answered", json!(endpoint.answered));
     report.set("noisy_in_flight_at_end", json!(endpoint.in_flight));
     report.set("noisy_max_in_flight", json!(endpoint.max_in_flight));
-    report.set("incoming_ready_at_end", json!(incoming_ready));
-    for (name, value) in report::samples(&metrics, "webhook_worker_deliveries_total")
+    report.set("incoming_ready_at_end", json!(observed.incoming_ready));
+    for (name, value) in report::samples(&observed.metrics, "webhook_worker_deliveries_total")
         .into_iter()
-        .chain(report::samples(&metrics, "webhook_worker_parks_total"))
+        .chain(report::samples(&observed.metrics, "webhook_worker_parks_total"))
     {
         report.set(&name, json!(value));
     }
 
-    // Noisy's requests may hang: with the sink gone they end at once, and the worker stops.
-    sink.kill_and_wait().await;
-    crate::stop(app).await;
-    report.print(args.json);
-    crate::delete_queues(&channel, &topology, &prefix, &dir).await?;
-    crate::close(&connection).await;
-    Ok(())
+    report
 }
 
 /// Polls the sink until `events` of quiet's arrived or `deadline` passed.

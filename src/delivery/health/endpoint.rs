@@ -22,6 +22,7 @@
 
 use std::time::{Duration, Instant};
 
+pub use super::verdict::{Admission, Change, ParkReason};
 use crate::delivery::outcome::Signal;
 
 const PATIENCE_FLOOR: Duration = Duration::from_millis(500);
@@ -41,67 +42,6 @@ pub struct Settings {
     pub cooldown: Duration,
     /// Longest a delivery should wait for a slot (`delivery.max_wait`).
     pub max_wait: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Send it now (`probe`: the one request of a half-open circuit).
-    Admit {
-        probe: bool,
-    },
-    /// Wait for a wake-up, or until then, and ask again.
-    Wait {
-        until: Instant,
-    },
-    Park(ParkReason),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParkReason {
-    /// The circuit is open (or half-open with its probe out).
-    CircuitOpen,
-    /// Every slot is taken and nothing in flight has been answered for the endpoint's patience.
-    Stalled,
-    /// The endpoint answers, but its turn would come later than `delivery.max_wait`.
-    Busy,
-    /// The account has its share of requests in flight, and its turn would come too late.
-    AccountBusy,
-}
-
-impl ParkReason {
-    pub fn code(self) -> &'static str {
-        match self {
-            ParkReason::CircuitOpen => "circuit_open",
-            ParkReason::Stalled => "stalled",
-            ParkReason::Busy => "endpoint_busy",
-            ParkReason::AccountBusy => "account_busy",
-        }
-    }
-
-    /// The endpoint or the account answers but is busy: nothing failed, so the park does not
-    /// count towards the delivery's attempts (see [`crate::retry::RetrySchedule::park_busy`]).
-    pub fn is_busy(self) -> bool {
-        matches!(self, ParkReason::Busy | ParkReason::AccountBusy)
-    }
-
-    /// What the delivery log says of a park for this reason.
-    pub fn detail(self) -> &'static str {
-        match self {
-            ParkReason::CircuitOpen => "parked: the webhook's circuit is open",
-            ParkReason::Stalled => "parked: the endpoint answers nothing in flight",
-            ParkReason::Busy => "parked: the endpoint is busy; its turn would come too late",
-            ParkReason::AccountBusy => "parked: the account has its share of requests in flight",
-        }
-    }
-}
-
-/// A change of state worth a log line and a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Opened { why: &'static str },
-    HalfOpen,
-    Closed,
-    Shrunk { from: u32, to: u32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

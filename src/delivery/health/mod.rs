@@ -15,6 +15,8 @@
 
 pub mod account;
 pub mod endpoint;
+pub mod verdict;
+mod permit;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -29,6 +31,8 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use account::{AccountState, Turn};
+pub use permit::Permit;
+use permit::{AccountWaiting, Waiting};
 pub use endpoint::ParkReason;
 use endpoint::{Admission as Decision, Change, EndpointState, Settings};
 
@@ -336,99 +340,6 @@ impl Health {
                 Change::Shrunk { from, to } => {
                     info!(webhook_id = %webhook, from, to, "concurrency limit shrunk")
                 }
-            }
-        }
-    }
-}
-
-/// Counts a delivery among the endpoint's waiting ones until it stops waiting, even if its
-/// task is cancelled.
-struct Waiting(Arc<Endpoint>);
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.waiting = state.waiting.saturating_sub(1);
-    }
-}
-
-/// Counts a delivery among its account's waiting ones until it stops waiting, even if its
-/// task is cancelled.
-struct AccountWaiting(Arc<Account>);
-
-impl Drop for AccountWaiting {
-    fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.waiting = state.waiting.saturating_sub(1);
-    }
-}
-
-/// One request's slots with its endpoint, its account and the global one; say how it ended
-/// with [`Permit::finish`]. Dropped unfinished, it frees the slots and teaches nothing.
-pub struct Permit {
-    endpoint: Arc<Endpoint>,
-    /// Taken after the endpoint's slot; `None` until then.
-    account: Option<Arc<Account>>,
-    health: Health,
-    started: std::time::Instant,
-    probe: bool,
-    /// The request goes out: the endpoint and the account count it as sent.
-    sent: bool,
-    finished: bool,
-    _global: Option<OwnedSemaphorePermit>,
-}
-
-impl Permit {
-    fn send(&mut self) {
-        let now = Instant::now().into_std();
-        self.endpoint.state().sent(now);
-        if let Some(account) = &self.account {
-            account.state().sent(now);
-        }
-        self.started = now;
-        self.sent = true;
-    }
-
-    pub fn finish(mut self, signal: Signal) {
-        self.finished = true;
-        if let Some(account) = &self.account {
-            let mut state = account.state();
-            let now = Instant::now().into_std();
-            state.finish(now, now.saturating_duration_since(self.started));
-            account.wake(&state);
-        }
-        let mut changes = Vec::new();
-        {
-            let mut state = self.endpoint.state();
-            let before = state.limit();
-            state.finish(
-                Instant::now().into_std(),
-                self.started,
-                self.probe,
-                signal,
-                &mut changes,
-            );
-            self.health
-                .metrics
-                .endpoint_limit(Some(before), Some(state.limit()));
-            self.endpoint.wake(&state);
-        }
-        self.health.report(self.endpoint.id, &changes);
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if !self.finished {
-            {
-                let mut state = self.endpoint.state();
-                state.dropped(self.probe, self.sent);
-                self.endpoint.wake(&state);
-            }
-            if let Some(account) = &self.account {
-                let mut state = account.state();
-                state.dropped(self.sent);
-                account.wake(&state);
             }
         }
     }

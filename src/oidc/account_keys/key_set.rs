@@ -5,10 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{
-    account_keys::KeysError,
-    keys::{SigningKey, SigningKeys},
-};
+use super::KeysError;
+use crate::oidc::keys::{SigningKey, SigningKeys};
 use crate::store::keys::{StoredKey, StoredKeySet};
 
 /// One key of a set and when it is in use.

@@ -22,10 +22,10 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    account_keys::{AccountKeys, KeysError},
     key_set::{decode_key, file_key_set},
-    keys::SigningKey,
+    AccountKeys, KeysError,
 };
+use crate::oidc::keys::SigningKey;
 use crate::store::public_keys::{PublicKeyRow, PublicKeySet};
 
 /// The members of a public RSA JWK; anything else in a stored JWK is left out.
