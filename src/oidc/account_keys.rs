@@ -32,7 +32,6 @@ use moka::future::Cache;
 pub mod key_set;
 pub mod published;
 
-pub use key_set::{AccountKey, KeySet};
 use self::{
     key_set::{decode_key, decode_set, file_key_set},
     published::{next_change, PublishedJwks, PublishedKey},
@@ -47,6 +46,7 @@ use crate::{
     secret::Secret,
     store::{keys::StoredKey, public_keys::PublicKeySet, Store, StoreError},
 };
+pub use key_set::{AccountKey, KeySet};
 
 /// Size of the keys made for accounts.
 const ACCOUNT_KEY_BITS: usize = 2048;

@@ -121,7 +121,13 @@ async fn main() -> anyhow::Result<()> {
         sink::SinkProcess::spawn(sink::Settings::new(&args, args.events * phases)).await?;
     let mut report = report::Report::new(&args);
     if (args.backlog || args.half_load) && !args.no_ceiling {
-        let ceiling = ceiling::measure(&args.amqp_url, &prefix, args.events, |s| bodies.body(s), broker);
+        let ceiling = ceiling::measure(
+            &args.amqp_url,
+            &prefix,
+            args.events,
+            |s| bodies.body(s),
+            broker,
+        );
         report.ceiling(&ceiling.await?);
     }
     let dir = std::env::temp_dir().join(&prefix);
@@ -168,8 +174,14 @@ async fn main() -> anyhow::Result<()> {
     report.drain(&drain, args.backlog || args.half_load);
     if args.half_load {
         let rate = args.rate.unwrap_or(drain.per_second / 2.0);
-        let load = HalfLoad { channel: &channel, exchange: &exchange, bodies: &bodies, sink: &sink };
-        load.run(&args, rate, expected * 2, broker, &mut report).await?;
+        let load = HalfLoad {
+            channel: &channel,
+            exchange: &exchange,
+            bodies: &bodies,
+            sink: &sink,
+        };
+        load.run(&args, rate, expected * 2, broker, &mut report)
+            .await?;
     }
     let stats = sink.stats().await?;
     let metrics = app.metrics().clone();
@@ -213,7 +225,12 @@ impl HalfLoad<'_> {
             Some(rate),
         );
         let (_, sent) = tokio::join!(waiting, publishing);
-        report.latency(Some(rate), &sent?, &self.sink.receipts().await?, args.events);
+        report.latency(
+            Some(rate),
+            &sent?,
+            &self.sink.receipts().await?,
+            args.events,
+        );
         Ok(())
     }
 }

@@ -240,7 +240,10 @@ fn two_accounts_report(args: &Args, rate: f64, noisy_events: usize, observed: &O
     report.set("incoming_ready_at_end", json!(observed.incoming_ready));
     for (name, value) in report::samples(&observed.metrics, "webhook_worker_deliveries_total")
         .into_iter()
-        .chain(report::samples(&observed.metrics, "webhook_worker_parks_total"))
+        .chain(report::samples(
+            &observed.metrics,
+            "webhook_worker_parks_total",
+        ))
     {
         report.set(&name, json!(value));
     }

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::delivery::outcome::Signal;
 
 const ACCOUNT: &str = "acct_test";
 

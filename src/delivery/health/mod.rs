@@ -15,8 +15,8 @@
 
 pub mod account;
 pub mod endpoint;
-pub mod verdict;
 mod permit;
+pub mod verdict;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -24,19 +24,19 @@ use std::{
 };
 
 use tokio::{
-    sync::{Notify, OwnedSemaphorePermit, Semaphore},
+    sync::{Notify, Semaphore},
     time::Instant,
 };
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use account::{AccountState, Turn};
-pub use permit::Permit;
-use permit::{AccountWaiting, Waiting};
 pub use endpoint::ParkReason;
 use endpoint::{Admission as Decision, Change, EndpointState, Settings};
+pub use permit::Permit;
+use permit::{AccountWaiting, Waiting};
 
-use crate::{config::Config, delivery::outcome::Signal, telemetry::Metrics};
+use crate::{config::Config, telemetry::Metrics};
 
 /// What a delivery may do now.
 pub enum Admission {
