@@ -117,7 +117,9 @@ async fn first_attempt(worker: &InProcessWorker) -> Duration {
 /// delivery. The next test is the one only the deadline can pass.
 #[tokio::test]
 async fn an_attempt_whose_token_endpoint_hangs_ends_in_time_and_is_retried() {
-    let worker = InProcessWorker::start(&config()).await;
+    // The hanging attempt opens the endpoint's circuit (no progress for `delivery.timeout`): a
+    // short park delay lets the retry, and its token request, go out soon.
+    let worker = InProcessWorker::start(&format!("{}\npark_delay = \"200ms\"", config())).await;
     let token_endpoint = TestReceiver::gated().await;
     let receiver = TestReceiver::start().await;
     let endpoint = format!("http://{}/token", token_endpoint.addr);
