@@ -139,6 +139,12 @@ async fn main() -> anyhow::Result<()> {
     let exchange = topology.names.events_exchange.clone();
     queue::declare(&channel, &topology).await?;
     let expected = args.events * args.webhooks;
+    let load = HalfLoad {
+        channel: &channel,
+        exchange: &exchange,
+        bodies: &bodies,
+        sink: &sink,
+    };
     let (app, drain) = if args.backlog || args.half_load {
         publish::backlog(
             &channel,
@@ -155,31 +161,12 @@ async fn main() -> anyhow::Result<()> {
         (app, run::drain(&sink, expected, broker).await?)
     } else {
         let app = start_worker(&args, &config, sink.addr).await?;
-        let waiting = run::drain(&sink, expected, broker);
-        let publishing = publish::paced(
-            &channel,
-            publish::DEFAULT_ACCOUNT,
-            &exchange,
-            &bodies,
-            0,
-            args.events,
-            args.rate,
-        );
-        let (drain, sent) = tokio::join!(waiting, publishing);
-        let (drain, sent) = (drain?, sent?);
-        report.latency(args.rate, &sent, &sink.receipts().await?, 0);
-        report.last_publish(sent.last().copied().unwrap_or(0), drain.stats.last_ns);
+        let drain = load.paced(&args, expected, broker, &mut report).await?;
         (app, drain)
     };
     report.drain(&drain, args.backlog || args.half_load);
     if args.half_load {
         let rate = args.rate.unwrap_or(drain.per_second / 2.0);
-        let load = HalfLoad {
-            channel: &channel,
-            exchange: &exchange,
-            bodies: &bodies,
-            sink: &sink,
-        };
         load.run(&args, rate, expected * 2, broker, &mut report)
             .await?;
     }
@@ -196,8 +183,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The second phase of `--half-load`: as many events again, published at `rate` (half the
-/// backlog's drain rate unless `--rate` says otherwise), their latencies measured.
+/// Events published while the worker runs, their latencies measured: the paced mode, and the
+/// second phase of `--half-load` (as many events again, at half the backlog's drain rate unless
+/// `--rate` says otherwise).
 struct HalfLoad<'a> {
     channel: &'a lapin::Channel,
     exchange: &'a str,
@@ -206,6 +194,32 @@ struct HalfLoad<'a> {
 }
 
 impl HalfLoad<'_> {
+    /// The paced mode (no `--backlog`): events published at `--rate` while the worker runs.
+    async fn paced(
+        &self,
+        args: &Args,
+        expected: usize,
+        broker: Option<&str>,
+        report: &mut report::Report,
+    ) -> anyhow::Result<run::Drain> {
+        let waiting = run::drain(self.sink, expected, broker);
+        let publishing = publish::paced(
+            self.channel,
+            publish::DEFAULT_ACCOUNT,
+            self.exchange,
+            self.bodies,
+            0,
+            args.events,
+            args.rate,
+        );
+        let (drain, sent) = tokio::join!(waiting, publishing);
+        let (drain, sent) = (drain?, sent?);
+        report.latency(args.rate, &sent, &self.sink.receipts().await?, 0);
+        report.last_publish(sent.last().copied().unwrap_or(0), drain.stats.last_ns);
+        Ok(drain)
+    }
+
+    /// The second phase of `--half-load`.
     async fn run(
         &self,
         args: &Args,
