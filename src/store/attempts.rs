@@ -192,15 +192,7 @@ impl Store {
         before: DateTime<Utc>,
         batch: i64,
     ) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "DELETE FROM delivery_attempts WHERE id IN \
-             (SELECT id FROM delivery_attempts WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind(timestamp(before))
-        .bind(batch)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected())
+        self.prune_older("delivery_attempts", before, batch).await
     }
 }
 

@@ -56,14 +56,26 @@ impl Store {
         before: DateTime<Utc>,
         batch: i64,
     ) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "DELETE FROM dead_letters WHERE id IN \
-             (SELECT id FROM dead_letters WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind(timestamp(before))
-        .bind(batch)
-        .execute(&self.pool)
-        .await?;
+        self.prune_older("dead_letters", before, batch).await
+    }
+
+    /// Deletes up to `batch` rows of `table` (one of ours, with `id` and a text `created_at`)
+    /// created before `before`; returns how many went.
+    pub(super) async fn prune_older(
+        &self,
+        table: &'static str,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN \
+             (SELECT id FROM {table} WHERE created_at < $1 LIMIT $2)"
+        );
+        let result = sqlx::query(&sql)
+            .bind(timestamp(before))
+            .bind(batch)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 }

@@ -194,6 +194,29 @@ struct HalfLoad<'a> {
 }
 
 impl HalfLoad<'_> {
+    /// Publishes `events` from sequence number `from` at `rate` while waiting for `expected`
+    /// deliveries in all; returns both outcomes.
+    async fn publish_while_draining(
+        &self,
+        from: usize,
+        events: usize,
+        rate: Option<f64>,
+        expected: usize,
+        broker: Option<&str>,
+    ) -> (anyhow::Result<run::Drain>, anyhow::Result<Vec<u64>>) {
+        let waiting = run::drain(self.sink, expected, broker);
+        let publishing = publish::paced(
+            self.channel,
+            publish::DEFAULT_ACCOUNT,
+            self.exchange,
+            self.bodies,
+            from,
+            events,
+            rate,
+        );
+        tokio::join!(waiting, publishing)
+    }
+
     /// The paced mode (no `--backlog`): events published at `--rate` while the worker runs.
     async fn paced(
         &self,
@@ -202,17 +225,9 @@ impl HalfLoad<'_> {
         broker: Option<&str>,
         report: &mut report::Report,
     ) -> anyhow::Result<run::Drain> {
-        let waiting = run::drain(self.sink, expected, broker);
-        let publishing = publish::paced(
-            self.channel,
-            publish::DEFAULT_ACCOUNT,
-            self.exchange,
-            self.bodies,
-            0,
-            args.events,
-            args.rate,
-        );
-        let (drain, sent) = tokio::join!(waiting, publishing);
+        let (drain, sent) = self
+            .publish_while_draining(0, args.events, args.rate, expected, broker)
+            .await;
         let (drain, sent) = (drain?, sent?);
         report.latency(args.rate, &sent, &self.sink.receipts().await?, 0);
         report.last_publish(sent.last().copied().unwrap_or(0), drain.stats.last_ns);
@@ -228,23 +243,11 @@ impl HalfLoad<'_> {
         broker: Option<&str>,
         report: &mut report::Report,
     ) -> anyhow::Result<()> {
-        let waiting = run::drain(self.sink, expected, broker);
-        let publishing = publish::paced(
-            self.channel,
-            publish::DEFAULT_ACCOUNT,
-            self.exchange,
-            self.bodies,
-            args.events,
-            args.events,
-            Some(rate),
-        );
-        let (_, sent) = tokio::join!(waiting, publishing);
-        report.latency(
-            Some(rate),
-            &sent?,
-            &self.sink.receipts().await?,
-            args.events,
-        );
+        let (_, sent) = self
+            .publish_while_draining(args.events, args.events, Some(rate), expected, broker)
+            .await;
+        let receipts = self.sink.receipts().await?;
+        report.latency(Some(rate), &sent?, &receipts, args.events);
         Ok(())
     }
 }
