@@ -26,9 +26,9 @@
 # the two base images for the next run (saves about 2.5 minutes); DEBIAN_MIRROR picks another
 # Debian mirror.
 #
-# The base images cost network and disk, little CPU, so .ci/run makes them beside its first
-# steps: `--bases-only` makes them (step 1) and stops, keeping them; a later `--reuse-bases`
-# run starts from them and removes them at the end as usual.
+# .ci/run makes the image beside its other steps: `--build-only` makes the base images and the
+# image (steps 1 and 2) and stops, keeping them; a later `--reuse-build` run checks that image
+# (step 3; it builds what is missing first) and removes everything at the end as usual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -39,18 +39,18 @@ passed=0
 ok() { passed=$((passed + 1)); step "ok: $*"; }
 fail() { echo "container-smoke: $*" >&2; exit 1; }
 
-bases_only=0 reuse_bases=0
+build_only=0 reuse_build=0
 case "${1:-}" in
   "") ;;
-  --bases-only) bases_only=1 ;;
-  --reuse-bases) reuse_bases=1 ;;
-  *) fail "unknown argument '$1' (expected none, --bases-only or --reuse-bases)" ;;
+  --build-only) build_only=1 ;;
+  --reuse-build) reuse_build=1 ;;
+  *) fail "unknown argument '$1' (expected none, --build-only or --reuse-build)" ;;
 esac
 [[ $# -le 1 ]] || fail "one argument at most"
-# Whether the base images stay after this run: for the next run, or for the run a --bases-only
-# one prepares.
+# Whether the base images stay after this run: for the next run, or for the run a --build-only
+# one prepares (which keeps the image too).
 keep_bases=0
-if [[ ${SMOKE_KEEP_BASES:-0} == 1 || $bases_only == 1 ]]; then keep_bases=1; fi
+if [[ ${SMOKE_KEEP_BASES:-0} == 1 || $build_only == 1 ]]; then keep_bases=1; fi
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (buildah with vfs storage, chroot, PID namespaces)"
 work=$repo/target/container-smoke
@@ -62,7 +62,7 @@ export BUILDAH_ISOLATION=chroot
 # Storage of our own under target/, so that nothing of the machine's is touched or filled.
 bh() { buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs "$@"; }
 
-if [[ ${SMOKE_KEEP_BASES:-0} != 1 && $reuse_bases != 1 ]]; then rm -rf "$work"; fi
+if [[ ${SMOKE_KEEP_BASES:-0} != 1 && $reuse_build != 1 ]]; then rm -rf "$work"; fi
 rm -rf "$logs" "$work/scratch"
 mkdir -p "$logs" "$work/scratch"
 free_gb=$(df --output=avail -BG "$work" | tail -1 | tr -dc 0-9)
@@ -96,7 +96,7 @@ cleanup() {
   fi
   # Every container in this storage is one of ours (a failed build leaves its own too).
   bh rm --all >/dev/null 2>&1 || true
-  bh rmi "$image" >/dev/null 2>&1 || true
+  if [[ $build_only != 1 || $status != 0 ]]; then bh rmi "$image" >/dev/null 2>&1 || true; fi
   if [[ $keep_bases != 1 ]]; then
     bh rmi --all --force >/dev/null 2>&1 || true
     rm -rf "$work/storage" "$work/run"
@@ -205,20 +205,23 @@ if ! bh inspect --type image "$builder_image" >/dev/null 2>&1; then
   bh commit --quiet --rm "$ctr" "$builder_image" >/dev/null
 fi
 
-if [[ $bases_only == 1 ]]; then
-  step "base images ready: $runtime_image, $builder_image"
-  exit 0
-fi
-
 # --- 2. The image -----------------------------------------------------------------------------
 
-step "buildah build (release build of the project inside the builder; about 10 minutes)"
-# --format docker: OCI image configs have no HEALTHCHECK, and the check below runs it.
-bh build --pull=never --format docker \
-  --build-arg RUST_IMAGE="$builder_image" --build-arg RUNTIME_IMAGE="$runtime_image" \
-  -t "$image" -f Dockerfile . >"$logs/build.log" 2>&1 \
-  || { tail -n 40 "$logs/build.log" >&2; fail "buildah build failed"; }
+if [[ $reuse_build == 1 ]] && bh inspect --type image "$image" >/dev/null 2>&1; then
+  step "image $image: the one a --build-only run made"
+else
+  step "buildah build (release build of the project inside the builder; about 6 minutes)"
+  # --format docker: OCI image configs have no HEALTHCHECK, and the check below runs it.
+  bh build --pull=never --format docker \
+    --build-arg RUST_IMAGE="$builder_image" --build-arg RUNTIME_IMAGE="$runtime_image" \
+    -t "$image" -f Dockerfile . >"$logs/build.log" 2>&1 \
+    || { tail -n 40 "$logs/build.log" >&2; fail "buildah build failed"; }
+fi
 size=$(bh images --format '{{.Size}}' "$image")
+if [[ $build_only == 1 ]]; then
+  step "built: $image ($size), on the base images $runtime_image, $builder_image"
+  exit 0
+fi
 
 # --- 3. Run it as a container would -----------------------------------------------------------
 
