@@ -18,9 +18,9 @@ mod fairness;
 mod oidc;
 mod operations;
 
-pub use amqp::AmqpConfig;
+pub use amqp::{AmqpConfig, QueuePrefix};
 pub use api::{ApiConfig, ApiToken};
-pub use database::DatabaseConfig;
+pub use database::{DatabaseConfig, DecryptionKeys, EncryptionKey};
 pub use delivery::{DeliveryConfig, ATTEMPT_DEADLINE_SLACK};
 use describe::describe;
 pub use duration::{HumanDuration, MAX_DURATION};
@@ -130,13 +130,13 @@ impl Config {
     }
 
     /// The 32-byte key that encrypts secrets at rest, or `None` when none is configured.
-    pub fn encryption_key(&self) -> Result<Option<[u8; 32]>, InvalidValue> {
-        self.database.encryption_key()
+    pub fn encryption_key(&self) -> Option<[u8; 32]> {
+        self.database.encryption_key.bytes()
     }
 
-    /// The keys of `database.decryption_keys`, in order (see [`DatabaseConfig::decryption_keys`]).
-    pub fn decryption_keys(&self) -> Result<Vec<[u8; 32]>, InvalidValue> {
-        self.database.decryption_keys()
+    /// The keys of `database.decryption_keys`, in order.
+    pub fn decryption_keys(&self) -> &[[u8; 32]] {
+        self.database.decryption_keys.bytes()
     }
 }
 

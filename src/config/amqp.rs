@@ -1,7 +1,9 @@
 //! `[amqp]`: the broker, the names of the worker's exchange and queues, and the limits of what
 //! the worker takes from the broker at once.
 
-use serde::Deserialize;
+use std::{fmt, ops::Deref};
+
+use serde::{de::Error as _, Deserialize, Deserializer};
 
 use super::{HumanDuration, Invalid};
 use crate::secret::Secret;
@@ -10,7 +12,7 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
     pub url: Secret,
-    pub prefix: String,
+    pub prefix: QueuePrefix,
     pub prefetch: u16,
     pub max_message_bytes: usize,
     pub reconnect_max_backoff: HumanDuration,
@@ -28,17 +30,6 @@ impl AmqpConfig {
                 "amqp.url",
                 "must start with amqp:// or amqps://, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
                     .into(),
-            ));
-        }
-        if self.prefix.is_empty()
-            || !self
-                .prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err((
-                "amqp.prefix",
-                "must be non-empty: letters, digits, '.', '_', '-'".into(),
             ));
         }
         if self.prefetch == 0 {
@@ -60,5 +51,47 @@ impl AmqpConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `amqp.prefix`: the start of every exchange and queue name the worker declares. Letters,
+/// digits, '.', '_' and '-', checked as it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePrefix(String);
+
+impl QueuePrefix {
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+        if text.is_empty() || !text.chars().all(allowed) {
+            return Err("must be non-empty: letters, digits, '.', '_', '-'");
+        }
+        Ok(Self(text.to_string()))
+    }
+}
+
+impl Deref for QueuePrefix {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for QueuePrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueuePrefix {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(D::Error::custom)
+    }
+}
+
+impl PartialEq<&str> for QueuePrefix {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }

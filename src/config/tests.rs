@@ -134,7 +134,7 @@ fn decryption_keys_are_checked_by_entry_and_need_an_encryption_key() {
         "[database]\nencryption_key = \"{key}\"\ndecryption_keys = [\"{key}\"]\n"
     ))
     .unwrap();
-    assert_eq!(config.decryption_keys().unwrap(), vec![[1u8; 32]]);
+    assert_eq!(config.decryption_keys(), [[1u8; 32]]);
     let err = Config::from_toml(&format!(
         "[database]\nencryption_key = \"{key}\"\ndecryption_keys = [\"{key}\", \"c2hvcnQ=\"]\n"
     ))
@@ -282,4 +282,29 @@ fn an_address_error_shows_the_form_expected() {
         assert!(err.contains(key), "{toml}: {err}");
         assert!(err.contains(form), "{toml}: {err}");
     }
+}
+
+#[test]
+fn a_prefix_with_other_characters_is_refused_as_it_is_read() {
+    let err = Config::from_toml("[amqp]\nprefix = \"web hooks\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("amqp.prefix") && err.contains("letters, digits"),
+        "{err}"
+    );
+    assert!(QueuePrefix::parse("").is_err());
+    assert_eq!(&*QueuePrefix::parse("whw-1.a_b").unwrap(), "whw-1.a_b");
+}
+
+#[test]
+fn the_keys_never_show_in_debug_output() {
+    let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let config = Config::from_toml(&format!(
+        "[database]\nencryption_key = \"{key}\"\ndecryption_keys = [\"{key}\"]\n"
+    ))
+    .unwrap();
+    let shown = format!("{:?}", config.database);
+    assert!(!shown.contains(key) && !shown.contains("[1, 1"), "{shown}");
+    assert_eq!(config.encryption_key(), Some([1u8; 32]));
 }

@@ -45,9 +45,6 @@ pub enum StoreError {
     NoKeyForSecret,
     #[error("a stored row is corrupt: {0}")]
     Corrupt(String),
-    /// A `database.*` setting that the store cannot use.
-    #[error("{key} {reason}")]
-    Config { key: &'static str, reason: String },
     #[error("cannot open the database (database.url)")]
     Open(#[source] Box<StoreError>),
 }
@@ -78,22 +75,12 @@ impl Store {
     /// [`Store::connect`] with `database.url`, `database.max_connections` and
     /// `database.encryption_key`.
     pub async fn from_config(config: &crate::config::Config) -> Result<Self, StoreError> {
-        let key = config
-            .encryption_key()
-            .map_err(|reason| StoreError::Config {
-                key: "database.encryption_key",
-                reason: reason.to_string(),
-            })?;
-        let others = config
-            .decryption_keys()
-            .map_err(|reason| StoreError::Config {
-                key: "database.decryption_keys",
-                reason: reason.to_string(),
-            })?;
+        let key = config.encryption_key();
+        let others = config.decryption_keys();
         Store::connect_with(
             config.database.url.expose(),
             config.database.max_connections,
-            key.map(|key| Cipher::with_decryption_keys(key, &others)),
+            key.map(|key| Cipher::with_decryption_keys(key, others)),
         )
         .await
         .map_err(|error| StoreError::Open(Box::new(error)))

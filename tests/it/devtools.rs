@@ -75,7 +75,7 @@ async fn publish_puts_an_event_on_the_exchange_that_a_running_worker_delivers() 
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
         .args(["publish", "--account-id", "acct"])
         .env("WEBHOOK_WORKER__AMQP__URL", AMQP_URL)
-        .env("WEBHOOK_WORKER__AMQP__PREFIX", &worker.config.amqp.prefix)
+        .env("WEBHOOK_WORKER__AMQP__PREFIX", &*worker.config.amqp.prefix)
         .output()
         .await
         .expect("publish runs");

@@ -158,7 +158,7 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> TestApp {
     let store = Store::connect(
         config.database.url.expose(),
         config.database.max_connections,
-        config.encryption_key().expect("a valid key"),
+        config.encryption_key(),
     )
     .await
     .expect("the store opens");
