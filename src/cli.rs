@@ -91,6 +91,10 @@ pub enum Command {
         /// Also print each delivery's headers and its body, pretty-printed.
         #[arg(long)]
         verbose: bool,
+        /// Refuse (400) a Standard Webhooks delivery whose webhook-timestamp is further than
+        /// this from now; accepted deliveries are remembered this long to refuse replays.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        tolerance: std::time::Duration,
     },
     /// Publish an event to the events exchange (<amqp.prefix>.events) as a producer would, and
     /// wait for the broker's confirm.
@@ -186,12 +190,14 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             secret,
             status,
             verbose,
+            tolerance,
         } => {
             let options = commands::ListenArgs {
                 bind: std::net::SocketAddr::new(*bind, *port),
                 secret: secret.clone(),
                 status: *status,
                 verbose: *verbose,
+                tolerance: *tolerance,
             };
             commands::listen(&config()?, options).await?
         }

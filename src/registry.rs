@@ -341,6 +341,9 @@ mod tests {
             created_at: now,
             updated_at: now,
             oidc: None,
+            signature_format: Default::default(),
+            previous_secret: None,
+            standard_keys: Default::default(),
         })
     }
 

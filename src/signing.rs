@@ -13,6 +13,7 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// The prefix of a Standard Webhooks secret; the rest is its key, in base64.
 pub const STANDARD_SECRET_PREFIX: &str = "whsec_";
@@ -78,6 +79,71 @@ pub fn standard_key(secret: &str) -> Result<Vec<u8>, NotAStandardSecret> {
     }
 }
 
+/// A Standard Webhooks key, decoded once when its webhook is read (not at every delivery), and
+/// never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StandardKey(Vec<u8>);
+
+impl StandardKey {
+    /// The key of `secret` ([`standard_key`]).
+    pub fn parse(secret: &str) -> Result<Self, NotAStandardSecret> {
+        standard_key(secret).map(StandardKey)
+    }
+
+    /// Appends this key's `v1,<base64>` signature of a delivery to `out`. `timestamp` is the
+    /// attempt's Unix seconds as the `webhook-timestamp` header carries them, so the text is
+    /// formatted once per attempt and no buffer but `out` is needed.
+    pub fn sign_into(&self, out: &mut String, id: &str, timestamp: &str, body: &[u8]) {
+        let mut mac = mac(&self.0);
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        out.push_str("v1,");
+        STANDARD.encode_string(mac.finalize().into_bytes(), out);
+    }
+}
+
+impl StandardKey {
+    /// Whether any of the space-separated `v1,<base64>` signatures of a `webhook-signature`
+    /// header is this key's for the delivery (compared in constant time). Other versions are
+    /// skipped, as the specification asks.
+    pub fn verifies(&self, header: &str, id: &str, timestamp: &str, body: &[u8]) -> bool {
+        let mut expected = String::with_capacity(48);
+        self.sign_into(&mut expected, id, timestamp, body);
+        header
+            .split(' ')
+            .filter(|signature| signature.starts_with("v1,"))
+            .any(|signature| bool::from(signature.as_bytes().ct_eq(expected.as_bytes())))
+    }
+}
+
+impl std::fmt::Debug for StandardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The `webhook-signature` header of a delivery: each key's signature, space-separated (the
+/// current key's first, then the previous one's during a rotation's overlap).
+pub fn standard_signatures<'a>(
+    keys: impl IntoIterator<Item = &'a StandardKey>,
+    id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> String {
+    // "v1," and 44 characters of base64 per signature, and a space between two.
+    let mut out = String::with_capacity(96);
+    for key in keys {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        key.sign_into(&mut out, id, timestamp, body);
+    }
+    out
+}
+
 /// A new Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
 pub fn new_standard_secret() -> String {
     let key: [u8; 32] = rand::random();
@@ -87,13 +153,9 @@ pub fn new_standard_secret() -> String {
 /// One `v1,<base64>` signature of a delivery: `key` from [`standard_key`], `id` the event id,
 /// `timestamp` the attempt's Unix seconds.
 pub fn standard_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = mac(key);
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    let mut out = String::new();
+    StandardKey(key.to_vec()).sign_into(&mut out, id, &timestamp.to_string(), body);
+    out
 }
 
 #[cfg(test)]
@@ -126,6 +188,30 @@ mod tests {
             standard_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
             key
         );
+    }
+
+    #[test]
+    fn two_keys_sign_space_separated_the_current_first() {
+        let current = StandardKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let previous = StandardKey::parse(&new_standard_secret()).unwrap();
+        let (id, body) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", br#"{"test": 2432232314}"#);
+        let one = standard_signatures([&current], id, "1614265330", body);
+        assert_eq!(one, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let two = standard_signatures([&current, &previous], id, "1614265330", body);
+        let (first, second) = two.split_once(' ').unwrap();
+        assert_eq!(first, one);
+        assert_eq!(
+            second,
+            standard_signatures([&previous], id, "1614265330", body)
+        );
+        assert_eq!(format!("{current:?}"), "[redacted]");
+        for (key, ok) in [(&current, true), (&previous, true)] {
+            assert_eq!(key.verifies(&two, id, "1614265330", body), ok);
+        }
+        assert!(previous.verifies(&format!("v2,x {two}"), id, "1614265330", body));
+        assert!(!current.verifies(&two, id, "1614265331", body));
+        assert!(!current.verifies(&two, id, "1614265330", b"{}"));
+        assert!(!current.verifies("", id, "1614265330", body));
     }
 
     #[test]

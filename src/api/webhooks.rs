@@ -3,7 +3,8 @@
 //! Every read and write is scoped to the token's [`Account`]: another account's webhook is
 //! indistinguishable from a missing one. Every successful write goes to the store first and then
 //! to this process's registry, so deliveries here see it at once (other replicas within
-//! `registry.refresh`). Responses are built from [`Webhook::view`], which has no secret fields.
+//! `registry.refresh`). Responses are built from [`Webhook::view`], which has no stored secret;
+//! the one secret ever shown is one the API generated, in the answer to the write that made it.
 
 use axum::{
     extract::{RawQuery, State},
@@ -25,8 +26,9 @@ use super::{
     ApiState,
 };
 use crate::{
+    secret::Secret,
     store::origin_of,
-    webhook::{Draft, Webhook, WebhookPatch, WebhookView},
+    webhook::{Draft, Rotation, Webhook, WebhookPatch, WebhookView},
 };
 
 /// Now, at the millisecond precision the store keeps, so the registry's copy equals the stored one.
@@ -63,6 +65,41 @@ fn secrets_storable(state: &ApiState, account: &str, patch: &WebhookPatch) -> Ve
     errors
 }
 
+/// The signing side of a write, before validation: a `standard_webhooks` webhook left without
+/// a secret gets a new one (returned, for this answer alone; `cleared`: this request sent
+/// `secret: null`, which is refused instead), and an update that replaces the secret keeps the
+/// replaced one signing for `signature.rotation_overlap`.
+fn prepare_signing(
+    state: &ApiState,
+    draft: &mut Draft,
+    cleared: bool,
+    existing: Option<&Webhook>,
+    now: chrono::DateTime<Utc>,
+    problems: &mut Vec<ErrorEntry>,
+) -> Option<Secret> {
+    let generated = draft.generate_missing_secret(cleared);
+    if generated.is_some() && !state.store.can_store_secrets() {
+        problems.push(ErrorEntry::field(
+            "secret",
+            "cannot be generated for signature_format \"standard_webhooks\": it cannot be \
+             stored, database.encryption_key is not configured on this server",
+        ));
+    }
+    if let Some(existing) = existing {
+        let overlap = state.config.signature.rotation_overlap.0;
+        draft.rotate_from(existing, Rotation { now, overlap });
+    }
+    generated
+}
+
+/// The answer's view, with the secret this write generated, if any: the one time a secret is
+/// shown.
+fn view_with(webhook: &Webhook, generated: Option<Secret>) -> WebhookView {
+    let mut view = webhook.view();
+    view.secret = generated.map(|secret| secret.expose().to_string());
+    view
+}
+
 /// Validates the merged draft; every broken rule (and every unstorable secret) is listed.
 fn validated(
     state: &ApiState,
@@ -90,7 +127,7 @@ fn validated(
     security(("bearer" = [])),
     request_body = WebhookPatch,
     responses(
-        (status = 201, description = "Created; Location names it", body = WebhookView),
+        (status = 201, description = "Created; Location names it. With `secret` when this request made a `standard_webhooks` webhook without one: the generated secret, shown this once", body = WebhookView),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 413, description = "The body is over api.max_body_bytes", body = ErrorBody),
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
@@ -106,10 +143,12 @@ pub async fn create(
     _: Write,
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> Result<Response, ApiError> {
-    let unstorable = secrets_storable(&state, &account, &patch);
+    let mut unstorable = secrets_storable(&state, &account, &patch);
     let now = now();
     let id = Uuid::new_v4();
-    let draft = Draft::default().apply(patch);
+    let cleared = matches!(patch.secret, Some(None));
+    let mut draft = Draft::default().apply(patch);
+    let generated = prepare_signing(&state, &mut draft, cleared, None, now, &mut unstorable);
     let webhook = validated(&state, draft, unstorable, id, &account, now, now)?;
     let limit = state.max_webhooks_per_account;
     if !state.store.insert_limited(&webhook, limit).await? {
@@ -118,7 +157,7 @@ pub async fn create(
              (api.max_webhooks_per_account); delete one first"
         ))]));
     }
-    let view = webhook.view();
+    let view = view_with(&webhook, generated);
     tracing::info!(webhook_id = %id, account_id = %account, "webhook created");
     state.registry.upsert(webhook);
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
@@ -165,7 +204,7 @@ pub async fn get(
     params(("id" = Uuid, Path, description = "The webhook's id")),
     request_body = WebhookPatch,
     responses(
-        (status = 200, description = "The updated webhook", body = WebhookView),
+        (status = 200, description = "The updated webhook. With `secret` when this request left a `standard_webhooks` webhook without one: the generated secret, shown this once", body = WebhookView),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 413, description = "The body is over api.max_body_bytes", body = ErrorBody),
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
@@ -190,24 +229,27 @@ pub async fn update(
         .ok_or(ApiError::WebhookNotFound)?;
     let mut problems = secrets_storable(&state, &account, &patch);
     let secret_sent = matches!(patch.oidc_client_secret, Some(Some(_)));
-    let draft = Draft::of(&existing).apply(patch);
+    let cleared = matches!(patch.secret, Some(None));
+    let mut draft = Draft::of(&existing).apply(patch);
     if let Some(problem) = client_secret_rebinding(&existing, &draft, secret_sent) {
         problems.push(problem);
     }
-    let webhook = validated(
+    let now = now();
+    let generated = prepare_signing(
         &state,
-        draft,
-        problems,
-        id,
-        &account,
-        existing.created_at,
-        now(),
-    )?;
+        &mut draft,
+        cleared,
+        Some(&existing),
+        now,
+        &mut problems,
+    );
+    let created_at = existing.created_at;
+    let webhook = validated(&state, draft, problems, id, &account, created_at, now)?;
     // Deleted between the read and the write: the same answer as if it had never existed.
     if !store.update(&webhook).await? {
         return Err(ApiError::WebhookNotFound);
     }
-    let view = webhook.view();
+    let view = view_with(&webhook, generated);
     tracing::info!(webhook_id = %id, account_id = %account, "webhook updated");
     state.registry.upsert(webhook);
     Ok(Json(view))

@@ -127,6 +127,7 @@ pub(super) struct ListenArgs {
     pub secret: Option<String>,
     pub status: u16,
     pub verbose: bool,
+    pub tolerance: std::time::Duration,
 }
 
 pub(super) async fn listen(config: &Config, args: ListenArgs) -> anyhow::Result<()> {
@@ -140,6 +141,7 @@ pub(super) async fn listen(config: &Config, args: ListenArgs) -> anyhow::Result<
         signature_header: config.signature.header.clone(),
         status,
         verbose: args.verbose,
+        tolerance: args.tolerance,
     };
     tools::listen::run(options).await
 }

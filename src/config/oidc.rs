@@ -10,12 +10,19 @@ use super::{HumanDuration, Invalid};
 #[serde(deny_unknown_fields)]
 pub struct SignatureConfig {
     pub header: String,
+    /// How long a replaced secret keeps signing beside the new one; zero: not at all.
+    pub rotation_overlap: HumanDuration,
 }
 
 impl SignatureConfig {
-    /// Checks that the header name is one HTTP allows.
+    /// The header of the previous secret's signature during a rotation's overlap.
+    pub fn previous_header(&self) -> String {
+        format!("{}-Previous", self.header)
+    }
+
+    /// Checks that the header name, and the `-Previous` one after it, are names HTTP allows.
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        if reqwest::header::HeaderName::from_str(&self.header).is_err() {
+        if reqwest::header::HeaderName::from_str(&self.previous_header()).is_err() {
             return Err(("signature.header", "is not a valid HTTP header name".into()));
         }
         Ok(())

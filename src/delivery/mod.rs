@@ -20,7 +20,7 @@ use crate::{
     net::{resolver, AddressPolicy},
     oidc::TokenProvider,
     secret::Secret,
-    signing::sign,
+    signing::{sign, standard_signatures, SignatureFormat},
     telemetry::Metrics,
     webhook::{OidcSettings, Webhook},
 };
@@ -92,6 +92,8 @@ pub struct Deliverer {
     client: Client,
     policy: AddressPolicy,
     signature_header: HeaderName,
+    /// `<signature.header>-Previous`: the previous secret's signature during an overlap.
+    previous_signature_header: HeaderName,
     max_response_bytes: usize,
     /// Bounds the whole attempt, token requests and the retry after a 401 included.
     attempt_deadline: Duration,
@@ -107,6 +109,7 @@ impl Deliverer {
             client: http_client(config.delivery.timeout.0, policy.clone())?,
             policy,
             signature_header: HeaderName::try_from(config.signature.header.as_str())?,
+            previous_signature_header: HeaderName::try_from(config.signature.previous_header())?,
             max_response_bytes: config.delivery.max_response_bytes,
             attempt_deadline: config.delivery.attempt_deadline(),
             tokens: None,
@@ -241,10 +244,7 @@ impl Deliverer {
         if let Some(correlation_id) = attempt.correlation_id {
             request = request.header("X-Correlation-Id", correlation_id);
         }
-        if let Some(secret) = &webhook.secret {
-            let signature = sign(secret.expose().as_bytes(), &attempt.body);
-            request = request.header(self.signature_header.clone(), signature);
-        }
+        request = self.signed(request, webhook, attempt);
         if let Some(token) = token {
             match HeaderValue::try_from(format!("Bearer {}", token.expose())) {
                 Ok(mut value) => {
@@ -257,6 +257,54 @@ impl Deliverer {
             }
         }
         request.body(attempt.body.clone())
+    }
+
+    /// The signature headers: the platform's (and its `-Previous` during a rotation's overlap)
+    /// for every webhook with a secret, and for `standard_webhooks` the specification's three,
+    /// signed at this attempt's time with keys decoded when the webhook was read.
+    fn signed(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        webhook: &Webhook,
+        attempt: &Attempt<'_>,
+    ) -> reqwest::RequestBuilder {
+        let Some(secret) = &webhook.secret else {
+            return request;
+        };
+        let now = chrono::Utc::now();
+        let body: &[u8] = &attempt.body;
+        let previous = webhook.previous_secret_at(now);
+        request = request.header(
+            self.signature_header.clone(),
+            sign(secret.expose().as_bytes(), body),
+        );
+        if let Some(previous) = previous {
+            request = request.header(
+                self.previous_signature_header.clone(),
+                sign(previous.secret.expose().as_bytes(), body),
+            );
+        }
+        let keys = &webhook.standard_keys;
+        let Some(current) = keys.current.as_ref() else {
+            return request;
+        };
+        if webhook.signature_format != SignatureFormat::StandardWebhooks {
+            return request;
+        }
+        let id = attempt.event.id.as_str();
+        let timestamp = now.timestamp().to_string();
+        // The previous key only while its overlap runs (and only if it is a Standard key).
+        let previous_key = previous.and(keys.previous.as_ref());
+        let signatures = standard_signatures(
+            std::iter::once(current).chain(previous_key),
+            id,
+            &timestamp,
+            body,
+        );
+        request
+            .header("webhook-id", id)
+            .header("webhook-signature", signatures)
+            .header("webhook-timestamp", timestamp)
     }
 
     /// Reads the response body up to the limit, so the connection can be reused; the rest is

@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use super::{
-    secrets::{origin_of, SECRET_COLUMNS},
+    secrets::{origin_of, HOLDS_SECRETS, SECRET_COLUMNS},
     Store, StoreError,
 };
 
@@ -19,8 +19,7 @@ impl Store {
             return Ok(());
         }
         let rows = sqlx::query(&format!(
-            "SELECT {SECRET_COLUMNS} FROM webhooks \
-             WHERE secret_enc IS NOT NULL OR oidc_client_secret_enc IS NOT NULL"
+            "SELECT {SECRET_COLUMNS} FROM webhooks WHERE {HOLDS_SECRETS}"
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -36,9 +35,11 @@ impl Store {
             let origin = origin_of(endpoint.as_deref().unwrap_or_default());
             // Only if unchanged since read: a replica's API write in between wins.
             sqlx::query(
-                "UPDATE webhooks SET secret_enc = $3, oidc_client_secret_enc = $4 \
+                "UPDATE webhooks SET secret_enc = $3, oidc_client_secret_enc = $4, \
+                 previous_secret_enc = $7 \
                  WHERE id = $1 AND account_id = $2 AND secret_enc IS NOT DISTINCT FROM $5 \
-                 AND oidc_client_secret_enc IS NOT DISTINCT FROM $6",
+                 AND oidc_client_secret_enc IS NOT DISTINCT FROM $6 \
+                 AND previous_secret_enc IS NOT DISTINCT FROM $8",
             )
             .bind(id.clone())
             .bind(account.clone())
@@ -52,6 +53,14 @@ impl Store {
             )?)
             .bind(row.try_get::<Option<String>, _>("secret_enc")?)
             .bind(row.try_get::<Option<String>, _>("oidc_client_secret_enc")?)
+            .bind(self.encrypt(
+                opened.previous_secret.as_ref(),
+                &account,
+                &id,
+                "previous_secret_enc",
+                "",
+            )?)
+            .bind(row.try_get::<Option<String>, _>("previous_secret_enc")?)
             .execute(&self.pool)
             .await?;
             webhooks += 1;

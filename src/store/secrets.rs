@@ -1,29 +1,34 @@
-//! Secrets in webhook rows: encrypting a webhook's signing and OAuth client secrets on the way
-//! in, bound to their account, row, column and (for the client secret) token endpoint, and
-//! checking at connect that the configured key reads what is stored.
+//! Secrets in webhook rows: encrypting a webhook's signing secrets (current and previous) and
+//! OAuth client secret on the way in, bound to their account, row, column and (for the client
+//! secret) token endpoint, and checking at connect that the configured key reads what is stored.
 
 use sqlx::{any::AnyRow, Row};
 
 use super::{Store, StoreError};
 use crate::secret::Secret;
 
-/// A row's two secrets, opened: the signing secret, the OAuth client secret, and whether either
-/// needs encrypting again (earlier format, or opened by a key that only reads).
+/// A row's secrets, opened: the signing secret, the previous one (during a rotation's overlap),
+/// the OAuth client secret, and whether any needs encrypting again (earlier format, or opened by
+/// a key that only reads).
 pub(super) struct OpenedSecrets {
     pub secret: Option<Secret>,
+    pub previous_secret: Option<Secret>,
     pub client_secret: Option<Secret>,
     pub stale: bool,
 }
 
 /// The columns [`Store::read_secret_columns`] needs.
 pub(super) const SECRET_COLUMNS: &str =
-    "id, account_id, oidc_token_endpoint, secret_enc, oidc_client_secret_enc";
+    "id, account_id, oidc_token_endpoint, secret_enc, oidc_client_secret_enc, previous_secret_enc";
+
+/// Rows holding any secret.
+pub(super) const HOLDS_SECRETS: &str = "secret_enc IS NOT NULL \
+    OR oidc_client_secret_enc IS NOT NULL OR previous_secret_enc IS NOT NULL";
 
 impl Store {
     pub(super) async fn check_key(&self) -> Result<(), StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {SECRET_COLUMNS} FROM webhooks \
-             WHERE secret_enc IS NOT NULL OR oidc_client_secret_enc IS NOT NULL LIMIT 1"
+            "SELECT {SECRET_COLUMNS} FROM webhooks WHERE {HOLDS_SECRETS} LIMIT 1"
         ))
         .fetch_optional(&self.pool)
         .await?;
@@ -37,7 +42,7 @@ impl Store {
         Ok(())
     }
 
-    /// Both secret columns of a row ([`SECRET_COLUMNS`]), in either format.
+    /// The secret columns of a row ([`SECRET_COLUMNS`]), in either format.
     pub(super) fn read_secret_columns(&self, row: &AnyRow) -> Result<OpenedSecrets, StoreError> {
         let cipher = self.cipher.as_ref().ok_or(StoreError::MissingKey)?;
         let id: String = row.try_get("id")?;
@@ -57,12 +62,14 @@ impl Store {
             Ok(Some(opened.secret))
         };
         let secret = read("secret_enc", "")?;
+        let previous_secret = read("previous_secret_enc", "")?;
         let client_secret = read(
             "oidc_client_secret_enc",
             &origin_of(endpoint.as_deref().unwrap_or_default()),
         )?;
         Ok(OpenedSecrets {
             secret,
+            previous_secret,
             client_secret,
             stale,
         })

@@ -14,13 +14,15 @@ use super::{
 };
 use crate::{
     secret::Secret,
-    webhook::{timestamp, FlatWebhook, OidcAuthMethod, Webhook},
+    signing::SignatureFormat,
+    webhook::{timestamp, FlatWebhook, OidcAuthMethod, PreviousSecret, Webhook},
 };
 
 pub(super) const COLUMNS: &str =
     "id, account_id, url, secret_enc, enabled_events, include, disabled_at, \
     created_at, updated_at, oidc_auth_method, oidc_client_id, oidc_client_secret_enc, \
-    oidc_token_endpoint, oidc_resource_uri, oidc_scope, oidc_access_token_ttl_seconds";
+    oidc_token_endpoint, oidc_resource_uri, oidc_scope, oidc_access_token_ttl_seconds, \
+    signature_format, previous_secret_enc, previous_secret_until";
 
 impl Store {
     pub async fn insert(&self, webhook: &Webhook) -> Result<(), StoreError> {
@@ -43,8 +45,8 @@ impl Store {
         }
         let result = sqlx::query(&format!(
             "INSERT INTO webhooks ({COLUMNS}) SELECT \
-             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
-             WHERE (SELECT COUNT(*) FROM webhooks WHERE account_id = $2) < $17"
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 \
+             WHERE (SELECT COUNT(*) FROM webhooks WHERE account_id = $2) < $20"
         ))
         .bind(row.id)
         .bind(row.account_id)
@@ -62,6 +64,9 @@ impl Store {
         .bind(row.oidc_resource_uri)
         .bind(row.oidc_scope)
         .bind(row.oidc_access_token_ttl_seconds)
+        .bind(row.signature_format)
+        .bind(row.previous_secret_enc)
+        .bind(row.previous_secret_until)
         .bind(max)
         .execute(&mut *transaction)
         .await?;
@@ -76,7 +81,8 @@ impl Store {
             "UPDATE webhooks SET url = $3, secret_enc = $4, enabled_events = $5, include = $6, \
              disabled_at = $7, updated_at = $8, oidc_auth_method = $9, oidc_client_id = $10, \
              oidc_client_secret_enc = $11, oidc_token_endpoint = $12, oidc_resource_uri = $13, \
-             oidc_scope = $14, oidc_access_token_ttl_seconds = $15 \
+             oidc_scope = $14, oidc_access_token_ttl_seconds = $15, signature_format = $16, \
+             previous_secret_enc = $17, previous_secret_until = $18 \
              WHERE id = $1 AND account_id = $2",
         )
         .bind(row.id)
@@ -94,6 +100,9 @@ impl Store {
         .bind(row.oidc_resource_uri)
         .bind(row.oidc_scope)
         .bind(row.oidc_access_token_ttl_seconds)
+        .bind(row.signature_format)
+        .bind(row.previous_secret_enc)
+        .bind(row.previous_secret_until)
         .execute(&self.pool)
         .await?;
         if webhook.disabled_at.is_none() {
@@ -190,8 +199,19 @@ impl Store {
         let id = webhook.id.to_string();
         let account = &webhook.account_id;
         let origin = origin_of(webhook.oidc_token_endpoint.as_deref().unwrap_or_default());
+        let previous = webhook.previous_secret.as_ref();
         Ok(EncodedRow {
             secret_enc: self.encrypt(webhook.secret.as_ref(), account, &id, "secret_enc", "")?,
+            // Its own column in the associated data: it never opens as the current secret.
+            previous_secret_enc: self.encrypt(
+                previous.map(|p| &p.secret),
+                account,
+                &id,
+                "previous_secret_enc",
+                "",
+            )?,
+            previous_secret_until: previous.map(|p| timestamp(p.until)),
+            signature_format: webhook.signature_format.as_str().to_string(),
             oidc_client_secret_enc: self.encrypt(
                 webhook.oidc_client_secret.as_ref(),
                 account,
@@ -252,6 +272,14 @@ impl Store {
             })
             .transpose()?;
         let events: String = row.try_get("enabled_events")?;
+        let format: String = row.try_get("signature_format")?;
+        let previous_secret = match decrypt("previous_secret_enc", "")? {
+            None => None,
+            Some(secret) => Some(PreviousSecret {
+                secret,
+                until: required_time("previous_secret_until")?,
+            }),
+        };
         let flat = FlatWebhook {
             id: Uuid::from_str(&id).map_err(|_| StoreError::Corrupt(format!("id {id}")))?,
             account_id: account.clone(),
@@ -270,6 +298,9 @@ impl Store {
             oidc_resource_uri: row.try_get("oidc_resource_uri")?,
             oidc_scope: row.try_get("oidc_scope")?,
             oidc_access_token_ttl_seconds: row.try_get("oidc_access_token_ttl_seconds")?,
+            signature_format: SignatureFormat::parse(&format)
+                .ok_or_else(|| StoreError::Corrupt(format!("signature_format of webhook {id}")))?,
+            previous_secret,
         };
         Webhook::try_from(flat)
             .map_err(|e| StoreError::Corrupt(format!("{} of webhook {id}", e.field)))
@@ -293,4 +324,7 @@ struct EncodedRow {
     oidc_resource_uri: Option<String>,
     oidc_scope: Option<String>,
     oidc_access_token_ttl_seconds: Option<i64>,
+    signature_format: String,
+    previous_secret_enc: Option<String>,
+    previous_secret_until: Option<String>,
 }

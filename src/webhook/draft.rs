@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use super::{timestamp, EndpointUrl, FlatWebhook, OidcAuthMethod, Webhook};
+use super::{timestamp, EndpointUrl, FlatWebhook, PreviousSecret, Webhook};
 use crate::{
     filter::{EventFilter, Include},
     net::AddressPolicy,
@@ -56,6 +56,12 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub oidc_access_token_ttl_seconds: Option<Option<i64>>,
+    /// `platform` (the default; `null` sets it again) or `standard_webhooks`. A
+    /// `standard_webhooks` webhook's `secret` is a Standard Webhooks secret (`whsec_` and
+    /// base64, or the base64 alone); without one, the answer carries a generated `secret`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub signature_format: Option<Option<String>>,
 }
 
 /// A field that is present in the JSON: `Some(None)` for `null`, `Some(Some(v))` otherwise.
@@ -106,6 +112,9 @@ pub struct Draft {
     pub oidc_resource_uri: Option<String>,
     pub oidc_scope: Option<String>,
     pub oidc_access_token_ttl_seconds: Option<i64>,
+    pub signature_format: Option<String>,
+    /// Carried from the stored webhook; only [`Draft::rotate_from`] changes it.
+    pub previous_secret: Option<PreviousSecret>,
 }
 
 fn merge<T>(current: &mut Option<T>, change: Option<Option<T>>) {
@@ -130,6 +139,8 @@ impl Draft {
             oidc_resource_uri: flat.oidc_resource_uri,
             oidc_scope: flat.oidc_scope,
             oidc_access_token_ttl_seconds: flat.oidc_access_token_ttl_seconds,
+            signature_format: Some(flat.signature_format.as_str().to_string()),
+            previous_secret: flat.previous_secret,
         }
     }
 
@@ -149,6 +160,7 @@ impl Draft {
             &mut self.oidc_access_token_ttl_seconds,
             patch.oidc_access_token_ttl_seconds,
         );
+        merge(&mut self.signature_format, patch.signature_format);
         self
     }
 
@@ -169,12 +181,6 @@ impl Draft {
                     errors.push(FieldError::new("url", e.0));
                 }
             }
-        }
-        if matches!(&self.secret, Some(s) if s.expose().is_empty() || s.expose().len() > 1024) {
-            errors.push(FieldError::new(
-                "secret",
-                "must be 1 to 1024 characters (use null to remove it)",
-            ));
         }
         match &self.enabled_events {
             None => errors.push(FieldError::new("enabled_events", "is required")),
@@ -203,6 +209,7 @@ impl Draft {
             }
         };
         let method = self.check_oidc(rules, &mut errors);
+        let signature_format = self.check_signing(&mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -223,120 +230,19 @@ impl Draft {
             oidc_resource_uri: self.oidc_resource_uri,
             oidc_scope: self.oidc_scope,
             oidc_access_token_ttl_seconds: self.oidc_access_token_ttl_seconds,
+            signature_format,
+            previous_secret: self.previous_secret,
         })
         .map_err(|error| vec![error])
-    }
-
-    fn check_oidc(&self, rules: &UrlRules, errors: &mut Vec<FieldError>) -> Option<OidcAuthMethod> {
-        let method = match self.oidc_auth_method.as_deref() {
-            None => None,
-            Some(text) => match OidcAuthMethod::parse(text) {
-                Some(method) => Some(method),
-                None => {
-                    errors.push(FieldError::new(
-                        "oidc_auth_method",
-                        "must be \"private_key_jwt\" or \"client_secret\"",
-                    ));
-                    return None;
-                }
-            },
-        };
-        let given: [(&'static str, bool); 6] = [
-            ("oidc_client_id", self.oidc_client_id.is_some()),
-            ("oidc_client_secret", self.oidc_client_secret.is_some()),
-            ("oidc_token_endpoint", self.oidc_token_endpoint.is_some()),
-            ("oidc_resource_uri", self.oidc_resource_uri.is_some()),
-            ("oidc_scope", self.oidc_scope.is_some()),
-            (
-                "oidc_access_token_ttl_seconds",
-                self.oidc_access_token_ttl_seconds.is_some(),
-            ),
-        ];
-        let Some(method) = method else {
-            for (field, present) in given {
-                if present {
-                    errors.push(FieldError::new(
-                        field,
-                        "requires oidc_auth_method (\"private_key_jwt\" or \"client_secret\")",
-                    ));
-                }
-            }
-            return None;
-        };
-        let mut required = vec![
-            "oidc_client_id",
-            "oidc_token_endpoint",
-            "oidc_access_token_ttl_seconds",
-        ];
-        if method == OidcAuthMethod::ClientSecret {
-            required.insert(1, "oidc_client_secret");
-        }
-        for (field, present) in given {
-            if required.contains(&field) && !present {
-                errors.push(FieldError::new(
-                    field,
-                    format!(
-                        "is required when oidc_auth_method is \"{}\"",
-                        method.as_str()
-                    ),
-                ));
-            }
-        }
-        if method == OidcAuthMethod::PrivateKeyJwt && self.oidc_client_secret.is_some() {
-            errors.push(FieldError::new(
-                "oidc_client_secret",
-                "is only used when oidc_auth_method is \"client_secret\"",
-            ));
-        }
-        self.check_oidc_values(rules, errors);
-        Some(method)
-    }
-
-    /// The rules each OAuth value follows on its own.
-    fn check_oidc_values(&self, rules: &UrlRules, errors: &mut Vec<FieldError>) {
-        let non_empty = [
-            ("oidc_client_id", self.oidc_client_id.as_deref()),
-            (
-                "oidc_client_secret",
-                self.oidc_client_secret.as_ref().map(Secret::expose),
-            ),
-            ("oidc_scope", self.oidc_scope.as_deref()),
-        ];
-        for (field, value) in non_empty {
-            if matches!(value, Some(v) if v.is_empty() || v.len() > 1024) {
-                errors.push(FieldError::new(field, "must be 1 to 1024 characters"));
-            }
-        }
-        if let Some(Err(e)) = self
-            .oidc_token_endpoint
-            .as_deref()
-            .map(|u| check_url(u, rules))
-        {
-            errors.push(FieldError::new("oidc_token_endpoint", e.0));
-        }
-        if let Some(resource) = &self.oidc_resource_uri {
-            if resource.len() > 2048 || url::Url::parse(resource).is_err() {
-                errors.push(FieldError::new(
-                    "oidc_resource_uri",
-                    "must be an absolute URI",
-                ));
-            }
-        }
-        if matches!(self.oidc_access_token_ttl_seconds, Some(ttl) if !(1..=86_400).contains(&ttl)) {
-            errors.push(FieldError::new(
-                "oidc_access_token_ttl_seconds",
-                "must be an integer from 1 to 86400",
-            ));
-        }
     }
 }
 
 /// Why a URL breaks the rules: the message a 422 shows for its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-struct UrlError(String);
+pub(super) struct UrlError(pub(super) String);
 
-fn check_url(text: &str, rules: &UrlRules) -> Result<(), UrlError> {
+pub(super) fn check_url(text: &str, rules: &UrlRules) -> Result<(), UrlError> {
     let refuse = |message: String| Err(UrlError(message));
     if text.len() > 2048 {
         return refuse("must be at most 2048 characters".into());

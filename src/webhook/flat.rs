@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    draft::FieldError, view::ttl_seconds, EndpointUrl, IncludeSetting, OidcAuthMethod,
-    OidcSettings, Webhook,
+    draft::FieldError, signing_rules::standard_keys, view::ttl_seconds, EndpointUrl,
+    IncludeSetting, OidcAuthMethod, OidcSettings, PreviousSecret, Webhook,
 };
-use crate::{filter::EventFilter, secret::Secret};
+use crate::{filter::EventFilter, secret::Secret, signing::SignatureFormat};
 
 /// A webhook's columns, unparsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,8 @@ pub struct FlatWebhook {
     pub oidc_resource_uri: Option<String>,
     pub oidc_scope: Option<String>,
     pub oidc_access_token_ttl_seconds: Option<i64>,
+    pub signature_format: SignatureFormat,
+    pub previous_secret: Option<PreviousSecret>,
 }
 
 impl From<&Webhook> for FlatWebhook {
@@ -54,6 +56,8 @@ impl From<&Webhook> for FlatWebhook {
             oidc_resource_uri: oidc.and_then(|o| o.resource.clone()),
             oidc_scope: oidc.and_then(|o| o.scope.clone()),
             oidc_access_token_ttl_seconds: oidc.map(|o| ttl_seconds(o.access_token_ttl)),
+            signature_format: webhook.signature_format,
+            previous_secret: webhook.previous_secret.clone(),
         }
     }
 }
@@ -65,6 +69,11 @@ impl TryFrom<FlatWebhook> for Webhook {
 
     fn try_from(flat: FlatWebhook) -> Result<Self, FieldError> {
         let oidc = flat.oidc_settings()?;
+        let standard_keys = standard_keys(
+            flat.signature_format,
+            flat.secret.as_ref(),
+            flat.previous_secret.as_ref(),
+        )?;
         Ok(Webhook {
             id: flat.id,
             url: EndpointUrl::parse(flat.url)
@@ -79,6 +88,9 @@ impl TryFrom<FlatWebhook> for Webhook {
             updated_at: flat.updated_at,
             oidc,
             account_id: flat.account_id,
+            signature_format: flat.signature_format,
+            previous_secret: flat.previous_secret,
+            standard_keys,
         })
     }
 }

@@ -8,7 +8,11 @@
 
 mod draft;
 mod flat;
+mod oidc_rules;
 mod parts;
+mod signing_rules;
+#[cfg(test)]
+mod signing_tests;
 #[cfg(test)]
 mod tests;
 mod view;
@@ -19,9 +23,14 @@ use uuid::Uuid;
 pub use draft::{Draft, FieldError, UrlRules, WebhookPatch};
 pub use flat::FlatWebhook;
 pub use parts::{EndpointUrl, IncludeSetting, OidcAuthMethod, OidcSettings};
+pub use signing_rules::Rotation;
 pub use view::WebhookView;
 
-use crate::{filter::EventFilter, secret::Secret};
+use crate::{
+    filter::EventFilter,
+    secret::Secret,
+    signing::{SignatureFormat, StandardKey},
+};
 
 /// A registered webhook, secrets included. Only [`WebhookView`] leaves the process.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +46,30 @@ pub struct Webhook {
     pub updated_at: DateTime<Utc>,
     /// Present when deliveries carry an OAuth access token.
     pub oidc: Option<OidcSettings>,
+    /// Which signatures deliveries carry besides the platform's header.
+    pub signature_format: SignatureFormat,
+    /// The secret a PATCH replaced, still signing beside `secret` until its overlap ends.
+    pub previous_secret: Option<PreviousSecret>,
+    /// The Standard Webhooks keys of `secret` and `previous_secret`, decoded once when the
+    /// webhook is built rather than at every delivery; only for `standard_webhooks`. Derived:
+    /// built in one place, `TryFrom<FlatWebhook>`, from the fields above.
+    pub standard_keys: StandardKeys,
+}
+
+/// A replaced secret and when it stops signing (the rotation's overlap,
+/// `signature.rotation_overlap`, after the change).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousSecret {
+    pub secret: Secret,
+    pub until: DateTime<Utc>,
+}
+
+/// The decoded keys a `standard_webhooks` delivery signs with. A key is absent when its secret
+/// is (or is not a Standard Webhooks key: a previous secret from before the format was chosen).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StandardKeys {
+    pub current: Option<StandardKey>,
+    pub previous: Option<StandardKey>,
 }
 
 impl Webhook {
@@ -47,6 +80,11 @@ impl Webhook {
 
     pub fn subscribes(&self, event_type: &str) -> bool {
         self.enabled_events.subscribes(event_type)
+    }
+
+    /// The previous secret while it still signs: only before its overlap ends.
+    pub fn previous_secret_at(&self, now: DateTime<Utc>) -> Option<&PreviousSecret> {
+        self.previous_secret.as_ref().filter(|p| now < p.until)
     }
 
     /// What the API answers with.

@@ -1,12 +1,15 @@
 //! The webhook as the API returns it: the flat JSON of the platform's Webhook object, never a
-//! secret.
+//! stored secret. The one exception is made by the API, not here: the answer to the write that
+//! generated a `standard_webhooks` webhook's secret carries it, once.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{timestamp, OidcAuthMethod, Webhook};
+use crate::signing::SignatureFormat;
 
-/// The webhook as the API returns it: never `secret` or `oidc_client_secret`.
+/// The webhook as the API returns it: never `oidc_client_secret` or a previous secret, and
+/// `secret` only in the answer to the create or update that generated it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[schema(as = Webhook)]
 pub struct WebhookView {
@@ -26,6 +29,14 @@ pub struct WebhookView {
     pub oidc_resource_uri: Option<String>,
     pub oidc_scope: Option<String>,
     pub oidc_access_token_ttl_seconds: Option<i64>,
+    /// `platform` or `standard_webhooks`.
+    #[schema(value_type = String)]
+    pub signature_format: SignatureFormat,
+    /// Only in the answer to the create or update that generated the secret of a
+    /// `standard_webhooks` webhook (`whsec_` and base64): the one time a secret is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false)]
+    pub secret: Option<String>,
 }
 
 impl From<&Webhook> for WebhookView {
@@ -46,6 +57,9 @@ impl From<&Webhook> for WebhookView {
             oidc_resource_uri: oidc.and_then(|o| o.resource.clone()),
             oidc_scope: oidc.and_then(|o| o.scope.clone()),
             oidc_access_token_ttl_seconds: oidc.map(|o| ttl_seconds(o.access_token_ttl)),
+            signature_format: webhook.signature_format,
+            // Shown only by the API, for a secret it generated (never a stored one).
+            secret: None,
         }
     }
 }

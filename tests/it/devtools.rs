@@ -68,6 +68,63 @@ async fn listen_accepts_a_correctly_signed_delivery_and_flags_one_signed_with_an
 }
 
 #[tokio::test]
+async fn listen_checks_a_standard_webhooks_delivery_and_refuses_it_replayed() {
+    let secret = webhook_worker::signing::new_standard_secret();
+    let mut listener = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
+        .args([
+            "listen",
+            "--port",
+            "0",
+            "--tolerance",
+            "2m",
+            "--secret",
+            &secret,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("listen starts");
+    let mut lines = BufReader::new(listener.stdout.take().expect("stdout")).lines();
+    let banner = next_line(&mut lines).await;
+    assert!(banner.contains("tolerance 120s"), "{banner}");
+    let url = banner
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .expect("the banner names the address")
+        .to_string();
+    // The worker's delivery is checked both ways and accepted.
+    let receiver = TestReceiver::start().await;
+    let worker = InProcessWorker::start("").await;
+    for url in [url.clone(), receiver.url()] {
+        let body = json!({"url": url, "enabled_events": ["*"], "secret": secret,
+            "signature_format": "standard_webhooks"});
+        worker.add_webhook("acct", body).await;
+    }
+    let (event_id, _) = worker.publish_event().await;
+    let line = next_line(&mut lines).await;
+    assert!(
+        line.contains(&format!("{event_id} attempt 1 signature ok ")),
+        "{line}"
+    );
+    assert!(line.contains("webhook-signature ok"), "{line}");
+    assert!(!line.contains(&secret["whsec_".len()..]), "{line}");
+    // The same request again, as captured by the other receiver: refused as a replay.
+    let captured = receiver.wait_for(1, WAIT).await.remove(0);
+    let mut replay = reqwest::Client::new()
+        .post(&url)
+        .body(captured.body.clone());
+    for (name, value) in &captured.headers {
+        replay = replay.header(name, value);
+    }
+    let status = replay.send().await.expect("listen answers").status();
+    assert_eq!(status.as_u16(), 400);
+    let line = next_line(&mut lines).await;
+    assert!(line.contains("REJECTED (400): replayed"), "{line}");
+    worker.stop().await;
+}
+
+#[tokio::test]
 async fn publish_puts_an_event_on_the_exchange_that_a_running_worker_delivers() {
     let worker = InProcessWorker::start("").await;
     let receiver = TestReceiver::start().await;

@@ -28,6 +28,8 @@
 //! - [`registry`]: undecodable rows, a stale registry, two replicas on PostgreSQL.
 //! - [`topology`]: starting against queues declared with older arguments.
 //! - [`fan_out`]: one event for 1,000 webhooks beside another account's events.
+//! - [`standard_webhooks`]: Standard Webhooks signatures checked by the published npm library,
+//!   a secret's rotation with an overlap, a PATCH of the secret under a stream of deliveries.
 //! - [`health`]: endpoint health: adaptive concurrency, parking, the circuit breaker, and what
 //!   each answer (429, 503 + Retry-After, 410) means; auto-disable.
 
@@ -59,5 +61,6 @@ mod redrive;
 mod registry;
 mod sessions;
 mod settling;
+mod standard_webhooks;
 mod store;
 mod topology;

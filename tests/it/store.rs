@@ -11,7 +11,7 @@ use webhook_worker::{
     config::Config,
     oidc::AccountKeys,
     store::{Cipher, Store},
-    webhook::{Draft, UrlRules, Webhook, WebhookPatch},
+    webhook::{Draft, Rotation, UrlRules, Webhook, WebhookPatch},
 };
 
 use crate::support::{both_backends, spawn_app, with, Backend, TestDb};
@@ -22,6 +22,7 @@ both_backends!(
     opening_encrypted_rows_with_another_key_fails_naming_the_key,
     a_database_without_secrets_opens_without_a_key,
     rotating_the_encryption_key_reencrypts_every_secret_and_signing_key,
+    a_previous_secret_is_encrypted_for_its_own_column_and_reencrypted_with_the_rest,
 );
 
 const SECRET: &str = "whsec_plain_3a7bd3e2360a3d29eea4";
@@ -214,4 +215,67 @@ async fn rotating_the_encryption_key_reencrypts_every_secret_and_signing_key(bac
         .unwrap_err()
         .to_string();
     assert!(error.contains("database.encryption_key"), "{error}");
+}
+
+/// A webhook whose `SECRET` replaced `PREVIOUS` a moment ago (the overlap runs a day).
+fn rotated_webhook() -> Webhook {
+    let original = webhook_with_secret(Some(PREVIOUS));
+    let patch: WebhookPatch = serde_json::from_value(json!({"secret": SECRET})).unwrap();
+    let mut draft = Draft::of(&original).apply(patch);
+    let now = Utc::now();
+    let overlap = std::time::Duration::from_secs(86_400);
+    draft.rotate_from(&original, Rotation { now, overlap });
+    draft
+        .validate(&UrlRules::default(), original.id, "acct", now, now)
+        .expect("a valid webhook")
+}
+
+const PREVIOUS: &str = "whsec_previous_9b2f71e04c5d8a36";
+
+async fn a_previous_secret_is_encrypted_for_its_own_column_and_reencrypted_with_the_rest(
+    backend: Backend,
+) {
+    let (old, new) = ([1; 32], [2; 32]);
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(db.url(), 2, Some(old)).await.unwrap();
+    store.insert(&rotated_webhook()).await.unwrap();
+    store.close().await;
+    let dump = dump(db.url()).await;
+    assert!(dump.contains("previous_secret_enc=v2:"), "{dump}");
+    assert!(
+        !dump.contains(PREVIOUS),
+        "plain previous secret in the dump: {dump}"
+    );
+
+    let rotating = Cipher::with_decryption_keys(new, &[old]);
+    let store = Store::connect_with(db.url(), 2, Some(rotating))
+        .await
+        .unwrap();
+    store.close().await;
+    let store = Store::connect(db.url(), 2, Some(new)).await.unwrap();
+    let all = store.all().await.unwrap();
+    let previous = all[0]
+        .previous_secret
+        .as_ref()
+        .expect("the previous secret");
+    assert_eq!(
+        previous.secret.expose(),
+        PREVIOUS,
+        "re-encrypted with the new key"
+    );
+    store.close().await;
+
+    // Bound to its column: moved into secret_enc, it does not open (nor the store with it).
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db.url()).await.unwrap();
+    sqlx::query("UPDATE webhooks SET secret_enc = previous_secret_enc")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let error = Store::connect(db.url(), 2, Some(new))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains(PREVIOUS), "{error}");
 }

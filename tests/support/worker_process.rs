@@ -19,10 +19,15 @@ impl WorkerProcessBuilder {
     /// Role `worker` on `prefix` and `database_url`, loopback receivers allowed, one retry after
     /// 500 ms, warnings only on stderr (stdout discarded).
     pub fn new(prefix: &str, database_url: &str, key: &str) -> Self {
+        Self::new_as(prefix, database_url, key, "worker")
+    }
+
+    /// [`WorkerProcessBuilder::new`] in `role` (`all` also serves the API on its port).
+    pub fn new_as(prefix: &str, database_url: &str, key: &str, role: &str) -> Self {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_webhook-worker"));
         command
-            .args(["run", "--role", "worker"])
+            .args(["run", "--role", role])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);

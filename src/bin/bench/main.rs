@@ -19,7 +19,13 @@
 //!   while the worker runs (not with `--backlog`);
 //! - `--two-accounts`: two tenants side by side, a noisy one with a backlog to an endpoint that
 //!   fails slowly (or to dozens of hanging ones) and a quiet one publishing at `--rate` to a
-//!   healthy endpoint; reports the quiet account's latency (see `two_accounts` for its flags).
+//!   healthy endpoint; reports the quiet account's latency (see `two_accounts` for its flags);
+//! - signing: `--rotating-secret` gives the healthy webhooks a secret that replaced another, so
+//!   each delivery is signed twice (the platform's header and `<header>-Previous`, the overlap
+//!   lasting the whole run); `--standard-webhooks` makes them `standard_webhooks` (the platform's
+//!   header and `webhook-signature`: two signatures; with `--rotating-secret`, four). The sink
+//!   checks the platform's header and `webhook-signature`. Compare CPU per delivery with and
+//!   without to price a second signature.
 //!
 //! Every mode ends the same way, also when requests hang: the sink is killed (so the worker's
 //! connections to it close and its requests end at once), the worker stopped, and the bench's
@@ -32,16 +38,11 @@ mod report;
 mod run;
 mod sink;
 mod two_accounts;
+mod webhooks;
 
 use clap::Parser;
-use webhook_worker::{
-    app::Application,
-    cli::Role,
-    config::Config,
-    net::AddressPolicy,
-    queue,
-    webhook::{Draft, UrlRules, WebhookPatch},
-};
+use webhook_worker::{app::Application, cli::Role, config::Config, queue};
+pub use webhooks::{register, register_signed, Signing};
 
 // The delivery path allocates per event (JSON trees, bodies, headers) across threads; mimalloc
 // measured faster than glibc's malloc in the bench binary (see docs/performance.md).
@@ -96,6 +97,13 @@ pub struct Args {
     /// The hanging webhook gets every N-th event (1: every event).
     #[arg(long, default_value_t = 1)]
     hanging_every: usize,
+    /// Sign every delivery to the healthy webhooks with two secrets: they are created with
+    /// another secret and then given the sink's, within the rotation's overlap.
+    #[arg(long)]
+    rotating_secret: bool,
+    /// Make the healthy webhooks `standard_webhooks` (the Standard Webhooks headers too).
+    #[arg(long)]
+    standard_webhooks: bool,
     #[command(flatten)]
     two: two_accounts::Flags,
     /// Run as the sink (the bench starts itself this way).
@@ -324,38 +332,19 @@ async fn start_worker(
     sink: std::net::SocketAddr,
 ) -> anyhow::Result<Application> {
     let app = Application::start(config.clone(), Role::Worker).await?;
-    let healthy = (0..args.webhooks).map(|_| ("hook", "*"));
+    let signing = Signing {
+        rotating: args.rotating_secret,
+        standard: args.standard_webhooks,
+    };
+    for _ in 0..args.webhooks {
+        let account = publish::DEFAULT_ACCOUNT;
+        register_signed(&app, account, sink, "hook", "*", signing).await?;
+    }
     let hanging_events = if args.hanging_every <= 1 { "*" } else { "slow" };
-    let hanging = args.hanging.then_some(("hang", hanging_events));
-    for (path, events) in healthy.chain(hanging) {
-        register(&app, publish::DEFAULT_ACCOUNT, sink, path, events).await?;
+    if args.hanging {
+        register(&app, publish::DEFAULT_ACCOUNT, sink, "hang", hanging_events).await?;
     }
     Ok(app)
-}
-
-/// Adds a webhook of `account` to the sink's `path`, subscribed to `events` (a type, or `*`).
-pub async fn register(
-    app: &Application,
-    account: &str,
-    sink: std::net::SocketAddr,
-    path: &str,
-    events: &str,
-) -> anyhow::Result<()> {
-    let patch: WebhookPatch = serde_json::from_value(serde_json::json!({
-        "url": format!("http://{sink}/{path}"), "enabled_events": [events], "secret": sink::SECRET,
-    }))?;
-    let now = chrono::Utc::now();
-    let rules = UrlRules {
-        allow_http: true,
-        addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse()?]),
-    };
-    let webhook = Draft::default()
-        .apply(patch)
-        .validate(&rules, uuid::Uuid::new_v4(), account, now, now)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    app.registry().store().insert(&webhook).await?;
-    app.registry().upsert(webhook);
-    Ok(())
 }
 
 /// RabbitMQ 3.10's quorum-queue segment writer crashed when a queue it was still truncating

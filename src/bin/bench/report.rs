@@ -21,6 +21,8 @@ impl Report {
         fields.insert("webhooks".into(), json!(args.webhooks));
         fields.insert("log_level".into(), json!(args.log_level));
         fields.insert("delivery_log".into(), json!(args.delivery_log));
+        fields.insert("rotating_secret".into(), json!(args.rotating_secret));
+        fields.insert("standard_webhooks".into(), json!(args.standard_webhooks));
         Report {
             fields,
             ceiling: None,

@@ -23,9 +23,14 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use webhook_worker::signing::sign;
+use webhook_worker::signing::{sign, StandardKey};
 
-pub const SECRET: &str = "whsec_benchmark";
+/// The healthy webhooks' secret: a Standard Webhooks one, so `--standard-webhooks` can use it
+/// too (the platform's header signs its bytes as given).
+pub const SECRET: &str = "whsec_YmVuY2htYXJrLWJlbmNobWFyay1iZW5jaG1hcmst";
+
+/// The secret `--rotating-secret` creates the webhooks with before giving them [`SECRET`].
+pub const PREVIOUS_SECRET: &str = "whsec_cHJldmlvdXMtcHJldmlvdXMtcHJldmlvdXMtcHJl";
 
 /// Event ids the bench publishes: a valid UUID whose last group is the sequence number.
 pub fn event_id(seq: usize) -> String {
@@ -60,6 +65,8 @@ struct Sink {
     slow_latency: Duration,
     slow: Misbehaving,
     hanging: Misbehaving,
+    /// [`SECRET`]'s key, decoded once, to check `webhook-signature` when a delivery has one.
+    standard_key: StandardKey,
 }
 
 /// Requests seen by a misbehaving endpoint: received, answered, in flight now and at most.
@@ -109,9 +116,19 @@ async fn receive(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes)
         tokio::time::sleep(sink.latency).await;
     }
     let now = wall_ns();
-    let valid = headers
-        .get("x-middesk-signature-256")
-        .is_some_and(|s| s.as_bytes() == sign(SECRET.as_bytes(), &body).as_bytes());
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let valid = header("x-middesk-signature-256")
+        .is_some_and(|s| s.as_bytes() == sign(SECRET.as_bytes(), &body).as_bytes())
+        && match (
+            header("webhook-signature"),
+            header("webhook-id"),
+            header("webhook-timestamp"),
+        ) {
+            (Some(signature), Some(id), Some(at)) => {
+                sink.standard_key.verifies(signature, id, at, &body)
+            }
+            _ => true,
+        };
     if !valid {
         sink.bad_signatures.fetch_add(1, Relaxed);
     }
@@ -213,6 +230,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         slow_status: StatusCode::from_u16(settings.slow_status)?,
         slow_latency: Duration::from_millis(settings.slow_latency_ms),
         slow: Misbehaving::default(),
+        standard_key: StandardKey::parse(SECRET)
+            .map_err(|_| anyhow::anyhow!("the bench's secret is a Standard Webhooks key"))?,
         hanging: Misbehaving::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

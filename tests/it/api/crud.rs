@@ -19,7 +19,7 @@ both_backends!(
     deleting_answers_the_deleted_webhook_and_then_404,
 );
 
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 15] = [
     "object",
     "id",
     "url",
@@ -34,6 +34,7 @@ const FIELDS: [&str; 14] = [
     "oidc_resource_uri",
     "oidc_scope",
     "oidc_access_token_ttl_seconds",
+    "signature_format",
 ];
 
 fn time(value: &Value) -> DateTime<Utc> {

@@ -12,5 +12,6 @@ mod ops;
 mod pagination;
 mod rate_limits;
 mod secrets;
+mod signature_format;
 mod slow_readers;
 mod validation;
