@@ -7,7 +7,7 @@ use std::fmt;
 use base64::Engine;
 use serde::{de::Error as _, Deserialize, Deserializer};
 
-use super::Invalid;
+use super::{Invalid, InvalidValue};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,10 +117,10 @@ impl<'de> Deserialize<'de> for DecryptionKeys {
 }
 
 /// base64 of 32 bytes; the error completes "must …" and never repeats the value.
-fn decode_key(text: &str) -> Result<[u8; 32], String> {
+fn decode_key(text: &str) -> Result<[u8; 32], InvalidValue> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
-        .map_err(|_| "be base64 (of 32 random bytes)".to_string())?;
+        .map_err(|_| InvalidValue("be base64 (of 32 random bytes)".into()))?;
     <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| format!("decode to 32 bytes, not {}", bytes.len()))
+        .map_err(|_| InvalidValue(format!("decode to 32 bytes, not {}", bytes.len())))
 }
