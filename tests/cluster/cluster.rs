@@ -110,6 +110,7 @@ pub fn other_than(n: usize) -> usize {
 pub fn consuming_node(log: &std::path::Path) -> Option<usize> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["message"] == "connected to the broker")
         .filter(|line| {
@@ -117,8 +118,7 @@ pub fn consuming_node(log: &std::path::Path) -> Option<usize> {
                 .as_str()
                 .is_some_and(|c| c.ends_with("consuming"))
         })
-        .filter_map(|line| node_of_address(line["node"].as_str()?))
-        .last()
+        .find_map(|line| node_of_address(line["node"].as_str()?))
 }
 
 /// Kills nodes for a test; when dropped, starts every node again (a node that runs is left as
