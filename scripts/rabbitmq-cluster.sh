@@ -10,6 +10,8 @@
 #   scripts/rabbitmq-cluster.sh restart N      start node N again (it rejoins the cluster)
 #   scripts/rabbitmq-cluster.sh status         the cluster's running nodes
 #   scripts/rabbitmq-cluster.sh urls           the AMQP URLs, comma-separated (for amqp.url)
+#   scripts/rabbitmq-cluster.sh ctl N ARGS...  rabbitmqctl ARGS against node N, e.g.
+#                                              ctl 1 list_queues name leader members
 #
 # Node N is `wwcN@<short hostname>`, AMQP on port 5700+N, Erlang distribution on 25700+N.
 # CLUSTER_DIR (default /tmp/webhook-worker-cluster) holds their data, logs and cookie;
@@ -138,5 +140,6 @@ case ${1:-} in
   restart) [[ ${2:-} =~ ^[123]$ ]] || die "restart N: N is 1, 2 or 3"; start_node "$2" ;;
   status) status ;;
   urls) urls ;;
-  *) die "usage: $0 start|stop|kill N|restart N|status|urls" ;;
+  ctl) [[ ${2:-} =~ ^[123]$ ]] || die "ctl N ARGS: N is 1, 2 or 3"; n=$2; shift 2; ctl "$n" "$@" ;;
+  *) die "usage: $0 start|stop|kill N|restart N|status|urls|ctl N ARGS" ;;
 esac

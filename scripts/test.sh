@@ -6,8 +6,12 @@
 #    scenarios after the rest, with their output shown);
 # 2. the timed tests, alone: endpoint health and fair share (they measure throughput and
 #    latency), and the API beside clients that never read;
-# 3. alone, last, one at a time: the tests that restart RabbitMQ, alarm it, and restart
-#    PostgreSQL (tests/shared_services/).
+# 3. alone, one at a time: the tests that restart RabbitMQ, alarm it, and restart PostgreSQL
+#    (tests/shared_services/);
+# 4. alone, last, one at a time: the worker on a three-node RabbitMQ cluster whose nodes the
+#    tests kill (tests/cluster/). The cluster (scripts/rabbitmq-cluster.sh, ports 5701-5703) is
+#    started for the suite and stopped after it, also when it fails; the machine's broker is
+#    not touched.
 #
 # Each step prints `[mm:ss] test.sh …` as it starts, and the steps' durations at the end.
 set -euo pipefail
@@ -38,3 +42,10 @@ phase "3. build tests/shared_services"
 cargo test --no-run --test shared_services
 phase "3. alone: RabbitMQ restarted and alarmed, PostgreSQL restarted (tests/shared_services)"
 cargo test --test shared_services -- --test-threads=1 --nocapture
+phase "4. build tests/cluster"
+cargo test --no-run --test cluster
+phase "4. start a three-node RabbitMQ cluster (scripts/rabbitmq-cluster.sh)"
+trap 'scripts/rabbitmq-cluster.sh stop || true; phases_summary' EXIT
+scripts/rabbitmq-cluster.sh start
+phase "4. alone: the cluster's nodes killed under three replicas (tests/cluster)"
+cargo test --test cluster -- --test-threads=1 --nocapture

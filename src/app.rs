@@ -237,7 +237,7 @@ fn start_worker(parts: Parts<'_>) -> anyhow::Result<JoinHandle<Result<(), Declar
             .with_dead_letter_log(dead_log),
     );
     tasks.spawn(crate::queue::depths::run(
-        config.amqp.url.expose().to_string(),
+        crate::queue::NodeRing::new(&config.amqp.url),
         crate::queue::topology::Topology::from_config(config),
         metrics.clone(),
         cancel.clone(),

@@ -9,6 +9,7 @@ use figment::{
 use serde::Deserialize;
 
 mod amqp;
+mod amqp_urls;
 mod api;
 mod database;
 mod delivery;
@@ -19,6 +20,7 @@ mod oidc;
 mod operations;
 
 pub use amqp::{AmqpConfig, QueuePrefix};
+pub use amqp_urls::AmqpUrls;
 pub use api::{ApiConfig, ApiToken};
 pub use database::{DatabaseConfig, DecryptionKeys, EncryptionKey};
 pub use delivery::{DeliveryConfig, ATTEMPT_DEADLINE_SLACK};

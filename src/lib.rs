@@ -5,8 +5,9 @@
 //!
 //! In the order an event travels:
 //!
-//! - [`queue`]: the broker connections, RabbitMQ topology, the confirmed publisher, job and
-//!   dead-letter headers: where an event arrives and where retries and dead letters go.
+//! - [`queue`]: the broker connections (to which node of a cluster: `nodes`), RabbitMQ
+//!   topology, the confirmed publisher, job and dead-letter headers: where an event arrives and
+//!   where retries and dead letters go.
 //! - [`worker`]: the consumers, reconnection and draining; acks batched per channel with
 //!   `multiple` (`acks`).
 //! - [`event`]: parsing the event message in one pass, without a tree of values (the poison

@@ -91,7 +91,7 @@ enum RedriveError {
 struct Run {
     store: Store,
     names: Names,
-    amqp_url: crate::secret::Secret,
+    amqp_url: crate::config::AmqpUrls,
     account_id: String,
     webhook_id: Uuid,
     job_id: String,
@@ -131,7 +131,7 @@ impl Run {
         if self.total == 0 {
             return Ok(());
         }
-        let connection = crate::queue::connect(self.amqp_url.expose()).await?;
+        let connection = crate::queue::connect(&self.amqp_url).await?;
         let result = self.publish_all(&connection, redriven).await;
         let _ = connection.close(200, "redriven").await;
         result

@@ -12,13 +12,15 @@
 //! only sender of its acks and nacks, it acks runs of consecutive settled messages with one
 //! `multiple` ack and never passes a message still in flight or still to be nacked. When a
 //! connection is lost the worker reports not ready, reconnects with capped, jittered exponential
-//! backoff (reset only after a session that lasted), and resumes; messages it had not acked
+//! backoff (reset only after a session that lasted), each attempt to the next node of a cluster
+//! (`amqp.url` a list; [`connect`]), and resumes; messages it had not acked
 //! (the batchers' unsent acks included) are redelivered by the broker. On shutdown it stops
 //! consuming, waits for in-flight messages up to the grace period, sends the acks still held,
 //! and closes the connections, which returns anything unacked to the queue. Every step of that is bounded in time, and so is
 //! a connect to an unreachable broker: SIGTERM interrupts it.
 
 mod acks;
+mod connect;
 mod handle;
 mod publishing;
 
@@ -37,7 +39,7 @@ use crate::{
     config::Config,
     health::Readiness,
     pipeline::Pipeline,
-    queue::{self, DeclareError, Topology},
+    queue::{self, DeclareError, NodeRing, Topology},
     retry::jittered,
     telemetry::Metrics,
 };
@@ -91,7 +93,6 @@ impl Stream {
     }
 }
 
-/// The two connections of one session, as connected.
 /// What one session holds open.
 struct Session {
     consuming: Connection,
@@ -101,17 +102,17 @@ struct Session {
     deliveries: Stream,
 }
 
-struct Connections {
-    consuming: Connection,
-    publishing: Connection,
-}
-
 pub struct Worker {
     config: Arc<Config>,
     pipeline: Arc<Pipeline>,
     topology: Topology,
     readiness: Readiness,
     metrics: Metrics,
+    /// Where the consuming connection goes next; kept across sessions, so that the attempt
+    /// after a lost node goes to another (see [`queue::nodes`]).
+    consuming_nodes: NodeRing,
+    /// The publishing connection's own ring: it fails over apart from the consuming one.
+    publishing_nodes: NodeRing,
 }
 
 impl Worker {
@@ -123,6 +124,8 @@ impl Worker {
     ) -> Self {
         Self {
             topology: Topology::from_config(&config),
+            consuming_nodes: NodeRing::new(&config.amqp.url),
+            publishing_nodes: NodeRing::new(&config.amqp.url),
             config,
             pipeline,
             readiness,
@@ -164,28 +167,6 @@ impl Worker {
         self.metrics.amqp_blocked.set(i64::from(blocked));
     }
 
-    /// Both connections, or `None` when `cancel` fired first.
-    async fn connect(&self, cancel: &CancellationToken) -> lapin::Result<Option<Connections>> {
-        let url = self.config.amqp.url.expose();
-        let both = async {
-            let consuming = queue::connect_named(url, &self.connection_name("consuming")).await?;
-            let publishing = queue::connect_named(url, &self.connection_name("publishing")).await?;
-            Ok(Connections {
-                consuming,
-                publishing,
-            })
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => Ok(None),
-            connections = both => connections.map(Some),
-        }
-    }
-
-    /// The name a connection shows at the broker: `webhook-worker <prefix> <role>`.
-    fn connection_name(&self, role: &str) -> String {
-        format!("webhook-worker {} {role}", self.config.amqp.prefix)
-    }
-
     /// One session's life. `Ok` means shut down on request; `Err` means the broker went away
     /// (or refused the topology).
     async fn session(&self, cancel: &CancellationToken) -> Result<(), SessionError> {
@@ -223,7 +204,7 @@ impl Worker {
         let amqp = &self.config.amqp;
         let (publishing, outlet) = Publishing::open(
             connections.publishing,
-            amqp.url.expose(),
+            self.publishing_nodes.clone(),
             self.connection_name("publishing"),
             amqp.confirm_timeout.0,
             self.topology.clone(),

@@ -5,13 +5,13 @@ use std::{fmt, ops::Deref};
 
 use serde::{de::Error as _, Deserialize, Deserializer};
 
-use super::{HumanDuration, Invalid};
-use crate::secret::Secret;
+use super::{AmqpUrls, HumanDuration, Invalid};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
-    pub url: Secret,
+    /// One node, or a cluster's nodes: each connection goes to one of them.
+    pub url: AmqpUrls,
     pub prefix: QueuePrefix,
     pub prefetch: u16,
     pub max_message_bytes: usize,
@@ -24,14 +24,7 @@ pub struct AmqpConfig {
 impl AmqpConfig {
     /// Checks what the types alone cannot; the error names the key.
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        let amqp_url = self.url.expose();
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err((
-                "amqp.url",
-                "must start with amqp:// or amqps://, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
-                    .into(),
-            ));
-        }
+        self.url.validate()?;
         if self.prefetch == 0 {
             return Err(("amqp.prefetch", "must be at least 1".into()));
         }

@@ -308,3 +308,48 @@ fn the_keys_never_show_in_debug_output() {
     assert!(!shown.contains(key) && !shown.contains("[1, 1"), "{shown}");
     assert_eq!(config.encryption_key(), Some([1u8; 32]));
 }
+
+#[test]
+#[allow(clippy::result_large_err)] // figment::Jail's signature
+fn amqp_url_takes_a_list_in_toml_or_comma_separated_in_the_environment() {
+    let config = Config::from_toml(
+        "[amqp]\nurl = [\"amqp://g:g@127.0.0.1:5701/%2f\", \"amqp://g:g@127.0.0.1:5702/%2f\"]\n",
+    )
+    .unwrap();
+    assert_eq!(config.amqp.url.len(), 2);
+    figment::Jail::expect_with(|jail| {
+        let nodes = "amqp://g:g@127.0.0.1:5701/%2f,amqp://g:g@127.0.0.1:5702/%2f,\
+                     amqp://g:g@127.0.0.1:5703/%2f";
+        jail.set_env("WEBHOOK_WORKER__AMQP__URL", nodes);
+        let config = Config::load(None).unwrap();
+        let urls: Vec<_> = config.amqp.url.iter().map(|u| u.expose()).collect();
+        assert_eq!(urls, nodes.split(',').collect::<Vec<_>>());
+        jail.set_env(
+            "WEBHOOK_WORKER__AMQP__URL",
+            "amqp://g:g@127.0.0.1:5701/%2f,http://g:hunter2@127.0.0.1:5702",
+        );
+        let err = Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("amqp.url") && err.contains("entry 2"), "{err}");
+        assert!(
+            err.contains("WEBHOOK_WORKER__AMQP__URL") && !err.contains("hunter2"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_entry_of_the_amqp_url_list_is_named_by_number() {
+    let err = Config::from_toml("[amqp]\nurl = [\"amqp://a/%2f\", \"http://u:hunter2@b\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("amqp.url") && err.contains("entry 2 of 2"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    let err = Config::from_toml("[amqp]\nurl = []\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least one node"), "{err}");
+}

@@ -1,10 +1,18 @@
-//! Connecting to the broker as the worker does, and opening a consumer.
+//! Connecting to the broker as the worker does, and opening a consumer. Where `amqp.url` lists
+//! several nodes, a long-lived connection takes the next node of its [`NodeRing`] at each
+//! attempt ([`connect_next`]), and a one-off connection (a tool, a redrive) tries them in turn
+//! until one answers ([`connect`]). Every connection made says which node (`host:port`) it went
+//! to.
 
 use lapin::{
     options::{BasicConsumeOptions, BasicQosOptions},
     types::FieldTable,
     Channel, Connection, ConnectionProperties, Consumer,
 };
+use tracing::info;
+
+use super::nodes::NodeRing;
+use crate::config::AmqpUrls;
 
 /// The largest frame the worker asks for (RabbitMQ offers 128 KiB). lapin keeps two buffers of
 /// 32 frames per connection, zero-filled, so 128 KiB frames cost 8 MiB of memory per
@@ -13,17 +21,43 @@ use lapin::{
 /// compact JSON) in one frame; a larger message is sent and received in more frames.
 const FRAME_MAX: u32 = 16 * 1024;
 
-/// Connects as the worker does: on the application's runtime, with frames of at most
-/// [`FRAME_MAX`] unless the URL sets `frame_max` itself.
-pub async fn connect(url: &str) -> lapin::Result<Connection> {
-    connect_with(url, connection_properties()).await
+/// Connects as the worker does (on the application's runtime, with frames of at most
+/// [`FRAME_MAX`] unless the URL sets `frame_max` itself) to one of `urls`: from a random node,
+/// each in turn until one answers. The error is the last node's.
+pub async fn connect(urls: &AmqpUrls) -> lapin::Result<Connection> {
+    let ring = NodeRing::new(urls);
+    for _ in 1..ring.len() {
+        if let Ok(connection) = connect_next(&ring, None).await {
+            return Ok(connection);
+        }
+    }
+    connect_next(&ring, None).await
 }
 
-/// [`connect`], with a `connection_name` the broker shows (`rabbitmqctl list_connections
-/// client_properties`, the management UI), e.g. `webhook-worker webhooks publishing`.
-pub async fn connect_named(url: &str, name: &str) -> lapin::Result<Connection> {
-    let properties = connection_properties().with_connection_name(name.into());
-    connect_with(url, properties).await
+/// One attempt, at the next node of `ring`, named `name` at the broker when given
+/// (`rabbitmqctl list_connections client_properties`, the management UI), e.g.
+/// `webhook-worker webhooks publishing`. Logs the node it went to, or could not reach.
+pub async fn connect_next(ring: &NodeRing, name: Option<&str>) -> lapin::Result<Connection> {
+    let Some(node) = ring.next() else {
+        let error = std::io::Error::new(std::io::ErrorKind::InvalidInput, "amqp.url names no node");
+        return Err(error.into());
+    };
+    let mut properties = connection_properties();
+    if let Some(name) = name {
+        properties = properties.with_connection_name(name.into());
+    }
+    let connection = name.unwrap_or("webhook-worker");
+    match connect_with(node.url.expose(), properties).await {
+        Ok(connected) => {
+            info!(node = %node.address, connection, "connected to the broker");
+            Ok(connected)
+        }
+        Err(error) => {
+            // The caller warns (with its backoff); this says which node it was.
+            info!(node = %node.address, connection, %error, "could not connect to the broker");
+            Err(error)
+        }
+    }
 }
 
 async fn connect_with(url: &str, properties: ConnectionProperties) -> lapin::Result<Connection> {

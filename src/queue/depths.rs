@@ -14,9 +14,9 @@ use crate::telemetry::{Metrics, QueueLabels};
 pub const EVERY: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Polls until `cancel` fires; reconnects after a failure at the next tick.
+/// Polls until `cancel` fires; reconnects after a failure at the next tick, to the next node.
 pub async fn run(
-    amqp_url: String,
+    nodes: super::NodeRing,
     topology: Topology,
     metrics: Metrics,
     cancel: CancellationToken,
@@ -27,7 +27,7 @@ pub async fn run(
         if connection.as_ref().is_none_or(|c| !c.status().connected()) {
             // A broker that accepts and never answers must not hold shutdown: the connect is
             // given up when asked to stop, and after a while anyway.
-            let connect = crate::queue::connect(&amqp_url);
+            let connect = crate::queue::connect_next(&nodes, None);
             connection = tokio::select! {
                 _ = cancel.cancelled() => break,
                 connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => {

@@ -47,7 +47,7 @@ pub enum MigrateError {
 
 /// `webhook-worker migrate-queues`: connects with the configuration and migrates.
 pub async fn run(config: &crate::config::Config) -> Result<Vec<Migrated>, MigrateError> {
-    let connection = crate::queue::connect(config.amqp.url.expose()).await?;
+    let connection = crate::queue::connect(&config.amqp.url).await?;
     let migrated = migrate(&connection, &Topology::from_config(config)).await;
     let _ = connection.close(200, "migration over").await;
     migrated

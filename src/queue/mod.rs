@@ -16,7 +16,8 @@
 //! - queue `webhooks.dead` (quorum): dead letters, with the reason in headers (ours, or the
 //!   broker's `x-first-death-reason`); never consumed by the worker.
 //!
-//! [`connect`] opens the broker connections every part uses (worker, tools, migrations).
+//! [`connect`] opens the broker connections every part uses (worker, tools, migrations), to one
+//! of the nodes `amqp.url` lists; [`nodes`] says which one.
 //!
 //! [`account`] reads an event's `account_id` header, fail-closed.
 //!
@@ -28,6 +29,7 @@ pub mod connect;
 pub mod depths;
 pub mod job;
 pub mod migrate;
+pub mod nodes;
 pub mod outlet;
 pub mod publisher;
 pub mod topology;
@@ -43,7 +45,8 @@ use lapin::{
 use crate::retry::label;
 
 pub use account::{account_header, BadAccount};
-pub use connect::{connect, connect_named, connection_properties};
+pub use connect::{connect, connect_next, connection_properties};
+pub use nodes::NodeRing;
 pub use outlet::{Outlet, OutletSender};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare, delete, DeclareError, Topology};

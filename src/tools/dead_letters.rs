@@ -96,7 +96,7 @@ struct DeadQueue {
 
 impl DeadQueue {
     async fn open(config: &Config) -> anyhow::Result<Self> {
-        let connection = crate::queue::connect(config.amqp.url.expose()).await?;
+        let connection = crate::queue::connect(&config.amqp.url).await?;
         let channel = connection.create_channel().await?;
         Ok(Self {
             names: Names::new(&config.amqp.prefix),

@@ -74,7 +74,7 @@ pub async fn publish(
 ) -> anyhow::Result<Published> {
     let (body, event_id, event_type) = prepare(file, event_type)?;
     let names = Names::new(&config.amqp.prefix);
-    let connection = crate::queue::connect(config.amqp.url.expose())
+    let connection = crate::queue::connect(&config.amqp.url)
         .await
         .context("cannot connect to RabbitMQ (amqp.url)")?;
     let publisher = Publisher::open(&connection).await?;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::{
-    queue::{Outlet, OutletSender, Publisher, Topology},
+    queue::{NodeRing, Outlet, OutletSender, Publisher, Topology},
     retry::jittered,
 };
 
@@ -24,7 +24,8 @@ pub(super) struct Publishing {
     connection: Option<Connection>,
     /// Every task holds the receiving end; dropping this ends their waits.
     slot: OutletSender,
-    url: String,
+    /// The worker's ring for publishing connections: a re-open goes to the next node.
+    nodes: NodeRing,
     name: String,
     confirm_timeout: Duration,
     topology: Topology,
@@ -37,7 +38,7 @@ impl Publishing {
     /// Opens the confirm channel on `connection`; returns the side and its outlet.
     pub async fn open(
         connection: Connection,
-        url: &str,
+        nodes: NodeRing,
         name: String,
         confirm_timeout: Duration,
         topology: Topology,
@@ -47,7 +48,7 @@ impl Publishing {
         let publishing = Self {
             connection: Some(connection),
             slot,
-            url: url.to_string(),
+            nodes,
             name,
             confirm_timeout,
             topology,
@@ -118,7 +119,8 @@ impl Publishing {
         if !connected {
             // A connection the broker closed needs no close of ours.
             self.connection = None;
-            self.connection = Some(crate::queue::connect_named(&self.url, &self.name).await?);
+            let connect = crate::queue::connect_next(&self.nodes, Some(&self.name));
+            self.connection = Some(connect.await?);
         }
         self.publisher().await
     }

@@ -53,14 +53,21 @@ pub struct Broker {
     pub names: Names,
     pub channel: Channel,
     pub topology: Topology,
+    /// The node it connected to, and connects to again after a broker restart.
+    url: String,
     _connection: Connection,
 }
 
 impl Broker {
     pub async fn connect(topology: Topology) -> Self {
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        Self::connect_to(&amqp_url(), topology).await
+    }
+
+    /// [`Broker::connect`] to the node at `url` (a node of the test cluster, say).
+    pub async fn connect_to(url: &str, topology: Topology) -> Self {
+        let connection = Connection::connect(url, ConnectionProperties::default())
             .await
-            .expect("RabbitMQ at TEST_AMQP_URL or 127.0.0.1:5672");
+            .expect("RabbitMQ at TEST_AMQP_URL or 127.0.0.1:5672 (or the cluster's node)");
         let channel = connection.create_channel().await.unwrap();
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -71,6 +78,7 @@ impl Broker {
             names: topology.names.clone(),
             channel,
             topology,
+            url: url.to_string(),
             _connection: connection,
         }
     }
@@ -219,7 +227,7 @@ impl Broker {
         if self.channel.status().connected() {
             return (self.channel.clone(), None);
         }
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();

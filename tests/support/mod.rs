@@ -1,5 +1,5 @@
 //! The test support kit, one for every test binary (`tests/it`, `tests/throughput`,
-//! `tests/shared_services`), each of which includes it once as `mod support`:
+//! `tests/shared_services`, `tests/cluster`), each of which includes it once as `mod support`:
 //!
 //! - [`app`]: the Webhooks API in-process (`spawn_app`, `TestApp`) on a [`database`] of its own
 //!   (`TestDb`, SQLite or PostgreSQL, and `both_backends!`);

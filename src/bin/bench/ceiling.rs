@@ -34,7 +34,8 @@ pub async fn measure(
     body: impl Fn(usize) -> Vec<u8>,
     broker: Option<&str>,
 ) -> anyhow::Result<Ceiling> {
-    let connection = webhook_worker::queue::connect(url).await?;
+    let connection =
+        webhook_worker::queue::connect(&webhook_worker::config::AmqpUrls::parse(url)).await?;
     let channel = connection.create_channel().await?;
     let queue = format!("{prefix}.ceiling");
     let mut args = FieldTable::default();

@@ -141,7 +141,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(&prefix);
     let config = config(&args, &prefix, &dir)?;
     webhook_worker::telemetry::init_logging(&config.log);
-    let connection = webhook_worker::queue::connect(&args.amqp_url).await?;
+    let connection =
+        webhook_worker::queue::connect(&webhook_worker::config::AmqpUrls::parse(&args.amqp_url))
+            .await?;
     let channel = connection.create_channel().await?;
     let topology = queue::Topology::from_config(&config);
     let exchange = topology.names.events_exchange.clone();
