@@ -10,8 +10,8 @@
 #    (tests/shared_services/);
 # 4. alone, last, one at a time: the worker on a three-node RabbitMQ cluster whose nodes the
 #    tests kill (tests/cluster/). The cluster (scripts/rabbitmq-cluster.sh, ports 5701-5703) is
-#    started for the suite and stopped after it, also when it fails; the machine's broker is
-#    not touched.
+#    started in the background while step 3 runs and stopped after the suite, also when it
+#    fails; the machine's broker is not touched.
 #
 # Each step prints `[mm:ss] test.sh …` as it starts, and the steps' durations at the end.
 set -euo pipefail
@@ -38,14 +38,22 @@ cargo test --test throughput -- --test-threads=1
 # Timed as well: /healthz within a second for a minute beside 1,000 clients that never read.
 phase "2. timed: /healthz beside 1,000 clients that never read"
 cargo test --test it api::slow_readers::healthz_from_another_address -- --ignored --nocapture
-phase "3. build tests/shared_services"
-cargo test --no-run --test shared_services
+phase "3. build tests/shared_services and tests/cluster"
+cargo test --no-run --test shared_services --test cluster
+# The cluster boots (1 to 2 minutes, mostly Erlang starting three nodes and joining them) beside
+# step 3, which spends its time waiting for the machine's broker and database to come back; the
+# cluster shares no port, node name, cookie or data with them.
+phase "3. starting, in the background, the three-node RabbitMQ cluster of step 4"
+mkdir -p target
+scripts/rabbitmq-cluster.sh start >target/rabbitmq-cluster-start.log 2>&1 &
+cluster_start=$!
+trap 'kill "$cluster_start" 2>/dev/null || true; scripts/rabbitmq-cluster.sh stop || true; phases_summary' EXIT
 phase "3. alone: RabbitMQ restarted and alarmed, PostgreSQL restarted (tests/shared_services)"
 cargo test --test shared_services -- --test-threads=1 --nocapture
-phase "4. build tests/cluster"
-cargo test --no-run --test cluster
-phase "4. start a three-node RabbitMQ cluster (scripts/rabbitmq-cluster.sh)"
-trap 'scripts/rabbitmq-cluster.sh stop || true; phases_summary' EXIT
-scripts/rabbitmq-cluster.sh start
+phase "4. the cluster up"
+cluster_status=0
+wait "$cluster_start" || cluster_status=$?
+cat target/rabbitmq-cluster-start.log
+((cluster_status == 0)) || { echo "error: the cluster did not start (exit $cluster_status)" >&2; exit 1; }
 phase "4. alone: the cluster's nodes killed under three replicas (tests/cluster)"
 cargo test --test cluster -- --test-threads=1 --nocapture
