@@ -11,7 +11,7 @@ use crate::support::{InProcessWorker, TestReceiver, AMQP_URL};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn next_line(lines: &mut Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+async fn next_line(lines: &mut StdoutLines) -> String {
     tokio::time::timeout(WAIT, lines.next_line())
         .await
         .expect("a line in time")
@@ -19,10 +19,14 @@ async fn next_line(lines: &mut Lines<BufReader<tokio::process::ChildStdout>>) ->
         .expect("the listener is still running")
 }
 
-#[tokio::test]
-async fn listen_accepts_a_correctly_signed_delivery_and_flags_one_signed_with_another_secret() {
+type StdoutLines = Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// `webhook-worker listen --port 0 <args>`: the process (killed when dropped), its output
+/// lines, its banner and the URL the banner names.
+async fn spawn_listen(args: &[&str]) -> (tokio::process::Child, StdoutLines, String, String) {
     let mut listener = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
-        .args(["listen", "--port", "0", "--secret", "whsec_listen_right"])
+        .args(["listen", "--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -35,6 +39,13 @@ async fn listen_accepts_a_correctly_signed_delivery_and_flags_one_signed_with_an
         .find(|word| word.starts_with("http://"))
         .expect("the banner names the address")
         .to_string();
+    (listener, lines, banner, url)
+}
+
+#[tokio::test]
+async fn listen_accepts_a_correctly_signed_delivery_and_flags_one_signed_with_another_secret() {
+    let (_listener, mut lines, banner, url) =
+        spawn_listen(&["--secret", "whsec_listen_right"]).await;
     assert!(banner.contains("checking signatures"), "{banner}");
 
     let worker = InProcessWorker::start("").await;
@@ -70,29 +81,9 @@ async fn listen_accepts_a_correctly_signed_delivery_and_flags_one_signed_with_an
 #[tokio::test]
 async fn listen_checks_a_standard_webhooks_delivery_and_refuses_it_replayed() {
     let secret = webhook_worker::signing::new_standard_secret();
-    let mut listener = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"))
-        .args([
-            "listen",
-            "--port",
-            "0",
-            "--tolerance",
-            "2m",
-            "--secret",
-            &secret,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("listen starts");
-    let mut lines = BufReader::new(listener.stdout.take().expect("stdout")).lines();
-    let banner = next_line(&mut lines).await;
+    let (_listener, mut lines, banner, url) =
+        spawn_listen(&["--tolerance", "2m", "--secret", &secret]).await;
     assert!(banner.contains("tolerance 120s"), "{banner}");
-    let url = banner
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .expect("the banner names the address")
-        .to_string();
     // The worker's delivery is checked both ways and accepted.
     let receiver = TestReceiver::start().await;
     let worker = InProcessWorker::start("").await;
