@@ -32,6 +32,7 @@
 //! queues deleted.
 
 mod ceiling;
+mod database;
 mod procfs;
 mod publish;
 mod report;
@@ -104,6 +105,10 @@ pub struct Args {
     /// Make the healthy webhooks `standard_webhooks` (the Standard Webhooks headers too).
     #[arg(long)]
     standard_webhooks: bool,
+    /// Keep the store and the delivery log on this PostgreSQL server (a database of the
+    /// bench's own is created on it and dropped after) instead of SQLite; its CPU is counted.
+    #[arg(long)]
+    postgres_url: Option<String>,
     #[command(flatten)]
     two: two_accounts::Flags,
     /// Run as the sink (the bench starts itself this way).
@@ -139,7 +144,9 @@ async fn main() -> anyhow::Result<()> {
         report.ceiling(&ceiling.await?);
     }
     let dir = std::env::temp_dir().join(&prefix);
-    let config = config(&args, &prefix, &dir)?;
+    let database =
+        database::BenchDatabase::create(args.postgres_url.as_deref(), &prefix, &dir).await?;
+    let config = config(&args, &prefix, &database.url)?;
     webhook_worker::telemetry::init_logging(&config.log);
     let connection =
         webhook_worker::queue::connect(&webhook_worker::config::AmqpUrls::parse(&args.amqp_url))
@@ -189,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
     report.delivery_log(&metrics.render());
     report.print(args.json);
     delete_queues(&channel, &topology, &prefix, &dir).await?;
+    database.drop().await;
     close(&connection).await;
     Ok(())
 }
@@ -294,7 +302,7 @@ pub async fn delete_queues(
     Ok(())
 }
 
-pub fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Result<Config> {
+pub fn config(args: &Args, prefix: &str, database_url: &str) -> anyhow::Result<Config> {
     Ok(Config::from_toml(&format!(
         r#"
         [amqp]
@@ -304,7 +312,7 @@ pub fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Resul
         [api]
         listen = "127.0.0.1:0"
         [database]
-        url = "sqlite://{db}"
+        url = "{db}"
         encryption_key = "{key}"
         [delivery]
         allow_http = true
@@ -321,7 +329,7 @@ pub fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Resul
         )),
         url = args.amqp_url,
         prefetch = args.prefetch,
-        db = dir.join("bench.db").display(),
+        db = database_url,
         key = base64_key(),
         level = args.log_level,
         record = args.delivery_log,

@@ -19,16 +19,42 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SECOND)
 }
 
-/// The RabbitMQ node's process (`beam.smp`) on this machine, if there is one we can see.
+/// The RabbitMQ nodes' processes (`beam.smp`) on this machine that we can see, as one
+/// comma-separated list: the machine's broker and, when one runs, the local cluster's three
+/// nodes (`scripts/rabbitmq-cluster.sh`), whose CPU counts together ([`broker_cpu_seconds`]).
 pub fn broker_pid() -> Option<String> {
-    std::fs::read_dir("/proc")
+    let pids: Vec<String> = std::fs::read_dir("/proc")
         .ok()?
         .flatten()
-        .find_map(|entry| {
+        .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
             (name.bytes().all(|b| b.is_ascii_digit()) && comm.trim() == "beam.smp").then_some(name)
         })
+        .collect();
+    (!pids.is_empty()).then(|| pids.join(","))
+}
+
+/// CPU seconds used so far by the broker processes [`broker_pid`] listed.
+pub fn broker_cpu_seconds(pids: &str) -> Option<f64> {
+    pids.split(',').map(cpu_seconds).sum()
+}
+
+/// CPU seconds used so far by every PostgreSQL server process on this machine (`postgres`):
+/// the bench's database's backends and the server's own writers.
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == "postgres").then_some(())?;
+            cpu_seconds(&name)
+        })
+        .sum()
 }
 
 fn status_kib(key: &str) -> Option<u64> {
@@ -64,6 +90,7 @@ pub struct Sample {
     pub at: Instant,
     pub own: f64,
     pub broker: Option<f64>,
+    pub postgres: f64,
 }
 
 impl Sample {
@@ -71,7 +98,8 @@ impl Sample {
         Sample {
             at: Instant::now(),
             own: cpu_seconds("self").unwrap_or(0.0),
-            broker: broker.and_then(cpu_seconds),
+            broker: broker.and_then(broker_cpu_seconds),
+            postgres: postgres_cpu_seconds(),
         }
     }
 

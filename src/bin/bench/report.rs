@@ -7,6 +7,9 @@ use crate::{ceiling::Ceiling, run::Drain, sink::Stats, Args};
 pub struct Report {
     fields: Map<String, Value>,
     ceiling: Option<f64>,
+    /// The bare consumer's CPU per message, the measure the worker's is compared with.
+    ceiling_client_us: Option<f64>,
+    postgres: bool,
 }
 
 fn round(x: f64, places: i32) -> Value {
@@ -23,9 +26,17 @@ impl Report {
         fields.insert("delivery_log".into(), json!(args.delivery_log));
         fields.insert("rotating_secret".into(), json!(args.rotating_secret));
         fields.insert("standard_webhooks".into(), json!(args.standard_webhooks));
+        let database = if args.postgres_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        fields.insert("database".into(), json!(database));
         Report {
             fields,
             ceiling: None,
+            ceiling_client_us: None,
+            postgres: args.postgres_url.is_some(),
         }
     }
 
@@ -35,6 +46,7 @@ impl Report {
 
     pub fn ceiling(&mut self, c: &Ceiling) {
         self.ceiling = Some(c.per_second);
+        self.ceiling_client_us = Some(c.client_us);
         self.set("ceiling_per_s", round(c.per_second, 0));
         self.set("ceiling_client_cores", round(c.client_cores, 2));
         self.set("ceiling_client_cpu_us", round(c.client_us, 1));
@@ -63,6 +75,17 @@ impl Report {
             "worker_and_publisher_cpu_us"
         };
         self.set(key, round(d.own_us, 1));
+        if let (true, Some(bare)) = (worker_alone, self.ceiling_client_us) {
+            // Issue 21's measure: what a delivery costs the worker against what receiving and
+            // acking a message costs a bare client, in the same run.
+            self.set(
+                "worker_to_bare_consumer",
+                round(d.own_us / bare.max(1e-9), 2),
+            );
+        }
+        if self.postgres {
+            self.set("postgres_cpu_us", round(d.postgres_us, 1));
+        }
         self.set("broker_cpu_us", json!(d.broker_us.map(|b| round(b, 1))));
         self.set("sink_cpu_us", round(d.sink_us, 1));
         self.set("sink_cores", round(d.sink_cores, 2));

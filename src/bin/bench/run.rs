@@ -10,6 +10,8 @@ pub struct Drain {
     /// This process's CPU per delivery: the worker's, plus the publisher's if it ran meanwhile.
     pub own_us: f64,
     pub broker_us: Option<f64>,
+    /// PostgreSQL's CPU per delivery (every `postgres` process on the machine).
+    pub postgres_us: f64,
     pub sink_us: f64,
     pub sink_cores: f64,
     /// Peak RSS of this process, and the highest RSS sampled while delivering.
@@ -46,6 +48,7 @@ pub async fn drain(
                     / ((stats.last_ns.saturating_sub(stats.first_ns).max(1)) as f64 / 1e9),
                 own_us: own * 1e6 / timed,
                 broker_us: broker.map(|b| b * 1e6 / timed),
+                postgres_us: (last.postgres - start.postgres) * 1e6 / timed,
                 sink_us: (sink_cpu - start_sink) * 1e6 / timed,
                 sink_cores: (sink_cpu - start_sink) / wall.max(1e-9),
                 peak_rss_mib: procfs::peak_rss_mib(),

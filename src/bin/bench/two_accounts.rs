@@ -126,7 +126,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     // The sink records receipts of quiet's sequence numbers only (0..events); noisy's come after.
     let mut sink = SinkProcess::spawn(sink::Settings::new(args, quiet_events)).await?;
     let dir = std::env::temp_dir().join(&prefix);
-    let config = crate::config(args, &prefix, &dir)?;
+    let database =
+        crate::database::BenchDatabase::create(args.postgres_url.as_deref(), &prefix, &dir).await?;
+    let config = crate::config(args, &prefix, &database.url)?;
     webhook_worker::telemetry::init_logging(&config.log);
     let connection =
         webhook_worker::queue::connect(&webhook_worker::config::AmqpUrls::parse(&args.amqp_url))
@@ -192,6 +194,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     crate::stop(app).await;
     report.print(args.json);
     crate::delete_queues(&channel, &topology, &prefix, &dir).await?;
+    database.drop().await;
     crate::close(&connection).await;
     Ok(())
 }
