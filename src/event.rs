@@ -20,6 +20,7 @@
 //! its meaning differs between parsers anyway).
 
 mod read;
+mod scan;
 mod text;
 
 use bytes::Bytes;
@@ -78,6 +79,24 @@ impl Event {
     /// Parses the message body; the event keeps (a handle to) it as its text when it is compact.
     pub fn parse_shared(body: &Bytes, max_bytes: usize) -> Result<Self, PoisonReason> {
         check_size(body, max_bytes)?;
+        // The one-pass scan answers for the usual event; anything else, and every error, is the
+        // full parse's to decide (see `scan`).
+        let scanned = std::str::from_utf8(body).ok().and_then(scan::scan);
+        let Some(scanned) = scanned else {
+            return Self::parse_fully(body);
+        };
+        let object = scanned.object.map(|o| (o.external_id, o.id));
+        Self::from_members(
+            body,
+            scanned.id,
+            scanned.event_type,
+            object,
+            scanned.compact,
+        )
+    }
+
+    /// The full parse: serde_json's pass over the whole text, then the check of what it skips.
+    fn parse_fully(body: &Bytes) -> Result<Self, PoisonReason> {
         // One pass reads what is needed and checks the grammar of the rest; strings it skips
         // are not checked for UTF-8 by serde_json, so the whole text is (outside strings,
         // JSON is ASCII anyway).
@@ -88,21 +107,39 @@ impl Event {
         let envelope = envelope
             .0
             .ok_or(PoisonReason::InvalidEvent("the event is not a JSON object"))?;
+        let object = envelope
+            .data
+            .and_then(|data| data.object)
+            .map(|o| (o.external_id.map(RawValue::get), o.id.map(RawValue::get)));
+        Self::from_members(
+            body,
+            envelope.id.map(RawValue::get),
+            envelope.event_type.map(RawValue::get),
+            object,
+            compact,
+        )
+    }
+
+    /// The event from its members' raw JSON texts (`object`: `data.object`'s `external_id` and
+    /// `id`, when `data.object` is an object).
+    fn from_members(
+        body: &Bytes,
+        id: Option<&str>,
+        event_type: Option<&str>,
+        object: Option<(Option<&str>, Option<&str>)>,
+        compact: bool,
+    ) -> Result<Self, PoisonReason> {
         // Both travel in HTTP headers: short and printable, or the event is poison.
-        let id = header_safe_string(envelope.id).ok_or(PoisonReason::InvalidEvent(
+        let id = header_safe_string(id).ok_or(PoisonReason::InvalidEvent(
             "`id` is missing or not 1 to 255 printable characters",
         ))?;
-        let event_type = header_safe_string(envelope.event_type).ok_or(
-            PoisonReason::InvalidEvent("`type` is missing or not 1 to 255 printable characters"),
-        )?;
-        let object =
-            envelope
-                .data
-                .and_then(|data| data.object)
-                .ok_or(PoisonReason::InvalidEvent(
-                    "`data.object` is missing or not an object",
-                ))?;
-        let correlation_id = correlation(object.external_id).or_else(|| correlation(object.id));
+        let event_type = header_safe_string(event_type).ok_or(PoisonReason::InvalidEvent(
+            "`type` is missing or not 1 to 255 printable characters",
+        ))?;
+        let (external_id, object_id) = object.ok_or(PoisonReason::InvalidEvent(
+            "`data.object` is missing or not an object",
+        ))?;
+        let correlation_id = correlation(external_id).or_else(|| correlation(object_id));
         let text = if compact {
             body.clone()
         } else {
@@ -184,9 +221,9 @@ fn check_size(body: &[u8], max_bytes: usize) -> Result<(), PoisonReason> {
     Ok(())
 }
 
-/// A member that is a string fit for a header.
-fn header_safe_string(value: Option<&RawValue>) -> Option<String> {
-    let value = value?.get();
+/// A member (its raw JSON text) that is a string fit for a header.
+fn header_safe_string(value: Option<&str>) -> Option<String> {
+    let value = value?;
     if !value.starts_with('"') {
         return None;
     }
@@ -196,8 +233,8 @@ fn header_safe_string(value: Option<&RawValue>) -> Option<String> {
 }
 
 /// A correlation id: a header-safe string, or a number as text.
-fn correlation(value: Option<&RawValue>) -> Option<String> {
-    let text = value?.get();
+fn correlation(value: Option<&str>) -> Option<String> {
+    let text = value?;
     match text.as_bytes().first() {
         Some(b'"') => header_safe_string(value),
         Some(b'-' | b'0'..=b'9') => serde_json::from_str::<serde_json::Number>(text)

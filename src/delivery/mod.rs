@@ -25,6 +25,15 @@ use crate::{
     webhook::{OidcSettings, Webhook},
 };
 
+// Named once: a name given as text is parsed, lower-cased and allocated on every request.
+const EVENT_ID: HeaderName = HeaderName::from_static("x-webhook-event-id");
+const EVENT_TYPE: HeaderName = HeaderName::from_static("x-webhook-event-type");
+const ATTEMPT: HeaderName = HeaderName::from_static("x-webhook-attempt");
+const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+const STANDARD_ID: HeaderName = HeaderName::from_static("webhook-id");
+const STANDARD_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const STANDARD_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+
 pub const USER_AGENT: &str = concat!("webhook-worker/", env!("CARGO_PKG_VERSION"));
 
 /// Why an attempt failed, safe to log and to put in dead-letter headers.
@@ -238,11 +247,11 @@ impl Deliverer {
             .client
             .post(url)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header("X-Webhook-Event-Id", attempt.event.id.as_str())
-            .header("X-Webhook-Event-Type", attempt.event.event_type.as_str())
-            .header("X-Webhook-Attempt", attempt.number.to_string());
+            .header(EVENT_ID, attempt.event.id.as_str())
+            .header(EVENT_TYPE, attempt.event.event_type.as_str())
+            .header(ATTEMPT, attempt.number.to_string());
         if let Some(correlation_id) = attempt.correlation_id {
-            request = request.header("X-Correlation-Id", correlation_id);
+            request = request.header(CORRELATION_ID, correlation_id);
         }
         request = self.signed(request, webhook, attempt);
         if let Some(token) = token {
@@ -302,9 +311,9 @@ impl Deliverer {
             body,
         );
         request
-            .header("webhook-id", id)
-            .header("webhook-signature", signatures)
-            .header("webhook-timestamp", timestamp)
+            .header(STANDARD_ID, id)
+            .header(STANDARD_SIGNATURE, signatures)
+            .header(STANDARD_TIMESTAMP, timestamp)
     }
 
     /// Reads the response body up to the limit, so the connection can be reused; the rest is
