@@ -140,11 +140,7 @@ impl<'a> Scanner<'a> {
         self.at += 1; // the opening quote
         let mut escaped = false;
         loop {
-            let rest = self.text.get(self.at..)?;
-            let stop = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-            self.at += stop;
+            self.at += string_stop(self.text.get(self.at..)?)?;
             match self.text[self.at] {
                 b'"' => {
                     self.at += 1;
@@ -268,6 +264,34 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Where the first quote, backslash or control character of `rest` is. Eight bytes at a time:
+/// strings are most of an event's text.
+fn string_stop(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero, or (`below`) under 0x20: the lowest flagged byte is exact (a borrow
+    // can only flag bytes above a true one).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let below = |x: u64| x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let found = zero(word ^ (ONES * u64::from(b'"')))
+            | zero(word ^ (ONES * u64::from(b'\\')))
+            | below(word);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder();
+    let stop = tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    Some(at + stop)
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -346,6 +370,23 @@ mod tests {
             let (fast, full) = both(text.as_bytes());
             assert_eq!(fast, full);
         }
+    }
+
+    #[test]
+    fn a_string_stops_at_its_first_quote_backslash_or_control_character() {
+        for text in ["", "abc", "abcdefgh", "abcdefghijk"] {
+            assert_eq!(string_stop(text.as_bytes()), None, "{text:?}");
+        }
+        for stop in 0..20 {
+            for byte in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                let mut text = vec![b'a'; 24];
+                text[stop] = byte;
+                text[stop + 3] = b'"';
+                assert_eq!(string_stop(&text), Some(stop), "{stop} {byte}");
+            }
+        }
+        // Bytes of UTF-8 text beyond ASCII, and 0x20 and above, never stop it.
+        assert_eq!(string_stop("éàü ~\x7f\"".as_bytes()), Some(9));
     }
 
     proptest! {
