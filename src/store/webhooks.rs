@@ -36,6 +36,7 @@ impl Store {
     /// 5).
     pub async fn insert_limited(&self, webhook: &Webhook, max: i64) -> Result<bool, StoreError> {
         let row = self.encode(webhook)?;
+        let id = row.id.clone();
         let mut transaction = self.pool.begin().await?;
         if self.postgres_url.is_some() {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -70,8 +71,12 @@ impl Store {
         .bind(max)
         .execute(&mut *transaction)
         .await?;
+        let inserted = result.rows_affected() > 0;
+        if inserted {
+            self.record_changes(&mut transaction, &[id]).await?;
+        }
         transaction.commit().await?;
-        Ok(result.rows_affected() > 0)
+        Ok(inserted)
     }
 
     /// Inserts many webhooks in one transaction, many rows a statement, with no limit per
@@ -101,6 +106,8 @@ impl Store {
             }
             query.execute(&mut *transaction).await?;
         }
+        let ids: Vec<String> = webhooks.iter().map(|w| w.id.to_string()).collect();
+        self.record_changes(&mut transaction, &ids).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -108,6 +115,8 @@ impl Store {
     /// Replaces a webhook of the account. Returns false when it does not exist.
     pub async fn update(&self, webhook: &Webhook) -> Result<bool, StoreError> {
         let row = self.encode(webhook)?;
+        let id = row.id.clone();
+        let mut transaction = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE webhooks SET url = $3, secret_enc = $4, enabled_events = $5, include = $6, \
              disabled_at = $7, updated_at = $8, oidc_auth_method = $9, oidc_client_id = $10, \
@@ -134,26 +143,37 @@ impl Store {
         .bind(row.signature_format)
         .bind(row.previous_secret_enc)
         .bind(row.previous_secret_until)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        let updated = result.rows_affected() > 0;
+        if updated {
+            self.record_changes(&mut transaction, &[id]).await?;
+        }
+        transaction.commit().await?;
         if webhook.disabled_at.is_none() {
             // Enabled (or re-enabled): its failures so far no longer count toward disabling it.
             self.clear_failing(webhook.id).await?;
         }
-        Ok(result.rows_affected() > 0)
+        Ok(updated)
     }
 
     /// Deletes a webhook of the account and returns it, or `None` when it does not exist.
     pub async fn delete(&self, account_id: &str, id: Uuid) -> Result<Option<Webhook>, StoreError> {
         // One statement (SQLite 3.35+ and PostgreSQL both RETURNING): no window between reading
         // the row and deleting it.
+        let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "DELETE FROM webhooks WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(account_id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *transaction)
         .await?;
+        if row.is_some() {
+            self.record_changes(&mut transaction, &[id.to_string()])
+                .await?;
+        }
+        transaction.commit().await?;
         if row.is_some() {
             self.clear_failing(id).await?;
         }
