@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     page::PageQuery,
     secrets::{origin_of, webhook_context},
-    BadRow, Store, StoreError, UnreadableWebhook,
+    Store, StoreError,
 };
 use crate::{
     secret::Secret,
@@ -215,34 +215,6 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| self.decode(row)).collect()
-    }
-
-    /// Every webhook of every account, each row decoded on its own: a row that cannot be decoded
-    /// (a value an older version cannot parse, a secret under another key) comes back as
-    /// [`BadRow`] and the others still load.
-    pub async fn all_decodable(&self) -> Result<Vec<Result<Webhook, BadRow>>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks"))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                self.decode(row).map_err(|error| BadRow {
-                    id: row.try_get("id").unwrap_or_default(),
-                    error,
-                    routing: UnreadableWebhook::read(row).map(Box::new),
-                })
-            })
-            .collect())
-    }
-
-    /// A webhook by id alone, whatever its account: for applying another replica's change.
-    pub async fn get_by_id(&self, id: Uuid) -> Result<Option<Webhook>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| self.decode(&row)).transpose()
     }
 
     fn encode(&self, webhook: &Webhook) -> Result<EncodedRow, StoreError> {
