@@ -65,7 +65,7 @@ impl Application {
         tasks.spawn(
             registry
                 .clone()
-                .refresh_until_cancelled(config.registry.refresh.0, cancel.clone()),
+                .refresh_until_cancelled(config.registry.periods(), cancel.clone()),
         );
         tasks.spawn(registry.clone().listen_until_cancelled(cancel.clone()));
         let parts = Parts {

@@ -13,8 +13,8 @@
 //! - [`event`]: parsing the event message in one pass, without a tree of values (the poison
 //!   check), and building delivery bodies from its text.
 //! - [`pipeline`]: what happens to one message, up to the ack decision.
-//! - [`registry`]: the in-memory snapshot of webhooks that deliveries read; [`webhook`]: the
-//!   webhook model and the seed's validation rules.
+//! - [`registry`]: the in-memory snapshot of webhooks that deliveries read, kept current by
+//!   the change log and NOTIFY; [`webhook`]: the webhook model and the seed's validation rules.
 //! - [`filter`]: `enabled_events` matching and the `include` projection.
 //! - [`signing`]: the HMAC-SHA256 body signature.
 //! - [`oidc`]: OAuth 2.0 access tokens for webhooks (token client, cache), signing keys, JWKS.
@@ -26,7 +26,7 @@
 //! - [`retry`]: the retry schedule, and how parks back off and count as attempts.
 //! - [`delivery_log`]: the record of every attempt, written in batches off the hot path, and
 //!   of every dead letter owed to a webhook (retried, never silently dropped).
-//! - [`store`]: SQLite/PostgreSQL storage, secrets encrypted at rest.
+//! - [`store`]: SQLite/PostgreSQL storage, secrets encrypted at rest, the webhook change log.
 //! - [`redrive`]: a webhook's recorded dead letters published again, as a job.
 //!
 //! Around it:

@@ -75,7 +75,8 @@ pub struct Metrics {
     pub registry_webhooks: Gauge,
     /// Rows the last registry load could not decode (skipped; the others load).
     pub registry_rows_skipped: Gauge,
-    /// Unix time of the last successful registry load: its age is `time() - this`.
+    /// Unix time of the registry's last successful check of the database (its change log, or a
+    /// full load): its age is `time() - this`.
     pub registry_loaded_at: Gauge,
     pub amqp_connected: Gauge,
     pub delivery_log_rows: Counter<u64, AtomicU64>,
@@ -273,7 +274,7 @@ impl Metrics {
         );
         registry.register(
             "registry_loaded_at_seconds",
-            "Unix time of the last successful registry load",
+            "Unix time of the registry's last successful check for webhook changes",
             self.registry_loaded_at.clone(),
         );
         registry.register(

@@ -8,7 +8,19 @@ use super::{Config, HumanDuration, Invalid};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
+    /// How often the change log is checked.
     pub refresh: HumanDuration,
+    /// How often every webhook is read again (the safety net).
+    pub full_reload: HumanDuration,
+}
+
+impl RegistryConfig {
+    pub fn periods(&self) -> crate::registry::Refresh {
+        crate::registry::Refresh {
+            changes: self.refresh.0,
+            full: self.full_reload.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +70,9 @@ impl Config {
         }
         if self.registry.refresh.0.is_zero() {
             return Err(("registry.refresh", "must be more than 0".into()));
+        }
+        if self.registry.full_reload.0.is_zero() {
+            return Err(("registry.full_reload", "must be more than 0".into()));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err((

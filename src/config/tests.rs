@@ -17,6 +17,7 @@ fn defaults_load_and_match_the_contract() {
     assert_eq!(config.api.max_connections, 1024);
     assert_eq!(config.signature.header, "X-Middesk-Signature-256");
     assert_eq!(config.registry.refresh.0, Duration::from_secs(5));
+    assert_eq!(config.registry.full_reload.0, Duration::from_secs(600));
     assert!(!config.delivery.allow_http);
 }
 

@@ -1,7 +1,8 @@
 //! Other replicas' changes at once, on PostgreSQL: each replica announces the id of a webhook it
-//! changed (`NOTIFY`), and every replica listening re-reads that one row. The periodic full
-//! reload stays as the safety net (a missed notification, a listener reconnecting), so
-//! `registry.refresh` can be raised to cut the database load of full reloads.
+//! changed (`NOTIFY`), and every replica listening reads that one row again and applies it at
+//! once (tens of milliseconds), without waiting for the next check of the change log. The change
+//! log stays the guarantee (a missed notification, a listener reconnecting): what NOTIFY missed
+//! arrives within `registry.refresh`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,7 +19,7 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 impl Registry {
     /// Tells the other replicas that `id` changed (PostgreSQL only), without waiting: a lost
-    /// announcement is caught by the next full reload.
+    /// announcement is caught by their next check of the change log.
     pub(super) fn announce(&self, id: Uuid) {
         if self.store.postgres_url().is_none() {
             return;
@@ -55,23 +56,21 @@ impl Registry {
         }
     }
 
-    /// One listening connection. A full reload once it listens covers what was missed before.
+    /// One listening connection. What was missed before it listened is in the change log.
     async fn listen(&self, url: &str) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect(url).await?;
         listener.listen(CHANGES_CHANNEL).await?;
-        if let Err(error) = self.reload().await {
-            warn!(%error, "registry reload failed; keeping the last snapshot");
-        }
         loop {
             let notification = listener.recv().await?;
             let Ok(id) = notification.payload().parse::<Uuid>() else {
                 continue;
             };
-            match self.store.get_by_id(id).await {
-                Ok(Some(webhook)) => self.apply(id, Some(Arc::new(webhook))),
-                Ok(None) => self.apply(id, None),
-                // The periodic reload brings it later.
-                Err(error) => warn!(%error, webhook_id = %id, "cannot read a changed webhook"),
+            // The change is committed before it is announced: a ticket taken now is older than
+            // this read and newer than the change.
+            let ticket = self.ticket();
+            if let Err(error) = self.read_again(ticket, &[id]).await {
+                // The change log brings it later.
+                warn!(%error, webhook_id = %id, "cannot read a changed webhook");
             }
         }
     }

@@ -103,6 +103,12 @@ impl Cipher {
         self.open(stored, VERSION, context)
     }
 
+    /// Whether keys that only read are configured (a rotation of the key): only then can a
+    /// value in the current format be stale, which no one can tell without opening it.
+    pub fn reads_with_other_keys(&self) -> bool {
+        !self.others.is_empty()
+    }
+
     /// Whether `stored` is in the earlier versions' format, to be upgraded.
     pub fn is_legacy(stored: &str) -> bool {
         stored.starts_with(LEGACY_VERSION)

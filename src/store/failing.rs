@@ -18,6 +18,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<Option<Webhook>, StoreError> {
         let at = timestamp(at);
+        let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "UPDATE webhooks SET disabled_at = $3, updated_at = $3 \
              WHERE id = $1 AND account_id = $2 AND (disabled_at IS NULL OR disabled_at > $3) \
@@ -26,8 +27,13 @@ impl Store {
         .bind(id.to_string())
         .bind(account_id.to_string())
         .bind(at)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *transaction)
         .await?;
+        if row.is_some() {
+            self.record_changes(&mut transaction, &[id.to_string()])
+                .await?;
+        }
+        transaction.commit().await?;
         row.map(|row| self.decode(&row)).transpose()
     }
 

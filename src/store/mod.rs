@@ -9,6 +9,7 @@
 //! `dead_letters`, `redrive_jobs` and `failing`.
 
 pub mod attempts;
+mod changes;
 mod cipher;
 mod dead_letter_upkeep;
 pub mod dead_letters;
@@ -18,6 +19,7 @@ mod page;
 pub mod public_keys;
 pub mod redrive_jobs;
 mod reencrypt;
+mod registry_rows;
 mod secrets;
 mod unreadable;
 mod webhooks;
@@ -25,7 +27,9 @@ mod webhooks;
 use sqlx::AnyPool;
 use uuid::Uuid;
 
+pub use changes::{Changes, CHANGES_PER_READ};
 pub use cipher::{Cipher, DecryptError};
+pub use registry_rows::{Fingerprint, Loaded, LoadedRow};
 pub use secrets::origin_of;
 pub use unreadable::UnreadableWebhook;
 

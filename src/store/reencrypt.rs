@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use super::{
-    secrets::{origin_of, HOLDS_SECRETS, SECRET_COLUMNS},
+    secrets::{origin_of, HOLDS_LEGACY_SECRETS, HOLDS_SECRETS, SECRET_COLUMNS},
     Store, StoreError,
 };
 
@@ -14,12 +14,22 @@ impl Store {
     /// earlier versions (bound to the row only, now bound to their account and token endpoint
     /// too), or opened by one of `database.decryption_keys` (a rotation of the key). After
     /// this, the old key can leave the configuration.
+    ///
+    /// Which rows can be stale is told from the stored form, without decrypting: without
+    /// `database.decryption_keys` only earlier versions' `v1:` values can be, so only rows
+    /// holding one are read (at start-up the registry's load is then the only decryption of
+    /// every secret). With them, every row holding a secret is opened, as a rotation needs.
     pub(super) async fn reencrypt_stale_secrets(&self) -> Result<(), StoreError> {
-        if self.cipher.is_none() {
+        let Some(cipher) = &self.cipher else {
             return Ok(());
-        }
+        };
+        let candidates = if cipher.reads_with_other_keys() {
+            HOLDS_SECRETS
+        } else {
+            HOLDS_LEGACY_SECRETS
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {SECRET_COLUMNS} FROM webhooks WHERE {HOLDS_SECRETS}"
+            "SELECT {SECRET_COLUMNS} FROM webhooks WHERE {candidates}"
         ))
         .fetch_all(&self.pool)
         .await?;

@@ -21,6 +21,10 @@ pub(super) struct OpenedSecrets {
 pub(super) const SECRET_COLUMNS: &str =
     "id, account_id, oidc_token_endpoint, secret_enc, oidc_client_secret_enc, previous_secret_enc";
 
+/// Rows holding a secret in the earlier versions' format (`v1:`, see `cipher`).
+pub(super) const HOLDS_LEGACY_SECRETS: &str = "secret_enc LIKE 'v1:%' \
+    OR oidc_client_secret_enc LIKE 'v1:%' OR previous_secret_enc LIKE 'v1:%'";
+
 /// Rows holding any secret.
 pub(super) const HOLDS_SECRETS: &str = "secret_enc IS NOT NULL \
     OR oidc_client_secret_enc IS NOT NULL OR previous_secret_enc IS NOT NULL";

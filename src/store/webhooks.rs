@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     page::PageQuery,
     secrets::{origin_of, webhook_context},
-    BadRow, Store, StoreError, UnreadableWebhook,
+    Store, StoreError,
 };
 use crate::{
     secret::Secret,
@@ -36,6 +36,7 @@ impl Store {
     /// 5).
     pub async fn insert_limited(&self, webhook: &Webhook, max: i64) -> Result<bool, StoreError> {
         let row = self.encode(webhook)?;
+        let id = row.id.clone();
         let mut transaction = self.pool.begin().await?;
         if self.postgres_url.is_some() {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -70,13 +71,52 @@ impl Store {
         .bind(max)
         .execute(&mut *transaction)
         .await?;
+        let inserted = result.rows_affected() > 0;
+        if inserted {
+            self.record_changes(&mut transaction, &[id]).await?;
+        }
         transaction.commit().await?;
-        Ok(result.rows_affected() > 0)
+        Ok(inserted)
+    }
+
+    /// Inserts many webhooks in one transaction, many rows a statement, with no limit per
+    /// account: for imports and the bench (`--registered-webhooks`), not for the API.
+    pub async fn insert_bulk(&self, webhooks: &[Webhook]) -> Result<(), StoreError> {
+        // 19 values a row: 500 rows stay under SQLite's 32,766 and PostgreSQL's 65,535 binds.
+        const ROWS: usize = 500;
+        let mut transaction = self.pool.begin().await?;
+        for chunk in webhooks.chunks(ROWS) {
+            let rows = chunk
+                .iter()
+                .map(|webhook| self.encode(webhook))
+                .collect::<Result<Vec<_>, _>>()?;
+            let values = (0..rows.len())
+                .map(|r| {
+                    let first = r * 19;
+                    let binds: Vec<String> =
+                        (first + 1..=first + 19).map(|n| format!("${n}")).collect();
+                    format!("({})", binds.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("INSERT INTO webhooks ({COLUMNS}) VALUES {values}");
+            let mut query = sqlx::query(&sql);
+            for row in rows {
+                query = row.bind_all(query);
+            }
+            query.execute(&mut *transaction).await?;
+        }
+        let ids: Vec<String> = webhooks.iter().map(|w| w.id.to_string()).collect();
+        self.record_changes(&mut transaction, &ids).await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// Replaces a webhook of the account. Returns false when it does not exist.
     pub async fn update(&self, webhook: &Webhook) -> Result<bool, StoreError> {
         let row = self.encode(webhook)?;
+        let id = row.id.clone();
+        let mut transaction = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE webhooks SET url = $3, secret_enc = $4, enabled_events = $5, include = $6, \
              disabled_at = $7, updated_at = $8, oidc_auth_method = $9, oidc_client_id = $10, \
@@ -103,26 +143,37 @@ impl Store {
         .bind(row.signature_format)
         .bind(row.previous_secret_enc)
         .bind(row.previous_secret_until)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        let updated = result.rows_affected() > 0;
+        if updated {
+            self.record_changes(&mut transaction, &[id]).await?;
+        }
+        transaction.commit().await?;
         if webhook.disabled_at.is_none() {
             // Enabled (or re-enabled): its failures so far no longer count toward disabling it.
             self.clear_failing(webhook.id).await?;
         }
-        Ok(result.rows_affected() > 0)
+        Ok(updated)
     }
 
     /// Deletes a webhook of the account and returns it, or `None` when it does not exist.
     pub async fn delete(&self, account_id: &str, id: Uuid) -> Result<Option<Webhook>, StoreError> {
         // One statement (SQLite 3.35+ and PostgreSQL both RETURNING): no window between reading
         // the row and deleting it.
+        let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "DELETE FROM webhooks WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(account_id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *transaction)
         .await?;
+        if row.is_some() {
+            self.record_changes(&mut transaction, &[id.to_string()])
+                .await?;
+        }
+        transaction.commit().await?;
         if row.is_some() {
             self.clear_failing(id).await?;
         }
@@ -164,34 +215,6 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| self.decode(row)).collect()
-    }
-
-    /// Every webhook of every account, each row decoded on its own: a row that cannot be decoded
-    /// (a value an older version cannot parse, a secret under another key) comes back as
-    /// [`BadRow`] and the others still load.
-    pub async fn all_decodable(&self) -> Result<Vec<Result<Webhook, BadRow>>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks"))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                self.decode(row).map_err(|error| BadRow {
-                    id: row.try_get("id").unwrap_or_default(),
-                    error,
-                    routing: UnreadableWebhook::read(row).map(Box::new),
-                })
-            })
-            .collect())
-    }
-
-    /// A webhook by id alone, whatever its account: for applying another replica's change.
-    pub async fn get_by_id(&self, id: Uuid) -> Result<Option<Webhook>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| self.decode(&row)).transpose()
     }
 
     fn encode(&self, webhook: &Webhook) -> Result<EncodedRow, StoreError> {
@@ -304,6 +327,34 @@ impl Store {
         };
         Webhook::try_from(flat)
             .map_err(|e| StoreError::Corrupt(format!("{} of webhook {id}", e.field)))
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+impl EncodedRow {
+    /// Binds the row's values in [`COLUMNS`]' order.
+    fn bind_all(self, query: AnyQuery<'_>) -> AnyQuery<'_> {
+        query
+            .bind(self.id)
+            .bind(self.account_id)
+            .bind(self.url)
+            .bind(self.secret_enc)
+            .bind(self.enabled_events)
+            .bind(self.include)
+            .bind(self.disabled_at)
+            .bind(self.created_at)
+            .bind(self.updated_at)
+            .bind(self.oidc_auth_method)
+            .bind(self.oidc_client_id)
+            .bind(self.oidc_client_secret_enc)
+            .bind(self.oidc_token_endpoint)
+            .bind(self.oidc_resource_uri)
+            .bind(self.oidc_scope)
+            .bind(self.oidc_access_token_ttl_seconds)
+            .bind(self.signature_format)
+            .bind(self.previous_secret_enc)
+            .bind(self.previous_secret_until)
     }
 }
 

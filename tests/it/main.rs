@@ -59,6 +59,7 @@ mod pipeline;
 mod postgres_tls;
 mod redrive;
 mod registry;
+mod registry_changes;
 mod sessions;
 mod settling;
 mod standard_webhooks;

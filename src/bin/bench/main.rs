@@ -27,6 +27,11 @@
 //!   checks the platform's header and `webhook-signature`. Compare CPU per delivery with and
 //!   without to price a second signature.
 //!
+//! - `--registered-webhooks N` (`--postgres-url URL` for PostgreSQL): the registry's cost with N
+//!   webhooks registered: a replica's start-up to its first delivery, peak RSS, idle CPU,
+//!   deliveries/s, and the latency of a change made through another replica's API (see
+//!   `registered`).
+//!
 //! Every mode ends the same way, also when requests hang: the sink is killed (so the worker's
 //! connections to it close and its requests end at once), the worker stopped, and the bench's
 //! queues deleted.
@@ -35,6 +40,8 @@ mod ceiling;
 mod database;
 mod procfs;
 mod publish;
+mod registered;
+mod replicas;
 mod report;
 mod run;
 mod sink;
@@ -111,6 +118,20 @@ pub struct Args {
     postgres_url: Option<String>,
     #[command(flatten)]
     two: two_accounts::Flags,
+    /// Register this many webhooks (distinct accounts, one subscribed to the bench's events)
+    /// and measure the registry's cost with them (see `registered`).
+    #[arg(long)]
+    registered_webhooks: Option<usize>,
+    /// With --registered-webhooks: a PostgreSQL server (a database of the bench's own is
+    /// created on it and dropped) instead of SQLite.
+    #[arg(long)]
+    postgres_url: Option<String>,
+    /// With --registered-webhooks: how long the idle replica's CPU is measured.
+    #[arg(long, default_value_t = 60)]
+    idle_seconds: u64,
+    /// With --registered-webhooks: how many cross-replica changes are timed.
+    #[arg(long, default_value_t = 5)]
+    probes: usize,
     /// Run as the sink (the bench starts itself this way).
     #[arg(long, hide = true)]
     sink: bool,
@@ -121,6 +142,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.sink {
         return sink::serve(sink::Settings::new(&args, args.events)).await;
+    }
+    if let Some(n) = args.registered_webhooks {
+        return registered::run(&args, n).await;
     }
     if args.two.two_accounts {
         return two_accounts::run(&args).await;
@@ -366,7 +390,7 @@ pub async fn settle_before_delete() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 }
 
-fn base64_key() -> String {
+pub fn base64_key() -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }
