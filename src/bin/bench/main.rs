@@ -26,6 +26,8 @@
 //!   header and `webhook-signature`: two signatures; with `--rotating-secret`, four). The sink
 //!   checks the platform's header and `webhook-signature`. Compare CPU per delivery with and
 //!   without to price a second signature.
+//! - fan-out: `--webhooks` above 32 makes each event fan out through the deliveries queue;
+//!   `--fan-out-batch N` sets `delivery.fan_out_batch` (1: one job per webhook).
 //!
 //! Every mode ends the same way, also when requests hang: the sink is killed (so the worker's
 //! connections to it close and its requests end at once), the worker stopped, and the bench's
@@ -104,6 +106,10 @@ pub struct Args {
     /// Make the healthy webhooks `standard_webhooks` (the Standard Webhooks headers too).
     #[arg(long)]
     standard_webhooks: bool,
+    /// `delivery.fan_out_batch`: webhooks per fan-out batch job (1: a job per webhook). An
+    /// event fans out when `--webhooks` is above `delivery.fan_out_threshold` (32).
+    #[arg(long)]
+    fan_out_batch: Option<usize>,
     #[command(flatten)]
     two: two_accounts::Flags,
     /// Run as the sink (the bench starts itself this way).
@@ -310,6 +316,7 @@ pub fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Resul
         allow_http = true
         allow_networks = ["127.0.0.0/8"]
         {retry}
+        {batch}
         [log]
         level = "{level}"
         [delivery_log]
@@ -319,6 +326,9 @@ pub fn config(args: &Args, prefix: &str, dir: &std::path::Path) -> anyhow::Resul
             "retry_schedule = [{}]",
             vec![format!("\"{ms}ms\""); 10].join(", ")
         )),
+        batch = args
+            .fan_out_batch
+            .map_or(String::new(), |n| format!("fan_out_batch = {n}")),
         url = args.amqp_url,
         prefetch = args.prefetch,
         db = dir.join("bench.db").display(),
