@@ -88,6 +88,8 @@ pub struct Pipeline {
     fan_out_batch: usize,
     /// Bytes of header a batch may take: half the frame the worker asks for.
     batch_header_budget: usize,
+    /// Each account's first attempts from batches in the worker at once: `amqp.prefetch`.
+    batch_gates: batch::BatchGates,
     /// First attempts one event makes at once (below the fan-out threshold).
     max_in_flight_per_event: usize,
     metrics: Metrics,
@@ -125,6 +127,7 @@ impl Pipeline {
             settle_timeout: config.amqp.settle_timeout.0,
             fan_out_threshold: config.delivery.fan_out_threshold,
             fan_out_batch: config.delivery.fan_out_batch,
+            batch_gates: batch::BatchGates::new(usize::from(config.amqp.prefetch)),
             batch_header_budget: crate::queue::batch::header_budget(
                 crate::queue::connect::requested_frame_max(&config.amqp.url),
             ),

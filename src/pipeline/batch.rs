@@ -9,8 +9,24 @@
 //! cannot be read puts the batch back with nothing attempted. A batch handed out again (its
 //! worker was killed or lost its session mid-way) is attempted again whole: at most the batch's
 //! webhooks get a duplicate, and delivery stays at least once.
+//!
+//! A batch is one message of the deliveries window but many deliveries: a window of batches
+//! could hand an account's share of requests (`delivery.max_in_flight_per_account`) hundreds
+//! of times more deliveries than it holds, and endpoint health would park most of them (it parks
+//! a delivery whose turn would come later than `delivery.max_wait`). So an account's first
+//! attempts from batches enter the worker through its [`BatchGates`] gate: at most
+//! `amqp.prefetch` at once, as many as a window of one-webhook jobs would hold, and the others
+//! wait their turn in their batch. What passes the gate is admitted, sent or parked as any
+//! delivery is, so the gate empties at the pace the account's requests complete or park, and
+//! another account's batches have gates of their own.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::{delivery_span, letters::Found, Disposition, Pipeline};
@@ -76,11 +92,46 @@ impl Pipeline {
         }
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
+        let gate = self.batch_gates.of(&batch.account_id);
         let attempts = webhooks.iter().map(|webhook| {
             let body = bodies.get(event, webhook.include.include());
-            self.first_attempt(webhook, event, body, correlation_id)
+            let gate = gate.clone();
+            async move {
+                // Never closed; were it, the attempt would go ahead without a turn.
+                let _turn = gate.acquire_owned().await.ok();
+                self.first_attempt(webhook, event, body, correlation_id)
+                    .await
+            }
         });
         nexts.extend(self.bounded(attempts.collect()).await);
         self.settle(outlet, raw, &event.id, nexts).await
+    }
+}
+
+/// Each account's gate for first attempts from batches (see the module's doc): a semaphore of
+/// `amqp.prefetch` permits per account that ever had a batch. Kept for the process's life: one
+/// small entry per account with more than `delivery.fan_out_threshold` webhooks.
+pub(super) struct BatchGates {
+    per_account: usize,
+    accounts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl BatchGates {
+    pub(super) fn new(per_account: usize) -> Self {
+        Self {
+            per_account: per_account.max(1),
+            accounts: Mutex::default(),
+        }
+    }
+
+    /// `account`'s gate.
+    fn of(&self, account: &str) -> Arc<Semaphore> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(gate) = accounts.get(account) {
+            return gate.clone();
+        }
+        let gate = Arc::new(Semaphore::new(self.per_account));
+        accounts.insert(account.to_string(), gate.clone());
+        gate
     }
 }

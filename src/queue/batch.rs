@@ -238,7 +238,7 @@ mod tests {
         // A 4 KiB frame (a broker's frame_max at RabbitMQ's least): batches of at most 54 ids.
         let (batches, _) = Batch::split("acct", &webhooks, 100, header_budget(4096));
         assert!(
-            sizes(&batches).iter().all(|&n| n <= 54 && n >= 50),
+            sizes(&batches).iter().all(|n| (50..=54).contains(n)),
             "{:?}",
             sizes(&batches)
         );
