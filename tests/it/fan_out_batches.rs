@@ -1,8 +1,9 @@
 //! Fan-out in batches (`delivery.fan_out_batch`): an event for 250 webhooks travels as a few
 //! batch jobs, each carrying the event once, and reaches each webhook once; a failing webhook
 //! among them gets its own retries; a worker killed mid-batch loses nothing and repeats at most
-//! that batch; a batch over the delivery limit becomes one dead letter per webhook; no batch's
-//! headers outgrow a frame; and a first-attempt job of the kind older versions made still works.
+//! that batch; a batch over the delivery limit (or whose handling panics) becomes one dead letter
+//! per webhook; no batch's headers outgrow a frame; and a first-attempt job of the kind older
+//! versions made still works.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -149,6 +150,36 @@ async fn a_batch_over_the_delivery_limit_becomes_a_dead_letter_for_each_webhook(
     worker.stop().await;
 }
 
+/// Needs the `test-hooks` feature (a message with `x-test-panic` makes its handling panic).
+#[tokio::test]
+async fn a_batch_whose_handling_panics_becomes_a_panic_letter_for_each_webhook() {
+    let worker = InProcessWorker::start("").await;
+    let batch = Batch {
+        account_id: "acct".into(),
+        webhook_ids: (0..3).map(|_| Uuid::new_v4()).collect(),
+    };
+    let mut headers = batch.headers();
+    headers.insert(
+        "x-test-panic".into(),
+        lapin::types::AMQPValue::LongString("1".into()),
+    );
+    let (id, body) = event("business.updated");
+    publish_job(&worker, &id, &body, headers).await;
+    worker.wait_for_ready(&worker.names.dead, 3, WAIT).await;
+    let listed = dead_letters::list(&worker.config, 10).await.unwrap();
+    let mut named: Vec<_> = listed.iter().filter_map(|l| l.webhook_id.clone()).collect();
+    named.sort();
+    let mut owed: Vec<_> = batch.webhook_ids.iter().map(Uuid::to_string).collect();
+    owed.sort();
+    assert_eq!(named, owed, "one letter per webhook of the batch");
+    assert!(listed.iter().all(|l| l.reason.as_deref() == Some("panic")));
+    worker
+        .until_quiet(|| worker.metric("handler_panics_total"))
+        .await;
+    assert_eq!(worker.metric("handler_panics_total"), 1);
+    worker.stop().await;
+}
+
 #[tokio::test]
 async fn a_first_attempt_job_of_an_older_version_is_still_delivered() {
     let worker = InProcessWorker::start("").await;
@@ -175,24 +206,26 @@ async fn a_first_attempt_job_of_an_older_version_is_still_delivered() {
     worker.stop().await;
 }
 
-/// An account id so long that a batch of even two ids would not leave the frame half free: no
-/// batch is made (its headers would outgrow the frame, and RabbitMQ would close the
-/// connection); each webhook gets a job of its own, and every one is delivered.
+/// An account id so long (12,000 bytes) that no batch leaves half the 16 KiB frame free: the
+/// two batches of 125 that `fan_out_batch = 200` would make take 16.6 KB of headers, more than
+/// a frame, and RabbitMQ would close the publishing connection at each try. None is made: each
+/// webhook gets a job of its own (12 KB of headers, as the event had), and every one is
+/// delivered.
 #[tokio::test]
 async fn an_account_id_too_long_for_a_batch_fans_out_one_job_per_webhook() {
     let worker =
         InProcessWorker::start("[delivery]\nfan_out_threshold = 32\nfan_out_batch = 200").await;
     let receiver = TestReceiver::start().await;
-    let account = "a".repeat(9_000);
-    add_hooks(&worker, &account, &receiver, 40).await;
+    let account = "a".repeat(12_000);
+    add_hooks(&worker, &account, &receiver, WEBHOOKS).await;
     let (_, body) = event("business.updated");
     worker
         .publish(Some(&account), "business.updated", &body)
         .await;
-    receiver.wait_for(40, WAIT).await;
+    receiver.wait_for(WEBHOOKS, WAIT).await;
     worker.until_quiet(|| receiver.count()).await;
-    assert_eq!(by_path(&receiver.received()).len(), 40);
-    assert_eq!(receiver.count(), 40, "each once");
+    assert_eq!(by_path(&receiver.received()).len(), WEBHOOKS);
+    assert_eq!(receiver.count(), WEBHOOKS, "each once");
     assert_eq!(worker.metric(BATCHES), 0, "no batch");
     assert_eq!(worker.metric("settles_total{outcome=\"rejected\"}"), 0);
     worker.stop().await;
