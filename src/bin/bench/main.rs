@@ -44,7 +44,7 @@ mod webhooks;
 
 use clap::Parser;
 use webhook_worker::{app::Application, cli::Role, config::Config, queue};
-pub use webhooks::{register, register_signed, Signing};
+pub use webhooks::{register, Signing};
 
 // The delivery path allocates per event (JSON trees, bodies, headers) across threads; mimalloc
 // measured faster than glibc's malloc in the bench binary (see docs/performance.md).
@@ -343,20 +343,30 @@ async fn start_worker(
     config: &Config,
     sink: std::net::SocketAddr,
 ) -> anyhow::Result<Application> {
-    let app = Application::start(config.clone(), Role::Worker).await?;
     let signing = Signing {
         rotating: args.rotating_secret,
         standard: args.standard_webhooks,
     };
-    for _ in 0..args.webhooks {
-        let account = publish::DEFAULT_ACCOUNT;
-        register_signed(&app, account, sink, "hook", "*", signing).await?;
-    }
+    let account = publish::DEFAULT_ACCOUNT;
+    let mut webhooks = (0..args.webhooks)
+        .map(|_| webhooks::build(account, sink, "hook", "*", signing))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let hanging_events = if args.hanging_every <= 1 { "*" } else { "slow" };
     if args.hanging {
-        register(&app, publish::DEFAULT_ACCOUNT, sink, "hang", hanging_events).await?;
+        let plain = Signing::default();
+        webhooks.push(webhooks::build(
+            account,
+            sink,
+            "hang",
+            hanging_events,
+            plain,
+        )?);
     }
-    Ok(app)
+    // Stored before the worker starts, which loads them before it consumes: with a backlog
+    // waiting, registering them one by one after the start matched the first events against
+    // only some of them (the run then never reached events × webhooks deliveries).
+    webhooks::store_before_start(config, &webhooks).await?;
+    Application::start(config.clone(), Role::Worker).await
 }
 
 /// RabbitMQ 3.10's quorum-queue segment writer crashed when a queue it was still truncating
