@@ -1,7 +1,7 @@
 //! What happens to one message: an event from `<prefix>.incoming`, or a retry job (or a fan-out
-//! batch) from `<prefix>.deliveries`. Match the webhooks, shape and sign, deliver, then make each outcome
-//! durable (a retry job or a dead letter, published with a confirm) and only then tell the
-//! caller to ack. Nothing here acks on its own: the result is a [`Disposition`].
+//! batch) from `<prefix>.deliveries`. Match the webhooks, shape and sign, deliver, then make
+//! each outcome durable (a retry job or a dead letter, published with a confirm) and only then
+//! tell the caller to ack. Nothing here acks on its own: the result is a [`Disposition`].
 
 use std::{sync::Arc, time::Duration};
 
