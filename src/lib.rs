@@ -6,13 +6,14 @@
 //! In the order an event travels:
 //!
 //! - [`queue`]: the broker connections (to which node of a cluster: `nodes`), RabbitMQ
-//!   topology, the confirmed publisher, job and dead-letter headers: where an event arrives and
-//!   where retries and dead letters go.
+//!   topology, the confirmed publisher, job, fan-out batch and dead-letter headers: where an
+//!   event arrives and where retries, fan-out batches and dead letters go.
 //! - [`worker`]: the consumers, reconnection and draining; acks batched per channel with
 //!   `multiple` (`acks`).
 //! - [`event`]: parsing the event message in one pass, without a tree of values (the poison
 //!   check), and building delivery bodies from its text.
-//! - [`pipeline`]: what happens to one message, up to the ack decision.
+//! - [`pipeline`]: what happens to one message (an event, a retry job, a fan-out batch), up to
+//!   the ack decision.
 //! - [`registry`]: the in-memory snapshot of webhooks that deliveries read, kept current by
 //!   the change log and NOTIFY; [`webhook`]: the webhook model and the seed's validation rules.
 //! - [`filter`]: `enabled_events` matching and the `include` projection.

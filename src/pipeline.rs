@@ -1,7 +1,7 @@
-//! What happens to one message: an event from `<prefix>.incoming`, or a retry job from
-//! `<prefix>.deliveries`. Match the webhooks, shape and sign, deliver, then make each outcome
-//! durable (a retry job or a dead letter, published with a confirm) and only then tell the
-//! caller to ack. Nothing here acks on its own: the result is a [`Disposition`].
+//! What happens to one message: an event from `<prefix>.incoming`, or a retry job (or a fan-out
+//! batch) from `<prefix>.deliveries`. Match the webhooks, shape and sign, deliver, then make
+//! each outcome durable (a retry job or a dead letter, published with a confirm) and only then
+//! tell the caller to ack. Nothing here acks on its own: the result is a [`Disposition`].
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,6 +17,7 @@ use crate::{
     event::{Bodies, Body, Event, PoisonReason},
     queue::{
         account_header,
+        batch::Batch,
         job::{DeadLetter, Job, INVALID_JOB_MESSAGE_ID, POISON_MESSAGE_ID},
         BadAccount, Names, Outlet,
     },
@@ -28,6 +29,7 @@ use crate::{
 };
 
 mod apply;
+mod batch;
 mod dead;
 mod decision;
 mod fan_out;
@@ -56,12 +58,14 @@ pub enum Disposition {
 }
 
 /// What must happen next for one (event, webhook) pair.
-/// (`Job`: a first attempt to make from the deliveries queue, for an event split by fan-out.)
+/// (`Job`: a first attempt to make from the deliveries queue, for an event split by fan-out;
+/// `Batch`: the same for many webhooks at once.)
 enum Next {
     Done,
     Retry { delay: Duration, job: Job },
     Dead(DeadLetter),
     Job(Job),
+    Batch(Batch),
 }
 
 pub struct Pipeline {
@@ -78,8 +82,14 @@ pub struct Pipeline {
     delivery_limit: u32,
     /// How long [`Pipeline::settle`] keeps re-publishing failed outcomes (`amqp.settle_timeout`).
     settle_timeout: Duration,
-    /// Above this many matched webhooks an event is split into one job each.
+    /// Above this many matched webhooks an event is split into batch jobs.
     fan_out_threshold: usize,
+    /// Most webhooks in one batch job (`delivery.fan_out_batch`; 1: a job each).
+    fan_out_batch: usize,
+    /// Bytes of header a batch may take: half the frame the worker asks for.
+    batch_header_budget: usize,
+    /// Each account's first attempts from batches in the worker at once: `amqp.prefetch`.
+    batch_gates: batch::BatchGates,
     /// First attempts one event makes at once (below the fan-out threshold).
     max_in_flight_per_event: usize,
     metrics: Metrics,
@@ -116,6 +126,11 @@ impl Pipeline {
             in_flight: Arc::default(),
             settle_timeout: config.amqp.settle_timeout.0,
             fan_out_threshold: config.delivery.fan_out_threshold,
+            fan_out_batch: config.delivery.fan_out_batch,
+            batch_gates: batch::BatchGates::new(usize::from(config.amqp.prefetch)),
+            batch_header_budget: crate::queue::batch::header_budget(
+                crate::queue::connect::requested_frame_max(&config.amqp.url),
+            ),
             max_in_flight_per_event: config.delivery.max_in_flight_per_event,
             metrics,
         }
@@ -197,7 +212,7 @@ impl Pipeline {
         }
         if self.fans_out(webhooks.len()) {
             return self
-                .fan_out(outlet, raw, &event.id, &webhooks, unreadable)
+                .fan_out(outlet, raw, account, &event.id, &webhooks, unreadable)
                 .await;
         }
         let correlation_id = event.correlation_id();
@@ -238,15 +253,21 @@ impl Pipeline {
             .await
     }
 
-    /// A retry (or a parked first attempt) for one webhook. The webhook is read again, so a new
-    /// URL or secret applies, and a deleted or disabled webhook ends the retries.
+    /// A retry (or a parked first attempt) for one webhook, or a fan-out batch's first attempts
+    /// for many. The webhook is read again, so a new URL or secret applies, and a deleted or
+    /// disabled webhook ends the retries.
     pub async fn handle_job(
         &self,
         outlet: &Outlet,
         raw: &Bytes,
         headers: Option<&FieldTable>,
     ) -> Disposition {
-        let job = match Job::from_headers(headers) {
+        let job = match Batch::from_headers(headers) {
+            Ok(Some(batch)) => return self.handle_batch(outlet, raw, batch).await,
+            Ok(None) => Job::from_headers(headers),
+            Err(detail) => Err(detail),
+        };
+        let job = match job {
             Ok(job) => job,
             Err(detail) => {
                 let letter = DeadLetter::new(DeadReason::InvalidJob, detail.into());

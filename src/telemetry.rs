@@ -97,6 +97,9 @@ pub struct Metrics {
     pub owed_dead_letters: Family<ReasonLabels, Counter>,
     /// Panics caught in a message's handling (the message is dead-lettered, reason `panic`).
     pub handler_panics: Counter<u64, AtomicU64>,
+    /// Fan-out batch jobs published (confirmed), each naming up to `delivery.fan_out_batch`
+    /// webhooks.
+    pub fan_out_batches: Counter<u64, AtomicU64>,
     /// Token cache lookups: hit or miss.
     pub token_cache: Family<OutcomeLabels, Counter>,
     pub token_request_seconds: Histogram,
@@ -144,6 +147,7 @@ impl Metrics {
             settles: Family::default(),
             owed_dead_letters: Family::default(),
             handler_panics: Counter::default(),
+            fan_out_batches: Counter::default(),
             token_cache: Family::default(),
             token_request_seconds: Histogram::new([
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -292,6 +296,12 @@ impl Metrics {
             "Messages not acked at once: requeued (nothing attempted yet), republished (failed \
          outcomes published again), rejected (dead-lettered after amqp.settle_timeout)",
             self.settles.clone(),
+        );
+        registry.register(
+            "fan_out_batches",
+            "Fan-out batch jobs published: each carries an event once for up to \
+         delivery.fan_out_batch webhooks",
+            self.fan_out_batches.clone(),
         );
         registry.register(
             "owed_dead_letters",

@@ -39,6 +39,8 @@ pub struct DeliveryConfig {
     pub disable_after: HumanDuration,
     pub default_account: String,
     pub fan_out_threshold: usize,
+    /// Most webhooks one fan-out batch job names (1: one job per webhook, as before batches).
+    pub fan_out_batch: usize,
     pub max_in_flight_per_event: usize,
     /// Removed keys, kept only to refuse them with a message that says what replaced them.
     #[serde(default)]
@@ -88,6 +90,15 @@ impl DeliveryConfig {
             return Err((
                 "delivery.max_in_flight_per_event",
                 "must be at least 1".into(),
+            ));
+        }
+        if !(1..=crate::queue::batch::MAX_BATCH).contains(&self.fan_out_batch) {
+            return Err((
+                "delivery.fan_out_batch",
+                format!(
+                    "must lie between 1 and {} (webhooks in one fan-out job)",
+                    crate::queue::batch::MAX_BATCH
+                ),
             ));
         }
         if self.default_account.is_empty() {

@@ -97,12 +97,19 @@ fn broker_robustness_keys_are_validated_by_name() {
             "[delivery]\nmax_in_flight_per_event = 0\n",
             "delivery.max_in_flight_per_event",
         ),
+        ("[delivery]\nfan_out_batch = 0\n", "delivery.fan_out_batch"),
+        // Its ids would take more than half the frame the worker asks for.
+        (
+            "[delivery]\nfan_out_batch = 201\n",
+            "delivery.fan_out_batch",
+        ),
     ] {
         let err = Config::from_toml(toml).unwrap_err().to_string();
         assert!(err.contains(key), "{err}");
     }
     let config = Config::from_toml("").unwrap();
     assert!(config.shutdown.grace.0 > config.delivery.timeout.0 * 2);
+    assert_eq!(config.delivery.fan_out_batch, 100);
 }
 
 #[test]

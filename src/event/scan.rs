@@ -288,7 +288,9 @@ fn string_stop(rest: &[u8]) -> Option<usize> {
         at += 8;
     }
     let tail = chunks.remainder();
-    let stop = tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let stop = tail
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
     Some(at + stop)
 }
 

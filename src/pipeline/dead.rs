@@ -9,13 +9,14 @@ use super::{Disposition, Next, Pipeline};
 use crate::{
     dead_reason::DeadReason,
     event::Event,
-    queue::{header_text, job::DeadLetter, Outlet},
+    queue::{batch::Batch, header_text, job::DeadLetter, Outlet},
     webhook::Webhook,
 };
 
 impl Pipeline {
     /// Dead-letters a message whose handling panicked (reason `panic`), with the panic's message.
-    /// A retry job names its webhook; an event's webhooks are not known at this point.
+    /// A retry job names its webhook, a fan-out batch each of its webhooks (a letter each); an
+    /// event's webhooks are not known at this point.
     pub async fn dead_letter_panic(
         &self,
         outlet: &Outlet,
@@ -24,20 +25,31 @@ impl Pipeline {
         detail: String,
     ) -> Disposition {
         self.metrics.handler_panics.inc();
-        let webhook_id: Option<Uuid> =
-            header_text(headers, crate::queue::job::WEBHOOK_ID).and_then(|id| id.parse().ok());
-        let dead = DeadLetter {
-            webhook_id,
-            account_id: header_text(headers, crate::queue::job::ACCOUNT_ID),
-            ..DeadLetter::new(DeadReason::Panic, detail)
+        let letters = match Batch::from_headers(headers) {
+            // A fan-out batch: a letter for each webhook it names.
+            Ok(Some(batch)) => batch
+                .webhook_ids
+                .iter()
+                .map(|&webhook_id| DeadLetter {
+                    webhook_id: Some(webhook_id),
+                    account_id: Some(batch.account_id.clone()),
+                    ..DeadLetter::new(DeadReason::Panic, detail.clone())
+                })
+                .collect(),
+            _ => vec![DeadLetter {
+                webhook_id: header_text(headers, crate::queue::job::WEBHOOK_ID)
+                    .and_then(|id| id.parse::<Uuid>().ok()),
+                account_id: header_text(headers, crate::queue::job::ACCOUNT_ID),
+                ..DeadLetter::new(DeadReason::Panic, detail)
+            }],
         };
         let body: &[u8] = if raw.len() > self.max_message_bytes {
             &[]
         } else {
             raw
         };
-        self.settle(outlet, body, "panic", vec![Next::Dead(dead)])
-            .await
+        let letters = letters.into_iter().map(Next::Dead).collect();
+        self.settle(outlet, body, "panic", letters).await
     }
 }
 

@@ -65,7 +65,23 @@ impl Pipeline {
         job: &Job,
         event: Option<&Event>,
     ) -> Result<Arc<Webhook>, Disposition> {
+        match self.find_webhook(job, event).await {
+            Some(Found::Webhook(webhook)) => Ok(webhook),
+            Some(Found::Not(Next::Done)) => Err(Disposition::Ack),
+            Some(Found::Not(letter)) => {
+                Err(self.settle_job_letter(outlet, raw, letter, event).await)
+            }
+            None => Err(Disposition::Requeue),
+        }
+    }
+
+    /// The webhook a delivery of `job` is to be made to, or what is owed instead: nothing (it
+    /// was deleted) or its dead letter (disabled, or its row cannot be decoded; named with
+    /// `event`'s type when its body reads). `None`: the database cannot be read, so the message
+    /// goes back to the queue. Runs in the delivery's span.
+    pub(super) async fn find_webhook(&self, job: &Job, event: Option<&Event>) -> Option<Found> {
         let made = job.attempt.saturating_sub(1);
+        let event_type = event.map(|event| event.event_type.as_str()).unwrap_or("");
         let webhook = match self.current_webhook(job).await {
             Ok(webhook) => webhook,
             Err(StoreError::Decrypt(_) | StoreError::Corrupt(_) | StoreError::MissingKey) => {
@@ -77,23 +93,21 @@ impl Pipeline {
                     enabled_events: Vec::new(),
                     disabled_at: None,
                 };
-                let letter = self.unreadable_letter(&row, "", made);
-                return Err(self.settle_job_letter(outlet, raw, letter, event).await);
+                return Some(Found::Not(self.unreadable_letter(&row, event_type, made)));
             }
             Err(error) => {
-                warn!(%error, "cannot read the webhook; the retry goes back to the queue");
+                warn!(%error, "cannot read the webhook; the message goes back to the queue");
                 self.metrics.settle(SettleOutcome::Requeued);
-                return Err(Disposition::Requeue);
+                return None;
             }
         };
         let Some(webhook) = webhook else {
             if let Some(row) = self.registry.unreadable(job.webhook_id) {
-                let letter = self.unreadable_letter(&row, "", made);
-                return Err(self.settle_job_letter(outlet, raw, letter, event).await);
+                return Some(Found::Not(self.unreadable_letter(&row, event_type, made)));
             }
-            info!("webhook deleted; retry dropped");
+            info!("webhook deleted; delivery dropped");
             self.metrics.delivery(DeliveryOutcome::Dropped);
-            return Err(Disposition::Ack);
+            return Some(Found::Not(Next::Done));
         };
         if !webhook.is_enabled_at(chrono::Utc::now()) {
             // Kept as a dead letter for the webhook: re-enabling it and redriving delivers it.
@@ -101,23 +115,20 @@ impl Pipeline {
                 "webhook disabled; its pending delivery becomes a dead letter (webhook_disabled)"
             );
             self.metrics.delivery(DeliveryOutcome::DeadLettered);
-            let letter = Next::Dead(DeadLetter {
+            return Some(Found::Not(Next::Dead(DeadLetter {
                 reason: DeadReason::WebhookDisabled,
                 detail: job.last_error.clone().unwrap_or_default(),
                 webhook_id: Some(webhook.id),
                 account_id: Some(webhook.account_id.clone()),
-                // Filled from the event by settle_job_letter.
-                event_type: None,
+                event_type: event.map(|event| event.event_type.clone()),
                 attempts: Some(made),
                 last_status: None,
-            });
-            return Err(self.settle_job_letter(outlet, raw, letter, event).await);
+            })));
         }
-        Ok(webhook)
+        Some(Found::Webhook(webhook))
     }
 
-    /// Makes a job's dead letter durable, with the event's id and type (when its body reads)
-    /// so the letter recorded by webhook names them.
+    /// Makes a job's dead letter durable, under the event's id when its body reads.
     async fn settle_job_letter(
         &self,
         outlet: &Outlet,
@@ -125,14 +136,15 @@ impl Pipeline {
         letter: Next,
         event: Option<&Event>,
     ) -> Disposition {
-        let letter = match (letter, event) {
-            (Next::Dead(mut dead), Some(event)) => {
-                dead.event_type = Some(event.event_type.clone());
-                Next::Dead(dead)
-            }
-            (letter, _) => letter,
-        };
         let id = event.map_or(INVALID_JOB_MESSAGE_ID, |event| event.id.as_str());
         self.settle(outlet, raw, id, vec![letter]).await
     }
+}
+
+/// What a job's webhook is now ([`Pipeline::find_webhook`]).
+pub(super) enum Found {
+    /// A delivery can be made to it.
+    Webhook(Arc<Webhook>),
+    /// None can: what is owed instead ([`Next::Done`] when it was deleted, or its dead letter).
+    Not(Next),
 }

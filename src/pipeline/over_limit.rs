@@ -2,8 +2,9 @@
 //! (the worker crashed or lost its session while handling it, or a retry's webhook could not be
 //! read for that long) is dead-lettered here, one letter per webhook it is owed to (reason
 //! `delivery_limit`, recorded by webhook), one delivery before the broker would dead-letter it
-//! naming no webhook: its owners can then list and redrive it. Such a message is not attempted
-//! again: it has already failed to settle that many times.
+//! naming no webhook: its owners can then list and redrive it (a fan-out batch: one letter per
+//! webhook it names). Such a message is not attempted again: it has already failed to settle
+//! that many times.
 
 use bytes::Bytes;
 use lapin::types::FieldTable;
@@ -14,7 +15,9 @@ use crate::{
     dead_reason::DeadReason,
     event::Event,
     queue::{
-        account_header, header_int,
+        account_header,
+        batch::Batch,
+        header_int,
         job::{DeadLetter, Job},
         Outlet,
     },
@@ -81,14 +84,18 @@ impl Pipeline {
         )
     }
 
-    /// Dead-letters a retry job over the delivery limit, for its webhook. `None` when the job's
-    /// headers or body do not read: the usual handling dead-letters it.
+    /// Dead-letters a retry job over the delivery limit, for its webhook (a fan-out batch, for
+    /// each of its webhooks). `None` when the job's headers or body do not read: the usual
+    /// handling dead-letters it.
     pub async fn job_over_limit(
         &self,
         outlet: &Outlet,
         raw: &Bytes,
         headers: Option<&FieldTable>,
     ) -> Option<Disposition> {
+        if let Ok(Some(batch)) = Batch::from_headers(headers) {
+            return self.batch_over_limit(outlet, raw, headers, batch).await;
+        }
         let job = Job::from_headers(headers).ok()?;
         let event = Event::parse_shared(raw, self.max_message_bytes).ok()?;
         let detail = self.over_limit_detail(headers);
@@ -108,6 +115,42 @@ impl Pipeline {
         };
         Some(
             self.settle(outlet, raw, &event.id, vec![Next::Dead(letter)])
+                .instrument(span)
+                .await,
+        )
+    }
+
+    /// Dead-letters a fan-out batch over the delivery limit, one letter per webhook it names
+    /// (which of them it reached before is not known: each may have been, as for an event).
+    /// `None` when its body does not read: the usual handling dead-letters it.
+    async fn batch_over_limit(
+        &self,
+        outlet: &Outlet,
+        raw: &Bytes,
+        headers: Option<&FieldTable>,
+        batch: Batch,
+    ) -> Option<Disposition> {
+        let event = Event::parse_shared(raw, self.max_message_bytes).ok()?;
+        let detail = self.over_limit_detail(headers);
+        let span = tracing::error_span!("event", event_id = %event.id);
+        warn!(parent: &span, webhooks = batch.webhook_ids.len(), detail,
+            "fan-out batch over amqp.delivery_limit; dead-lettering it for each webhook it names");
+        let letters: Vec<Next> = batch
+            .webhook_ids
+            .iter()
+            .map(|&webhook_id| {
+                self.metrics.delivery(DeliveryOutcome::DeadLettered);
+                Next::Dead(DeadLetter {
+                    webhook_id: Some(webhook_id),
+                    account_id: Some(batch.account_id.clone()),
+                    event_type: Some(event.event_type.clone()),
+                    attempts: Some(0),
+                    ..DeadLetter::new(DeadReason::DeliveryLimit, detail.clone())
+                })
+            })
+            .collect();
+        Some(
+            self.settle(outlet, raw, &event.id, letters)
                 .instrument(span)
                 .await,
         )

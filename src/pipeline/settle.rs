@@ -28,6 +28,7 @@ use super::{Disposition, Next, Pipeline};
 use crate::{
     dead_reason::DeadReason,
     queue::{
+        batch::Batch,
         header_text,
         job::{DeadLetter, ACCOUNT_ID, NO_EVENT_MESSAGE_IDS, WEBHOOK_ID},
         outlet::Unavailable,
@@ -71,6 +72,7 @@ impl Pipeline {
             .filter_map(|next| match next {
                 Next::Done => None,
                 Next::Job(job) => Some((self.names.deliveries.clone(), job.headers())),
+                Next::Batch(batch) => Some((self.names.deliveries.clone(), batch.headers())),
                 Next::Retry { delay, job } => Some((self.names.retry(delay), job.headers())),
                 Next::Dead(dead) => {
                     let headers = dead.headers();
@@ -175,10 +177,7 @@ impl Pipeline {
     ) -> Disposition {
         let owed: Vec<(Uuid, Option<String>)> = pending
             .iter()
-            .filter_map(|(_, headers)| {
-                let webhook = header_text(Some(headers), WEBHOOK_ID)?.parse().ok()?;
-                Some((webhook, header_text(Some(headers), ACCOUNT_ID)))
-            })
+            .flat_map(|(_, headers)| owed_by(headers))
             .collect();
         error!(message_id, failed = pending.len(), error = why,
             "outcomes still not durable after amqp.settle_timeout; rejecting the message into the dead letters");
@@ -215,4 +214,22 @@ impl Pipeline {
         self.metrics
             .owed_dead_letters(owed.reason, owed.webhooks.len());
     }
+}
+
+/// The webhooks (and their account) an outcome not made durable was owed to: a retry job's or
+/// dead letter's one, or every webhook a fan-out batch names.
+fn owed_by(headers: &FieldTable) -> Vec<(Uuid, Option<String>)> {
+    if let Ok(Some(batch)) = Batch::from_headers(Some(headers)) {
+        let account = Some(batch.account_id);
+        return batch
+            .webhook_ids
+            .into_iter()
+            .map(|webhook| (webhook, account.clone()))
+            .collect();
+    }
+    header_text(Some(headers), WEBHOOK_ID)
+        .and_then(|id| id.parse().ok())
+        .map(|webhook| (webhook, header_text(Some(headers), ACCOUNT_ID)))
+        .into_iter()
+        .collect()
 }

@@ -73,6 +73,23 @@ async fn connect_with(url: &str, properties: ConnectionProperties) -> lapin::Res
     Connection::connect_uri(uri, properties).await
 }
 
+/// The largest frame the worker asks for on any of `urls`' nodes: [`FRAME_MAX`], or less where
+/// a URL sets `frame_max` itself. What must fit one frame (a message's headers) is sized by it.
+pub fn requested_frame_max(urls: &AmqpUrls) -> u32 {
+    urls.iter()
+        .map(|url| {
+            url.expose()
+                .parse::<lapin::uri::AMQPUri>()
+                .ok()
+                .and_then(|uri| uri.query.frame_max)
+                .unwrap_or(FRAME_MAX)
+                // lapin asks for no less than the protocol's least frame.
+                .max(lapin::protocol::constants::FRAME_MIN_SIZE)
+        })
+        .min()
+        .unwrap_or(FRAME_MAX)
+}
+
 /// lapin on the application's tokio runtime instead of an executor and reactor of its own:
 /// measured with the bench binary, this is what lets one event cost one wake-up, not a hop
 /// between two thread pools.
@@ -100,4 +117,19 @@ pub(crate) async fn consume(
         )
         .await?;
     Ok((channel, consumer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_asked_for_is_the_least_any_url_sets() {
+        let urls = |text| requested_frame_max(&AmqpUrls::parse(text));
+        assert_eq!(urls("amqp://127.0.0.1:5672/%2f"), FRAME_MAX);
+        let two = "amqp://a:5672/%2f?frame_max=8192,amqp://b:5672/%2f";
+        assert_eq!(urls(two), 8192);
+        let least = lapin::protocol::constants::FRAME_MIN_SIZE;
+        assert_eq!(urls("amqp://a:5672/%2f?frame_max=0"), least);
+    }
 }

@@ -1,5 +1,6 @@
 //! The headers that travel with a message once the worker has touched it: a retry job (which
 //! webhook, which attempt comes next, what went wrong last) and a dead letter (why it died).
+//! (A fan-out batch, the first attempts to many webhooks, has its own: [`super::batch`].)
 //! The body is always the original event bytes, so a dead letter can be replayed as it was.
 
 use chrono::{DateTime, Utc};
@@ -86,6 +87,18 @@ impl Job {
             );
         }
         headers
+    }
+
+    /// The first attempt of the event to `webhook_id`: what fan-out owes each webhook.
+    pub fn first(webhook_id: Uuid, account_id: &str) -> Self {
+        Job {
+            webhook_id,
+            account_id: account_id.to_string(),
+            attempt: 1,
+            last_error: None,
+            parks: 0,
+            parked_since: None,
+        }
     }
 
     /// Where the delivery stands in its schedule.

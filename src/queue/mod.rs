@@ -11,8 +11,9 @@
 //! - queues `webhooks.retry.<delay>` (quorum, one per distinct delay of the schedule, no
 //!   consumers): a message waits out the queue's TTL, then RabbitMQ dead-letters it (at least
 //!   once) into
-//! - queue `webhooks.deliveries` (quorum): retries and parked deliveries, consumed like events,
-//!   with the same delivery limit.
+//! - queue `webhooks.deliveries` (quorum): retries and parked deliveries, and the first attempts
+//!   of an event split by fan-out (in [`batch`]es: the event once, the webhooks in a header),
+//!   consumed like events, with the same delivery limit.
 //! - queue `webhooks.dead` (quorum): dead letters, with the reason in headers (ours, or the
 //!   broker's `x-first-death-reason`); never consumed by the worker.
 //!
@@ -25,6 +26,7 @@
 //! arguments.
 
 pub mod account;
+pub mod batch;
 pub mod connect;
 pub mod depths;
 pub mod job;

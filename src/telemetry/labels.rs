@@ -41,7 +41,7 @@ pub enum SettleOutcome {
     Republished,
     /// The outcomes were not durable within `amqp.settle_timeout`: dead-lettered by the broker.
     Rejected,
-    /// An event of many webhooks was split into one delivery job each.
+    /// An event of many webhooks was split into batch jobs (or one job per webhook).
     FannedOut,
 }
 

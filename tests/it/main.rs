@@ -28,6 +28,9 @@
 //! - [`registry`]: undecodable rows, a stale registry, two replicas on PostgreSQL.
 //! - [`topology`]: starting against queues declared with older arguments.
 //! - [`fan_out`]: one event for 1,000 webhooks beside another account's events.
+//! - [`fan_out_batches`]: fan-out in batch jobs: each webhook once, a failing one's retries, a
+//!   kill mid-batch, a batch over the delivery limit, headers kept within a frame, and the
+//!   per-webhook jobs of older versions.
 //! - [`standard_webhooks`]: Standard Webhooks signatures checked by the published npm library,
 //!   a secret's rotation with an overlap, a PATCH of the secret under a stream of deliveries.
 //! - [`health`]: endpoint health: adaptive concurrency, parking, the circuit breaker, and what
@@ -49,6 +52,7 @@ mod delivery_limit;
 mod delivery_log;
 mod devtools;
 mod fan_out;
+mod fan_out_batches;
 mod faults;
 mod health;
 mod oidc;

@@ -12,7 +12,7 @@ use std::{
 use axum::{
     body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode, Uri},
     response::IntoResponse,
     routing::any,
     Router,
@@ -23,6 +23,8 @@ use super::wait::eventually;
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The request's path (a test can give each webhook a path of its own).
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -174,14 +176,16 @@ impl Drop for TestReceiver {
 
 async fn record(
     State(shared): State<Shared>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    shared
-        .received
-        .lock()
-        .unwrap()
-        .push(Received { headers, body });
+    let path = uri.path().to_string();
+    shared.received.lock().unwrap().push(Received {
+        path,
+        headers,
+        body,
+    });
     if let Some(gate) = &shared.gate {
         if let Ok(permit) = gate.acquire().await {
             permit.forget();

@@ -26,6 +26,8 @@
 //!   header and `webhook-signature`: two signatures; with `--rotating-secret`, four). The sink
 //!   checks the platform's header and `webhook-signature`. Compare CPU per delivery with and
 //!   without to price a second signature.
+//! - fan-out: `--webhooks` above 32 makes each event fan out through the deliveries queue;
+//!   `--fan-out-batch N` sets `delivery.fan_out_batch` (1: one job per webhook).
 //!
 //! - `--registered-webhooks N` (`--postgres-url URL` for PostgreSQL): the registry's cost with N
 //!   webhooks registered: a replica's start-up to its first delivery, peak RSS, idle CPU,
@@ -50,7 +52,7 @@ mod webhooks;
 
 use clap::Parser;
 use webhook_worker::{app::Application, cli::Role, config::Config, queue};
-pub use webhooks::{register, register_signed, Signing};
+pub use webhooks::{register, Signing};
 
 // The delivery path allocates per event (JSON trees, bodies, headers) across threads; mimalloc
 // measured faster than glibc's malloc in the bench binary (see docs/performance.md).
@@ -114,18 +116,19 @@ pub struct Args {
     standard_webhooks: bool,
     /// Keep the store and the delivery log on this PostgreSQL server (a database of the
     /// bench's own is created on it and dropped after) instead of SQLite; its CPU is counted.
+    /// Also for --registered-webhooks.
     #[arg(long)]
     postgres_url: Option<String>,
+    /// `delivery.fan_out_batch`: webhooks per fan-out batch job (1: a job per webhook). An
+    /// event fans out when `--webhooks` is above `delivery.fan_out_threshold` (32).
+    #[arg(long)]
+    fan_out_batch: Option<usize>,
     #[command(flatten)]
     two: two_accounts::Flags,
     /// Register this many webhooks (distinct accounts, one subscribed to the bench's events)
     /// and measure the registry's cost with them (see `registered`).
     #[arg(long)]
     registered_webhooks: Option<usize>,
-    /// With --registered-webhooks: a PostgreSQL server (a database of the bench's own is
-    /// created on it and dropped) instead of SQLite.
-    #[arg(long)]
-    postgres_url: Option<String>,
     /// With --registered-webhooks: how long the idle replica's CPU is measured.
     #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
@@ -342,6 +345,7 @@ pub fn config(args: &Args, prefix: &str, database_url: &str) -> anyhow::Result<C
         allow_http = true
         allow_networks = ["127.0.0.0/8"]
         {retry}
+        {batch}
         [log]
         level = "{level}"
         [delivery_log]
@@ -351,6 +355,9 @@ pub fn config(args: &Args, prefix: &str, database_url: &str) -> anyhow::Result<C
             "retry_schedule = [{}]",
             vec![format!("\"{ms}ms\""); 10].join(", ")
         )),
+        batch = args
+            .fan_out_batch
+            .map_or(String::new(), |n| format!("fan_out_batch = {n}")),
         url = args.amqp_url,
         prefetch = args.prefetch,
         db = database_url,
@@ -365,20 +372,30 @@ async fn start_worker(
     config: &Config,
     sink: std::net::SocketAddr,
 ) -> anyhow::Result<Application> {
-    let app = Application::start(config.clone(), Role::Worker).await?;
     let signing = Signing {
         rotating: args.rotating_secret,
         standard: args.standard_webhooks,
     };
-    for _ in 0..args.webhooks {
-        let account = publish::DEFAULT_ACCOUNT;
-        register_signed(&app, account, sink, "hook", "*", signing).await?;
-    }
+    let account = publish::DEFAULT_ACCOUNT;
+    let mut webhooks = (0..args.webhooks)
+        .map(|_| webhooks::build(account, sink, "hook", "*", signing))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let hanging_events = if args.hanging_every <= 1 { "*" } else { "slow" };
     if args.hanging {
-        register(&app, publish::DEFAULT_ACCOUNT, sink, "hang", hanging_events).await?;
+        let plain = Signing::default();
+        webhooks.push(webhooks::build(
+            account,
+            sink,
+            "hang",
+            hanging_events,
+            plain,
+        )?);
     }
-    Ok(app)
+    // Stored before the worker starts, which loads them before it consumes: with a backlog
+    // waiting, registering them one by one after the start matched the first events against
+    // only some of them (the run then never reached events × webhooks deliveries).
+    webhooks::store_before_start(config, &webhooks).await?;
+    Application::start(config.clone(), Role::Worker).await
 }
 
 /// RabbitMQ 3.10's quorum-queue segment writer crashed when a queue it was still truncating

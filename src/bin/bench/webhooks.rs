@@ -1,10 +1,13 @@
 //! The bench's webhooks, registered straight into the worker's store and registry as the API
-//! would (validated; a rotation built as a PATCH of the secret builds it).
+//! would (validated; a rotation built as a PATCH of the secret builds it), or stored before the
+//! worker starts.
 
 use webhook_worker::{
     app::Application,
+    config::Config,
     net::AddressPolicy,
-    webhook::{Draft, Rotation, UrlRules, WebhookPatch},
+    store::Store,
+    webhook::{Draft, Rotation, UrlRules, Webhook, WebhookPatch},
 };
 
 use crate::sink;
@@ -38,6 +41,32 @@ pub async fn register_signed(
     events: &str,
     signing: Signing,
 ) -> anyhow::Result<()> {
+    let webhook = build(account, sink, path, events, signing)?;
+    app.registry().store().insert(&webhook).await?;
+    app.registry().upsert(webhook);
+    Ok(())
+}
+
+/// Stores `webhooks` before the worker starts: it loads them all before it consumes, so no
+/// event of a backlog is matched against only some of them.
+pub async fn store_before_start(config: &Config, webhooks: &[Webhook]) -> anyhow::Result<()> {
+    let store = Store::from_config(config).await?;
+    for webhook in webhooks {
+        store.insert(webhook).await?;
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// A webhook of `account` to the sink's `path`, subscribed to `events`, signing as `signing`
+/// says, validated as the API would.
+pub fn build(
+    account: &str,
+    sink: std::net::SocketAddr,
+    path: &str,
+    events: &str,
+    signing: Signing,
+) -> anyhow::Result<Webhook> {
     let format = if signing.standard {
         "standard_webhooks"
     } else {
@@ -73,7 +102,5 @@ pub async fn register_signed(
             .validate(&rules, id, account, now, now)
             .map_err(invalid)?;
     }
-    app.registry().store().insert(&webhook).await?;
-    app.registry().upsert(webhook);
-    Ok(())
+    Ok(webhook)
 }
