@@ -19,8 +19,9 @@ use serde_json::json;
 use webhook_worker::{config::Config, queue};
 
 use crate::{
+    database::BenchDatabase,
     publish,
-    replicas::{self, Database, Replica, Shared},
+    replicas::{self, Replica, Shared},
     run, sink, Args,
 };
 
@@ -31,9 +32,9 @@ pub async fn run(args: &Args, n: usize) -> anyhow::Result<()> {
     let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let dir = std::env::temp_dir().join(&prefix);
     std::fs::create_dir_all(&dir)?;
-    let db = Database::create(args.postgres_url.as_deref(), &dir, &prefix).await?;
+    let db = BenchDatabase::create(args.postgres_url.as_deref(), &prefix, &dir).await?;
     let result = measure(args, n, &prefix, &dir, &db).await;
-    db.drop_it().await;
+    db.drop().await;
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
     if args.json {
@@ -51,7 +52,7 @@ async fn measure(
     n: usize,
     prefix: &str,
     dir: &std::path::Path,
-    db: &Database,
+    db: &BenchDatabase,
 ) -> anyhow::Result<serde_json::Value> {
     let shared = Shared::new(args, prefix, &db.url, dir);
     // Sequence numbers: 0 the start-up event, 1..=events the throughput run, then the probes.

@@ -1,5 +1,5 @@
-//! What `--registered-webhooks` runs against: a database of its own (a SQLite file, or a new
-//! PostgreSQL database on `--postgres-url`, dropped afterwards), N webhooks bulk-inserted into it,
+//! What `--registered-webhooks` runs against: a database of its own ([`crate::database`]), N
+//! webhooks bulk-inserted into it,
 //! and `webhook-worker` replicas as child processes (the binary beside the bench's), so that
 //! their memory and CPU are their own.
 
@@ -10,7 +10,6 @@ use std::{
 
 use anyhow::Context;
 use sha2::Digest;
-use sqlx::Connection;
 use webhook_worker::{
     net::AddressPolicy,
     store::Store,
@@ -18,56 +17,6 @@ use webhook_worker::{
 };
 
 use crate::sink;
-
-/// The bench's database: its URL, and on PostgreSQL how to drop it.
-pub struct Database {
-    pub url: String,
-    /// PostgreSQL: the server URL and the database's name, dropped by [`Database::drop_it`].
-    postgres: Option<(String, String)>,
-}
-
-impl Database {
-    pub async fn create(
-        postgres_url: Option<&str>,
-        dir: &Path,
-        name: &str,
-    ) -> anyhow::Result<Self> {
-        let Some(server) = postgres_url else {
-            return Ok(Database {
-                url: format!("sqlite://{}", dir.join("bench.db").display()),
-                postgres: None,
-            });
-        };
-        let name = name.replace('-', "_");
-        let mut admin = sqlx::postgres::PgConnection::connect(server).await?;
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await?;
-        admin.close().await?;
-        let mut url = url::Url::parse(server)?;
-        url.set_path(&format!("/{name}"));
-        Ok(Database {
-            url: url.to_string(),
-            postgres: Some((server.to_string(), name)),
-        })
-    }
-
-    pub async fn drop_it(&self) {
-        let Some((server, name)) = &self.postgres else {
-            return;
-        };
-        let dropped = async {
-            let mut admin = sqlx::postgres::PgConnection::connect(server).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .execute(&mut admin)
-                .await?;
-            admin.close().await
-        };
-        if let Err(error) = dropped.await {
-            eprintln!("the bench's database {name} is left: {error}");
-        }
-    }
-}
 
 /// A validated webhook of `account` to the sink's `/hook`, signing with [`sink::SECRET`].
 pub fn webhook(account: &str, sink: std::net::SocketAddr, events: &str) -> anyhow::Result<Webhook> {
