@@ -52,7 +52,7 @@ impl Application {
         let config = Arc::new(config);
         let metrics = Metrics::new();
         // The consumer (roles `all` and `worker`) marks the broker ready once it is connected.
-        let readiness = Readiness::new(role != Role::Api);
+        let readiness = Readiness::new(role != Role::Api).with_threads(config.delivery.threads);
         let store = Store::from_config(&config).await?;
         let registry = Registry::load(store.clone(), metrics.clone())
             .await
@@ -242,7 +242,6 @@ fn start_worker(parts: Parts<'_>) -> anyhow::Result<JoinHandle<Result<(), Declar
         metrics.clone(),
         cancel.clone(),
     ));
-    let worker = Worker::new(config.clone(), pipeline, readiness.clone(), metrics.clone());
     // The longest attempt, token requests included, ends at the attempt deadline.
     if config.shutdown.grace.0 <= config.delivery.attempt_deadline() {
         tracing::warn!(
@@ -250,7 +249,27 @@ fn start_worker(parts: Parts<'_>) -> anyhow::Result<JoinHandle<Result<(), Declar
              under way at SIGTERM may be cut off and made again"
         );
     }
-    Ok(tokio::spawn(worker.run(cancel.clone())))
+    let mut threads = Vec::with_capacity(config.delivery.threads);
+    for index in 0..config.delivery.threads {
+        let readiness = readiness.for_thread(index);
+        let worker = Worker::new(
+            config.clone(),
+            pipeline.clone(),
+            readiness,
+            metrics.clone(),
+            index,
+        );
+        let name = format!("delivery-{index}");
+        match crate::worker::thread::spawn(worker, name, cancel.clone()) {
+            Ok(thread) => threads.push(thread),
+            Err(error) => {
+                // The threads already started stop with the start that failed.
+                cancel.cancel();
+                return Err(error).context("cannot start a delivery thread");
+            }
+        }
+    }
+    Ok(tokio::spawn(crate::worker::thread::first_to_fail(threads)))
 }
 
 /// The HTTP listeners, bound: `api.listen`, and `api.metrics_listen` when set.

@@ -163,9 +163,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The one runtime every command runs on. One worker thread per core unless
-/// TOKIO_WORKER_THREADS says otherwise: on a small machine shared with the broker, 1 measured
-/// ~10 % less CPU per delivery (README, Performance).
+/// The runtime every command runs on: the API, the registry, the logs' writers. One worker
+/// thread per core unless TOKIO_WORKER_THREADS says otherwise. Deliveries run on threads of
+/// their own (`delivery.threads`, see `worker::thread`).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,6 +23,7 @@ mod acks;
 mod connect;
 mod handle;
 mod publishing;
+pub mod thread;
 
 use std::{sync::Arc, time::Duration};
 
@@ -113,16 +114,22 @@ pub struct Worker {
     consuming_nodes: NodeRing,
     /// The publishing connection's own ring: it fails over apart from the consuming one.
     publishing_nodes: NodeRing,
+    /// Which delivery thread this worker runs on (see [`thread`]), from 0.
+    thread: usize,
 }
 
 impl Worker {
+    /// The worker of delivery thread `thread`; `readiness` is that thread's handle
+    /// ([`Readiness::for_thread`]).
     pub fn new(
         config: Arc<Config>,
         pipeline: Arc<Pipeline>,
         readiness: Readiness,
         metrics: Metrics,
+        thread: usize,
     ) -> Self {
         Self {
+            thread,
             topology: Topology::from_config(&config),
             consuming_nodes: NodeRing::new(&config.amqp.url),
             publishing_nodes: NodeRing::new(&config.amqp.url),
@@ -160,11 +167,17 @@ impl Worker {
         }
     }
 
+    /// This thread's connection state; the metrics show every delivery thread's together.
     fn set_state(&self, connected: bool, blocked: bool) {
         self.readiness.set_broker_ready(connected);
         self.readiness.set_broker_blocked(blocked);
-        self.metrics.amqp_connected.set(i64::from(connected));
-        self.metrics.amqp_blocked.set(i64::from(blocked));
+        let readiness = &self.readiness;
+        self.metrics
+            .amqp_connected
+            .set(i64::from(readiness.broker_connected()));
+        self.metrics
+            .amqp_blocked
+            .set(i64::from(readiness.broker_blocked()));
     }
 
     /// One session's life. `Ok` means shut down on request; `Err` means the broker went away
@@ -216,7 +229,7 @@ impl Worker {
         let incoming = Stream::open(&consuming, &names.incoming, amqp.prefetch).await?;
         let deliveries = Stream::open(&consuming, &names.deliveries, amqp.prefetch).await?;
         self.set_state(true, false);
-        info!(incoming = %names.incoming, deliveries = %names.deliveries, "consuming");
+        info!(thread = self.thread, incoming = %names.incoming, deliveries = %names.deliveries, "consuming");
         Ok(Some(Session {
             consuming,
             publishing,
@@ -307,7 +320,7 @@ impl Worker {
     /// Follows the connections' state: a blocked one, or a publisher being opened again, shows
     /// in readiness and metrics.
     fn follow(&self, publishing: bool, blocked: bool) {
-        if blocked != self.readiness.broker_blocked() {
+        if blocked != self.readiness.own_broker_blocked() {
             warn!(
                 blocked,
                 "the broker changed the blocked state of a connection"

@@ -42,6 +42,9 @@ pub struct DeliveryConfig {
     /// Most webhooks one fan-out batch job names (1: one job per webhook, as before batches).
     pub fan_out_batch: usize,
     pub max_in_flight_per_event: usize,
+    /// Threads the consuming side runs on, each a current-thread runtime with broker
+    /// connections and consumers of its own (see `worker::thread`).
+    pub threads: usize,
     /// Removed keys, kept only to refuse them with a message that says what replaced them.
     #[serde(default)]
     pub max_in_flight_per_webhook: Option<serde::de::IgnoredAny>,
@@ -98,6 +101,15 @@ impl DeliveryConfig {
                 format!(
                     "must lie between 1 and {} (webhooks in one fan-out job)",
                     crate::queue::batch::MAX_BATCH
+                ),
+            ));
+        }
+        if !(1..=crate::health::MAX_DELIVERY_THREADS).contains(&self.threads) {
+            return Err((
+                "delivery.threads",
+                format!(
+                    "must lie between 1 and {}",
+                    crate::health::MAX_DELIVERY_THREADS
                 ),
             ));
         }

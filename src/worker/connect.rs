@@ -39,8 +39,14 @@ impl Worker {
         }
     }
 
-    /// The name a connection shows at the broker: `webhook-worker <prefix> <role>`.
+    /// The name a connection shows at the broker: `webhook-worker <prefix> <role>`, followed
+    /// by the delivery thread's number when there are several (`delivery.threads`).
     pub(super) fn connection_name(&self, role: &str) -> String {
-        format!("webhook-worker {} {role}", self.config.amqp.prefix)
+        let prefix = &self.config.amqp.prefix;
+        if self.config.delivery.threads > 1 {
+            format!("webhook-worker {prefix} {role} {}", self.thread)
+        } else {
+            format!("webhook-worker {prefix} {role}")
+        }
     }
 }

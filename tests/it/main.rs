@@ -50,6 +50,7 @@ mod dead_letters;
 mod deadline;
 mod delivery_limit;
 mod delivery_log;
+mod delivery_threads;
 mod devtools;
 mod fan_out;
 mod fan_out_batches;
