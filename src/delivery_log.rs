@@ -190,32 +190,60 @@ async fn write(
         };
         let Some(first) = first else { return };
         batch.push(first);
-        let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while batch.len() < BATCH_ROWS {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(row)) => batch.push(row),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let rows = batch.len() as u64;
-        match tokio::time::timeout(INSERT_TIMEOUT, store.insert_attempts(&batch)).await {
-            Ok(Ok(())) => {
-                metrics.delivery_log_rows.inc_by(rows);
-            }
-            outcome => {
-                metrics.delivery_log_dropped.inc_by(rows);
-                // One line every ten seconds at most: a database outage must not flood the log.
-                if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
-                    let why = match outcome {
-                        Ok(Err(error)) => error.to_string(),
-                        _ => "the insert took too long".to_string(),
-                    };
-                    tracing::warn!(rows, error = %why, "delivery log rows dropped; deliveries go on");
-                    last_warning = Some(tokio::time::Instant::now());
+        // The rows gather for FLUSH_EVERY and are then taken all at once. Taken as each one
+        // came, they woke this task once per delivery: a wake-up of another thread, since
+        // deliveries run on threads of their own.
+        tokio::time::sleep(FLUSH_EVERY).await;
+        loop {
+            let closed = loop {
+                if batch.len() == BATCH_ROWS {
+                    break false;
                 }
+                match receiver.try_recv() {
+                    Ok(row) => batch.push(row),
+                    Err(mpsc::error::TryRecvError::Empty) => break false,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break true,
+                }
+            };
+            let full = batch.len() == BATCH_ROWS;
+            if !batch.is_empty() {
+                insert(&store, &batch, &metrics, &mut last_warning).await;
+                batch.clear();
+            }
+            if closed {
+                return;
+            }
+            if !full {
+                break;
             }
         }
-        batch.clear();
+    }
+}
+
+/// Inserts one batch within [`INSERT_TIMEOUT`]; what fails is counted as dropped.
+async fn insert(
+    store: &Store,
+    batch: &[NewAttempt],
+    metrics: &Metrics,
+    last_warning: &mut Option<tokio::time::Instant>,
+) {
+    let rows = batch.len() as u64;
+    match tokio::time::timeout(INSERT_TIMEOUT, store.insert_attempts(batch)).await {
+        Ok(Ok(())) => {
+            metrics.delivery_log_rows.inc_by(rows);
+        }
+        outcome => {
+            metrics.delivery_log_dropped.inc_by(rows);
+            // One line every ten seconds at most: a database outage must not flood the log.
+            if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                let why = match outcome {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "the insert took too long".to_string(),
+                };
+                tracing::warn!(rows, error = %why, "delivery log rows dropped; deliveries go on");
+                *last_warning = Some(tokio::time::Instant::now());
+            }
+        }
     }
 }
 
