@@ -157,13 +157,14 @@ impl Pipeline {
         routing_key: &str,
     ) -> Disposition {
         self.metrics.events_received.inc();
-        let event_type = Some(routing_key.to_string());
+        // Only a dead letter needs it owned.
+        let event_type = || Some(routing_key.to_string());
         // A header that is there but unreadable is poison, never the default account.
         let account = match account_header(headers) {
             Ok(account) => account.unwrap_or_else(|| self.default_account.clone()),
             Err(bad) => {
                 let letter = DeadLetter {
-                    event_type,
+                    event_type: event_type(),
                     ..DeadLetter::new(BadAccount::REASON, bad.to_string())
                 };
                 return self.poison(outlet, raw, POISON_MESSAGE_ID, letter).await;
@@ -174,16 +175,13 @@ impl Pipeline {
             Err(reason) => {
                 let letter = DeadLetter {
                     account_id: Some(account),
-                    event_type,
+                    event_type: event_type(),
                     ..DeadLetter::new(reason.dead_reason(), reason.to_string())
                 };
                 return self.poison(outlet, raw, POISON_MESSAGE_ID, letter).await;
             }
         };
-        let span = tracing::error_span!("event", event_id = %event.id);
-        self.deliver_event(outlet, raw, &account, &event)
-            .instrument(span)
-            .await
+        self.deliver_event(outlet, raw, &account, &event).await
     }
 
     /// The first attempts of `event` to the webhooks of `account` subscribed to it (or its jobs,
@@ -207,34 +205,56 @@ impl Pipeline {
             })
             .collect();
         if webhooks.is_empty() && unreadable.is_empty() {
-            debug!(account, "no webhook subscribed");
+            debug!(event_id = %event.id, account, "no webhook subscribed");
             return Disposition::Ack;
         }
+        let correlation_id = event.correlation_id();
+        if let ([webhook], true) = (webhooks.as_slice(), unreadable.is_empty()) {
+            if !self.fans_out(1) {
+                // The usual case, made in place, in the delivery's span alone: an event span
+                // around it would say nothing more, and each span costs as much to make as
+                // signing the body.
+                let span = delivery_span(Some(&event.id), webhook.id, 1);
+                let work = async {
+                    let body = Bodies::default().get(event, webhook.include.include());
+                    let tries = Tries::from(1);
+                    let next = self
+                        .attempt(webhook, event, body, correlation_id, tries)
+                        .await;
+                    self.settle(outlet, raw, &event.id, vec![next]).await
+                };
+                return work.instrument(span).await;
+            }
+        }
+        let span = tracing::error_span!("event", event_id = %event.id);
+        self.deliver_to_many(outlet, raw, account, event, &webhooks, unreadable)
+            .instrument(span)
+            .await
+    }
+
+    /// The first attempts of `event` to several webhooks (or its fan-out jobs), in the event's
+    /// span.
+    async fn deliver_to_many(
+        &self,
+        outlet: &Outlet,
+        raw: &Bytes,
+        account: &str,
+        event: &Event,
+        webhooks: &[Arc<Webhook>],
+        unreadable: Vec<Next>,
+    ) -> Disposition {
         if self.fans_out(webhooks.len()) {
             return self
-                .fan_out(outlet, raw, account, &event.id, &webhooks, unreadable)
+                .fan_out(outlet, raw, account, &event.id, webhooks, unreadable)
                 .await;
         }
         let correlation_id = event.correlation_id();
         let mut bodies = Bodies::default();
-        let mut nexts = match webhooks.as_slice() {
-            [] => Vec::new(),
-            // The usual case, made in place: no set of futures to allocate and move it into.
-            [webhook] => {
-                let body = bodies.get(event, webhook.include.include());
-                vec![
-                    self.first_attempt(webhook, event, body, correlation_id)
-                        .await,
-                ]
-            }
-            _ => {
-                let attempts = webhooks.iter().map(|webhook| {
-                    let body = bodies.get(event, webhook.include.include());
-                    self.first_attempt(webhook, event, body, correlation_id)
-                });
-                self.bounded(attempts.collect()).await
-            }
-        };
+        let attempts = webhooks.iter().map(|webhook| {
+            let body = bodies.get(event, webhook.include.include());
+            self.first_attempt(webhook, event, body, correlation_id)
+        });
+        let mut nexts = self.bounded(attempts.collect()).await;
         nexts.extend(unreadable);
         self.settle(outlet, raw, &event.id, nexts).await
     }

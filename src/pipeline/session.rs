@@ -14,8 +14,11 @@ tokio::task_local! {
 }
 
 /// Runs `work` as part of the session that `lost` is cancelled for when it is lost.
-pub async fn within<F: Future>(lost: CancellationToken, work: F) -> F::Output {
-    SESSION.scope(lost, work).await
+///
+/// Not an `async fn`: one would hold `work` twice (its argument, and the scope made of it), and
+/// this future is most of every message's task, which is moved whole when it is spawned.
+pub fn within<F: Future>(lost: CancellationToken, work: F) -> impl Future<Output = F::Output> {
+    SESSION.scope(lost, work)
 }
 
 /// Whether the task's session is lost (never, outside one).
