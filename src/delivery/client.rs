@@ -201,3 +201,7 @@ fn is_timeout(error: &(dyn StdError + 'static)) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;
