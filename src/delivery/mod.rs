@@ -1,23 +1,31 @@
 //! One HTTP delivery attempt: build the signed request, send it through the shared client, and
-//! classify the result. The client is built once: connection pooling, a timeout on every
-//! request, no redirects, no proxies, and the [`resolver::SafeResolver`] on every connection.
-//! What a result means for the delivery and for the endpoint's health is [`outcome`]'s to say.
+//! classify the result. The clients are built once ([`client`]): connection pooling, a timeout on
+//! every request, no redirects, no proxies, and the [`resolver::SafeResolver`] on every
+//! connection. What a result means for the delivery and for the endpoint's health is
+//! [`outcome`]'s to say.
 
+mod client;
 pub mod failing;
 pub mod health;
 pub mod outcome;
 
 use std::time::{Duration, Instant};
 
-use reqwest::{
-    header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE},
-    redirect, Client, StatusCode,
+use bytes::Bytes;
+use http::{
+    header::{
+        InvalidHeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST,
+        USER_AGENT as USER_AGENT_HEADER,
+    },
+    HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode,
 };
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 
 use crate::{
     config::Config,
     event::{Body, Event},
-    net::{resolver, AddressPolicy},
+    net::{resolver, AddressPolicy, RequestTarget},
     oidc::TokenProvider,
     secret::Secret,
     signing::{sign, standard_signatures, SignatureFormat},
@@ -35,6 +43,11 @@ const STANDARD_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signatur
 const STANDARD_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 
 pub const USER_AGENT: &str = concat!("webhook-worker/", env!("CARGO_PKG_VERSION"));
+
+/// Room for every header a request can carry, so the map is allocated once and never grows.
+const HEADERS: usize = 16;
+
+pub use client::ClientError;
 
 /// Why an attempt failed, safe to log and to put in dead-letter headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +111,12 @@ pub struct Attempt<'a> {
 
 #[derive(Clone)]
 pub struct Deliverer {
-    client: Client,
+    client: client::DeliveryClient,
+    /// reqwest, for OAuth token endpoints: see [`Deliverer::client`].
+    token_client: reqwest::Client,
     policy: AddressPolicy,
+    /// `delivery.timeout`: bounds each request, reading the response included.
+    timeout: Duration,
     signature_header: HeaderName,
     /// `<signature.header>-Previous`: the previous secret's signature during an overlap.
     previous_signature_header: HeaderName,
@@ -114,9 +131,14 @@ impl Deliverer {
     /// A deliverer without token acquisition; see [`Deliverer::with_tokens`].
     pub fn new(config: &Config, metrics: Metrics) -> Result<Self, ClientError> {
         let policy = AddressPolicy::new(config.delivery.allow_networks.clone());
+        let timeout = config.delivery.timeout.0;
+        // One resolver for both clients, so they share its cache.
+        let resolver = resolver::SafeResolver::new(policy.clone())?;
         Ok(Self {
-            client: http_client(config.delivery.timeout.0, policy.clone())?,
+            client: client::delivery_client(timeout, resolver.clone())?,
+            token_client: client::token_client(timeout, resolver)?,
             policy,
+            timeout,
             signature_header: HeaderName::try_from(config.signature.header.as_str())?,
             previous_signature_header: HeaderName::try_from(config.signature.previous_header())?,
             max_response_bytes: config.delivery.max_response_bytes,
@@ -133,9 +155,10 @@ impl Deliverer {
         self
     }
 
-    /// The shared client, for other outbound calls to customer-controlled URLs (token endpoints).
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The client for other outbound calls to customer-controlled URLs (token endpoints): the
+    /// delivery client's resolver, timeouts and rules, in reqwest.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.token_client
     }
 
     /// The address rules of [`Deliverer::client`], for the token client's IP-literal check.
@@ -198,8 +221,7 @@ impl Deliverer {
         attempt: &Attempt<'_>,
     ) -> (AttemptResult, Option<Secret>) {
         let failed = |reason: String| (AttemptResult::Failed(Failure::new(reason)), None);
-        let url = webhook.url.url().clone();
-        if let Err(detail) = resolver::check_literal(&url, &self.policy) {
+        if let Err(detail) = resolver::check_literal(webhook.url.url(), &self.policy) {
             return failed(format!("blocked_address: {detail}"));
         }
         let token = match (oidc, &self.tokens) {
@@ -213,18 +235,34 @@ impl Deliverer {
                 Err(error) => return failed(format!("token: {}", error.reason())),
             },
         };
-        let request = self.request(url, webhook, token.as_ref(), attempt);
-        let result = match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let retry_after =
-                    outcome::retry_after(status.as_u16(), response.headers(), chrono::Utc::now());
-                self.drain(response).await;
-                classify(status, retry_after)
-            }
-            Err(error) => AttemptResult::Failed(describe(&error)),
+        // No target (a scheme other than http(s), or a URL `http::Uri` refuses), or a header
+        // value no request can carry: refused before sending, as reqwest refused them.
+        let request = webhook
+            .url
+            .target()
+            .and_then(|target| self.request(target, webhook, token.as_ref(), attempt).ok());
+        let Some(request) = request else {
+            let failure = Failure::new("request: the request failed");
+            return (AttemptResult::Failed(failure), token);
         };
-        (result, token)
+        (self.exchange(request).await, token)
+    }
+
+    /// Sends the request and reads the response, both within `delivery.timeout`.
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> AttemptResult {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let sending = tokio::time::timeout_at(deadline, self.client.request(request));
+        let response = match sending.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return AttemptResult::Failed(client::describe(&error)),
+            Err(_) => return AttemptResult::Failed(Failure::timeout()),
+        };
+        let status = response.status();
+        let retry_after =
+            outcome::retry_after(status.as_u16(), response.headers(), chrono::Utc::now());
+        // The answer is in: a body that is slow to come only costs its connection.
+        let _ = tokio::time::timeout_at(deadline, self.drain(response.into_body())).await;
+        classify(status, retry_after)
     }
 
     /// An access token; the token client applies the address rules to the token endpoint.
@@ -236,69 +274,88 @@ impl Deliverer {
         tokens.token(settings).await
     }
 
+    /// The request, its headers in one map sized once. Values convert as reqwest converted them
+    /// (text strictly, formatted values as bytes), so what it refused is refused.
     fn request(
         &self,
-        url: url::Url,
+        target: &RequestTarget,
         webhook: &Webhook,
         token: Option<&Secret>,
         attempt: &Attempt<'_>,
-    ) -> reqwest::RequestBuilder {
-        let mut request = self
-            .client
-            .post(url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(EVENT_ID, attempt.event.id.as_str())
-            .header(EVENT_TYPE, attempt.event.event_type.as_str())
-            .header(ATTEMPT, attempt.number.to_string());
-        if let Some(correlation_id) = attempt.correlation_id {
-            request = request.header(CORRELATION_ID, correlation_id);
+    ) -> Result<Request<Full<Bytes>>, InvalidHeaderValue> {
+        let mut headers = HeaderMap::with_capacity(HEADERS);
+        if let Some(basic) = &target.basic_auth {
+            headers.append(AUTHORIZATION, basic.clone());
         }
-        request = self.signed(request, webhook, attempt);
+        headers.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.append(EVENT_ID, HeaderValue::try_from(attempt.event.id.as_str())?);
+        headers.append(
+            EVENT_TYPE,
+            HeaderValue::try_from(attempt.event.event_type.as_str())?,
+        );
+        headers.append(ATTEMPT, HeaderValue::from(attempt.number));
+        if let Some(correlation_id) = attempt.correlation_id {
+            headers.append(CORRELATION_ID, HeaderValue::try_from(correlation_id)?);
+        }
+        self.sign(&mut headers, webhook, attempt)?;
         if let Some(token) = token {
             match HeaderValue::try_from(format!("Bearer {}", token.expose())) {
                 Ok(mut value) => {
                     value.set_sensitive(true);
-                    request = request.header(AUTHORIZATION, value);
+                    headers.append(AUTHORIZATION, value);
                 }
                 // A token with characters no header can carry: send without, the endpoint
                 // answers 401, and the attempt fails with a reason that names no token.
                 Err(_) => tracing::warn!("access token is not a valid header value"),
             }
         }
-        request.body(attempt.body.clone())
+        // The client's defaults, after the request's own headers as reqwest added them.
+        headers
+            .entry(USER_AGENT_HEADER)
+            .or_insert(HeaderValue::from_static(USER_AGENT));
+        headers
+            .entry(ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
+        // Formatted once per webhook rather than by hyper-util on every request.
+        headers.entry(HOST).or_insert_with(|| target.host.clone());
+        let mut request = Request::new(Full::new(attempt.body.clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = target.uri.clone();
+        *request.headers_mut() = headers;
+        Ok(request)
     }
 
     /// The signature headers: the platform's (and its `-Previous` during a rotation's overlap)
     /// for every webhook with a secret, and for `standard_webhooks` the specification's three,
     /// signed at this attempt's time with keys decoded when the webhook was read.
-    fn signed(
+    fn sign(
         &self,
-        mut request: reqwest::RequestBuilder,
+        headers: &mut HeaderMap,
         webhook: &Webhook,
         attempt: &Attempt<'_>,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<(), InvalidHeaderValue> {
         let Some(secret) = &webhook.secret else {
-            return request;
+            return Ok(());
         };
         let now = chrono::Utc::now();
         let body: &[u8] = &attempt.body;
         let previous = webhook.previous_secret_at(now);
-        request = request.header(
+        headers.append(
             self.signature_header.clone(),
-            sign(secret.expose().as_bytes(), body),
+            HeaderValue::try_from(sign(secret.expose().as_bytes(), body))?,
         );
         if let Some(previous) = previous {
-            request = request.header(
+            headers.append(
                 self.previous_signature_header.clone(),
-                sign(previous.secret.expose().as_bytes(), body),
+                HeaderValue::try_from(sign(previous.secret.expose().as_bytes(), body))?,
             );
         }
         let keys = &webhook.standard_keys;
         let Some(current) = keys.current.as_ref() else {
-            return request;
+            return Ok(());
         };
         if webhook.signature_format != SignatureFormat::StandardWebhooks {
-            return request;
+            return Ok(());
         }
         let id = attempt.event.id.as_str();
         let timestamp = now.timestamp().to_string();
@@ -310,19 +367,19 @@ impl Deliverer {
             &timestamp,
             body,
         );
-        request
-            .header(STANDARD_ID, id)
-            .header(STANDARD_SIGNATURE, signatures)
-            .header(STANDARD_TIMESTAMP, timestamp)
+        headers.append(STANDARD_ID, HeaderValue::try_from(id)?);
+        headers.append(STANDARD_SIGNATURE, HeaderValue::try_from(signatures)?);
+        headers.append(STANDARD_TIMESTAMP, HeaderValue::try_from(timestamp)?);
+        Ok(())
     }
 
     /// Reads the response body up to the limit, so the connection can be reused; the rest is
-    /// dropped with the connection.
-    async fn drain(&self, mut response: reqwest::Response) {
+    /// dropped with the connection, as is the body after a read error.
+    async fn drain(&self, mut body: Incoming) {
         let mut read = 0usize;
         while read < self.max_response_bytes {
-            match response.chunk().await {
-                Ok(Some(chunk)) => read += chunk.len(),
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
                 _ => break,
             }
         }
@@ -346,42 +403,4 @@ fn classify(status: StatusCode, retry_after: Option<Duration>) -> AttemptResult 
             kind: FailureKind::Status { retry_after },
         })
     }
-}
-
-/// A transport error as a short reason without the URL (which may carry customer data).
-fn describe(error: &reqwest::Error) -> Failure {
-    if resolver::is_blocked(error) {
-        Failure::new("blocked_address: the host resolves only to non-public addresses")
-    } else if error.is_timeout() {
-        Failure::timeout()
-    } else if error.is_connect() {
-        Failure::of_kind(FailureKind::Connect, "connect: connection failed")
-    } else if error.is_body() || error.is_decode() {
-        Failure::new("response: could not read the response")
-    } else {
-        Failure::new("request: the request failed")
-    }
-}
-
-/// Why the delivery client cannot be built (at start).
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error(transparent)]
-    Dns(#[from] resolver::DnsConfigError),
-    #[error("signature.header is not a valid header name")]
-    Header(#[from] reqwest::header::InvalidHeaderName),
-    #[error("cannot build the HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
-}
-
-fn http_client(timeout: Duration, policy: AddressPolicy) -> Result<Client, ClientError> {
-    Ok(Client::builder()
-        .user_agent(USER_AGENT)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .redirect(redirect::Policy::none())
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(60))
-        .dns_resolver(std::sync::Arc::new(resolver::SafeResolver::new(policy)?))
-        .build()?)
 }

@@ -1,6 +1,8 @@
-//! The HTTP client's DNS resolver: resolves a host, then drops every address the
+//! The HTTP clients' DNS resolver: resolves a host, then drops every address the
 //! [`AddressPolicy`] refuses, so the connection can only go to an address that was checked. This
-//! is what defeats DNS rebinding: the address checked is the address connected to.
+//! is what defeats DNS rebinding: the address checked is the address connected to. It serves
+//! both clients: hyper-util's connector for deliveries (as a `tower::Service`) and reqwest's for
+//! token endpoints (as a `reqwest::dns::Resolve`).
 //!
 //! IP-literal URLs never reach a resolver; [`check_literal`] covers them before sending.
 //!
@@ -9,12 +11,21 @@
 //! stops too, instead of holding one of tokio's blocking threads until the system resolver
 //! gives up.
 
-use std::{error::Error as StdError, fmt, net::SocketAddr, sync::Arc};
+use std::{
+    error::Error as StdError,
+    fmt,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use hickory_resolver::{
     config::{LookupIpStrategy, ResolveHosts},
     TokioResolver,
 };
+use hyper_util::client::legacy::connect::dns::Name as HyperName;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::net::addresses::AddressPolicy;
@@ -53,7 +64,30 @@ impl SafeResolver {
             dns: Arc::new(builder.build()),
         })
     }
+
+    /// Every address of `host` the policy permits; [`BlockedAddress`] when it permits none.
+    fn lookup(
+        &self,
+        host: String,
+    ) -> impl Future<Output = Result<Vec<SocketAddr>, BoxError>> + Send + 'static {
+        let policy = self.policy.clone();
+        let dns = self.dns.clone();
+        async move {
+            let resolved = dns.lookup_ip(host.as_str()).await?;
+            let allowed: Vec<SocketAddr> = resolved
+                .iter()
+                .filter(|ip| policy.permits(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
+            if allowed.is_empty() {
+                return Err(Box::new(BlockedAddress { host }) as BoxError);
+            }
+            Ok(allowed)
+        }
+    }
 }
+
+type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The host resolved only to addresses the policy refuses.
 #[derive(Debug)]
@@ -69,23 +103,28 @@ impl fmt::Display for BlockedAddress {
 
 impl StdError for BlockedAddress {}
 
+/// For reqwest (the token client).
 impl Resolve for SafeResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
-        let dns = self.dns.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let resolved = dns.lookup_ip(host.as_str()).await?;
-            let allowed: Vec<SocketAddr> = resolved
-                .iter()
-                .filter(|ip| policy.permits(*ip))
-                .map(|ip| SocketAddr::new(ip, 0))
-                .collect();
-            if allowed.is_empty() {
-                return Err(Box::new(BlockedAddress { host }) as Box<dyn StdError + Send + Sync>);
-            }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
+        let lookup = self.lookup(name.as_str().to_string());
+        Box::pin(async move { Ok(Box::new(lookup.await?.into_iter()) as Addrs) })
+    }
+}
+
+/// For hyper-util's `HttpConnector` (the delivery client). A new connection only: pooled ones
+/// resolve nothing.
+impl tower::Service<HyperName> for SafeResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: HyperName) -> Self::Future {
+        let lookup = self.lookup(name.as_str().to_string());
+        Box::pin(async move { lookup.await.map(Vec::into_iter) })
     }
 }
 
@@ -114,7 +153,9 @@ pub enum RefusedLiteral {
     NonPublic(std::net::IpAddr),
 }
 
-/// Whether `error` (a reqwest error) was caused by the resolver refusing every address.
+/// Whether `error` (from either client) was caused by the resolver refusing every address:
+/// [`BlockedAddress`] anywhere in its chain of sources (hyper-util keeps the resolver's error as
+/// the source of its connect error, and reqwest keeps hyper-util's error).
 pub fn is_blocked(error: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
@@ -135,6 +176,15 @@ mod tests {
         let resolver = SafeResolver::new(AddressPolicy::default()).unwrap();
         let name: Name = "localhost".parse().unwrap();
         let error = resolver.resolve(name).await.err().expect("refused");
+        assert!(is_blocked(error.as_ref()), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_delivery_clients_lookup_refuses_loopback_too() {
+        use tower::ServiceExt;
+        let resolver = SafeResolver::new(AddressPolicy::default()).unwrap();
+        let name: HyperName = "localhost".parse().unwrap();
+        let error = resolver.oneshot(name).await.expect_err("refused");
         assert!(is_blocked(error.as_ref()), "{error}");
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     filter::{Include, IncludeError},
+    net::RequestTarget,
     secret::Secret,
 };
 
@@ -36,11 +37,15 @@ impl OidcAuthMethod {
 }
 
 /// An absolute URL: the text as given (a normalised URL could differ from what the customer
-/// sent, and the API answers with what was sent) and the parsed URL that requests go to.
+/// sent, and the API answers with what was sent), the parsed URL, and what a request to it is
+/// sent to, worked out once here rather than on every delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EndpointUrl {
     text: String,
     parsed: url::Url,
+    /// `None` for a URL no request can go to (see [`RequestTarget::new`]): it still parses, and
+    /// each delivery to it fails.
+    target: Option<RequestTarget>,
 }
 
 impl EndpointUrl {
@@ -48,7 +53,12 @@ impl EndpointUrl {
     pub fn parse(text: impl Into<String>) -> Result<Self, url::ParseError> {
         let text = text.into();
         let parsed = url::Url::parse(&text)?;
-        Ok(Self { text, parsed })
+        let target = RequestTarget::new(&parsed);
+        Ok(Self {
+            text,
+            parsed,
+            target,
+        })
     }
 
     /// The URL as given.
@@ -58,6 +68,11 @@ impl EndpointUrl {
 
     pub fn url(&self) -> &url::Url {
         &self.parsed
+    }
+
+    /// Where a request to the URL goes; `None` if none can.
+    pub fn target(&self) -> Option<&RequestTarget> {
+        self.target.as_ref()
     }
 
     /// `scheme://host[:port]`.

@@ -1,0 +1,207 @@
+//! The two outbound HTTP clients, built once with the same rules: a timeout on every request,
+//! no redirects, no proxies, and the [`SafeResolver`] on every connection.
+//!
+//! - Deliveries go through hyper-util's pooled HTTP/1.1 client over rustls ([`DeliveryClient`]),
+//!   without reqwest's per-request work (the URL parsed into a `Uri`, the header map cloned for a
+//!   redirect policy that is off, the `Uri` formatted back to text, boxed futures, extensions):
+//!   about 30,000 instructions a delivery. Its connector is configured as reqwest configured its
+//!   own: same crypto provider (ring), root store (webpki roots), TLS versions, ALPN, TCP
+//!   options and connect timeout; the request carries reqwest's default headers.
+//! - OAuth token requests keep reqwest ([`token_client`]): they are rare, and the token provider
+//!   uses its form and JSON helpers.
+
+use std::{
+    error::Error as StdError,
+    fmt,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+};
+
+use super::{Failure, FailureKind, USER_AGENT};
+use crate::net::resolver::{self, SafeResolver};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The delivery client: requests with a [`Full`] body (so an exact `Content-Length`).
+pub type DeliveryClient = Client<Connector, Full<Bytes>>;
+
+/// Connections held idle for reuse this long, by both clients.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+/// The connect timeout's ceiling: a slow handshake is not worth a long request timeout.
+const MAX_CONNECT: Duration = Duration::from_secs(10);
+// reqwest's TCP keep-alive defaults, kept so pooled connections behave as they did.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Why a client cannot be built (at start).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Dns(#[from] resolver::DnsConfigError),
+    #[error("signature.header is not a valid header name")]
+    Header(#[from] http::header::InvalidHeaderName),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.min(MAX_CONNECT)
+}
+
+/// The delivery client. `timeout` bounds connecting here; the whole request is bounded by the
+/// caller, who also reads the body.
+pub fn delivery_client(
+    timeout: Duration,
+    resolver: SafeResolver,
+) -> Result<DeliveryClient, ClientError> {
+    let connect_timeout = connect_timeout(timeout);
+    let mut http = HttpConnector::new_with_resolver(resolver);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    // The scheme is the TLS layer's to judge: https goes through it, http does not.
+    http.enforce_http(false);
+    http.set_keepalive(Some(KEEPALIVE));
+    http.set_keepalive_interval(Some(KEEPALIVE));
+    http.set_keepalive_retries(Some(KEEPALIVE_RETRIES));
+    let https = HttpsConnector::from((http, tls_config()?));
+    let connector = Connector {
+        inner: https,
+        timeout: connect_timeout,
+    };
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE);
+    Ok(builder.build(connector))
+}
+
+/// TLS as reqwest (`rustls-tls`) set it up: the process's default crypto provider if one is
+/// installed, else ring; TLS 1.2 and 1.3; the webpki roots; SNI; ALPN offering HTTP/1.1 only.
+fn tls_config() -> Result<rustls::ClientConfig, ClientError> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::ALL_VERSIONS)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The token client, for OAuth token endpoints: reqwest, with the same resolver and limits.
+pub fn token_client(
+    timeout: Duration,
+    resolver: SafeResolver,
+) -> Result<reqwest::Client, ClientError> {
+    Ok(reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(timeout)
+        .connect_timeout(connect_timeout(timeout))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .pool_idle_timeout(POOL_IDLE)
+        .dns_resolver(Arc::new(resolver))
+        .build()?)
+}
+
+/// The delivery client's connector: TCP (through the resolver) then TLS for https, the whole
+/// bounded by the connect timeout, as reqwest bounded it (hyper-util's own timeout covers only
+/// the TCP connect).
+#[derive(Clone)]
+pub struct Connector {
+    inner: HttpsConnector<HttpConnector<SafeResolver>>,
+    timeout: Duration,
+}
+
+type Connection = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+
+impl tower::Service<Uri> for Connector {
+    type Response = Connection;
+    type Error = BoxError;
+    // Boxed: hyper-util wants an `Unpin` future, and this runs once per new connection only.
+    type Future = Pin<Box<dyn Future<Output = Result<Connection, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(Box::new(ConnectTimedOut) as BoxError),
+            }
+        })
+    }
+}
+
+/// The connect timeout passed.
+#[derive(Debug)]
+struct ConnectTimedOut;
+
+impl fmt::Display for ConnectTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connecting timed out")
+    }
+}
+
+impl StdError for ConnectTimedOut {}
+
+/// A transport error as a short reason without the URL (which may carry customer data). The
+/// classes are the ones reqwest's error gave: a body read error cannot reach here (the body is
+/// drained separately and its errors only end the read), nor a timeout of the whole request
+/// (the caller's).
+pub fn describe(error: &hyper_util::client::legacy::Error) -> Failure {
+    if resolver::is_blocked(error) {
+        Failure::new("blocked_address: the host resolves only to non-public addresses")
+    } else if is_timeout(error) {
+        Failure::timeout()
+    } else if error.is_connect() {
+        Failure::of_kind(FailureKind::Connect, "connect: connection failed")
+    } else {
+        Failure::new("request: the request failed")
+    }
+}
+
+/// Whether a timeout anywhere in the error's causes ended the request, as reqwest judged it.
+fn is_timeout(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let timed_out = e.is::<ConnectTimedOut>()
+            || e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout)
+            || e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut);
+        if timed_out {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;
