@@ -8,8 +8,8 @@
 //! - [`queue`]: the broker connections (to which node of a cluster: `nodes`), RabbitMQ
 //!   topology, the confirmed publisher, job, fan-out batch and dead-letter headers: where an
 //!   event arrives and where retries, fan-out batches and dead letters go.
-//! - [`worker`]: the consumers, reconnection and draining; acks batched per channel with
-//!   `multiple` (`acks`).
+//! - [`worker`]: the consumers, reconnection and draining, on delivery threads of their own
+//!   (`thread`); acks batched per channel with `multiple` (`acks`).
 //! - [`event`]: parsing the event message in one pass, without a tree of values (the poison
 //!   check), and building delivery bodies from its text.
 //! - [`pipeline`]: what happens to one message (an event, a retry job, a fan-out batch), up to

@@ -5,10 +5,9 @@
 //! the ack batcher. On the multi-thread runtime those hops land on different worker threads,
 //! and each one is a futex wake-up, an inter-processor interrupt and a context switch; in the
 //! bench's profile that was the largest single share of the worker's CPU. On one thread the
-//! hops are queue pushes. `bench --backlog`, alternated: worker CPU per delivery 17 % lower,
-//! and RabbitMQ's 40 % lower (acks batch better); see docs/performance.md. Scaling past one core
-//! is done with more threads (`delivery.threads`, each consuming on connections of its own)
-//! or more replicas.
+//! hops are queue pushes (docs/performance.md, "Deliveries on threads of their own"). Scaling
+//! past one core is done with more threads (`delivery.threads`, each consuming on connections
+//! of its own) or more replicas.
 
 use std::{future::Future, time::Duration};
 
