@@ -28,6 +28,7 @@
 //!   without to price a second signature.
 //! - fan-out: `--webhooks` above 32 makes each event fan out through the deliveries queue;
 //!   `--fan-out-batch N` sets `delivery.fan_out_batch` (1: one job per webhook).
+//! - `--delivery-threads N` sets `delivery.threads` (1: the default).
 //!
 //! - `--registered-webhooks N` (`--postgres-url URL` for PostgreSQL): the registry's cost with N
 //!   webhooks registered: a replica's start-up to its first delivery, peak RSS, idle CPU,
@@ -123,6 +124,9 @@ pub struct Args {
     /// event fans out when `--webhooks` is above `delivery.fan_out_threshold` (32).
     #[arg(long)]
     fan_out_batch: Option<usize>,
+    /// `delivery.threads`: threads the worker delivers on, each with its own connections.
+    #[arg(long, default_value_t = 1)]
+    delivery_threads: usize,
     #[command(flatten)]
     two: two_accounts::Flags,
     /// Register this many webhooks (distinct accounts, one subscribed to the bench's events)
@@ -344,6 +348,7 @@ pub fn config(args: &Args, prefix: &str, database_url: &str) -> anyhow::Result<C
         [delivery]
         allow_http = true
         allow_networks = ["127.0.0.0/8"]
+        threads = {threads}
         {retry}
         {batch}
         [log]
@@ -358,6 +363,7 @@ pub fn config(args: &Args, prefix: &str, database_url: &str) -> anyhow::Result<C
         batch = args
             .fan_out_batch
             .map_or(String::new(), |n| format!("fan_out_batch = {n}")),
+        threads = args.delivery_threads,
         url = args.amqp_url,
         prefetch = args.prefetch,
         db = database_url,
