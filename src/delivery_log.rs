@@ -195,16 +195,7 @@ async fn write(
         // deliveries run on threads of their own.
         tokio::time::sleep(FLUSH_EVERY).await;
         loop {
-            let closed = loop {
-                if batch.len() == BATCH_ROWS {
-                    break false;
-                }
-                match receiver.try_recv() {
-                    Ok(row) => batch.push(row),
-                    Err(mpsc::error::TryRecvError::Empty) => break false,
-                    Err(mpsc::error::TryRecvError::Disconnected) => break true,
-                }
-            };
+            let closed = take_waiting(&mut receiver, &mut batch);
             let full = batch.len() == BATCH_ROWS;
             if !batch.is_empty() {
                 insert(&store, &batch, &metrics, &mut last_warning).await;
@@ -218,6 +209,19 @@ async fn write(
             }
         }
     }
+}
+
+/// Moves rows already waiting into `batch` until it holds [`BATCH_ROWS`]; true once every
+/// sender is gone and nothing is left.
+fn take_waiting(receiver: &mut mpsc::Receiver<NewAttempt>, batch: &mut Vec<NewAttempt>) -> bool {
+    while batch.len() < BATCH_ROWS {
+        match receiver.try_recv() {
+            Ok(row) => batch.push(row),
+            Err(mpsc::error::TryRecvError::Empty) => return false,
+            Err(mpsc::error::TryRecvError::Disconnected) => return true,
+        }
+    }
+    false
 }
 
 /// Inserts one batch within [`INSERT_TIMEOUT`]; what fails is counted as dropped.

@@ -208,23 +208,23 @@ impl Pipeline {
             debug!(event_id = %event.id, account, "no webhook subscribed");
             return Disposition::Ack;
         }
-        let correlation_id = event.correlation_id();
-        if let ([webhook], true) = (webhooks.as_slice(), unreadable.is_empty()) {
-            if !self.fans_out(1) {
-                // The usual case, made in place, in the delivery's span alone: an event span
-                // around it would say nothing more, and each span costs as much to make as
-                // signing the body.
-                let span = delivery_span(Some(&event.id), webhook.id, 1);
-                let work = async {
-                    let body = Bodies::default().get(event, webhook.include.include());
-                    let tries = Tries::from(1);
-                    let next = self
-                        .attempt(webhook, event, body, correlation_id, tries)
-                        .await;
-                    self.settle(outlet, raw, &event.id, vec![next]).await
-                };
-                return work.instrument(span).await;
-            }
+        if let ([webhook], true, false) =
+            (webhooks.as_slice(), unreadable.is_empty(), self.fans_out(1))
+        {
+            // The usual case, made in place, in the delivery's span alone: an event span
+            // around it would say nothing more, and each span costs as much to make as
+            // signing the body.
+            let span = delivery_span(Some(&event.id), webhook.id, 1);
+            let work = async {
+                let body = Bodies::default().get(event, webhook.include.include());
+                let tries = Tries::from(1);
+                let correlation_id = event.correlation_id();
+                let next = self
+                    .attempt(webhook, event, body, correlation_id, tries)
+                    .await;
+                self.settle(outlet, raw, &event.id, vec![next]).await
+            };
+            return work.instrument(span).await;
         }
         let span = tracing::error_span!("event", event_id = %event.id);
         self.deliver_to_many(outlet, raw, account, event, &webhooks, unreadable)
