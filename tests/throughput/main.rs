@@ -121,7 +121,7 @@ async fn fast_and_slow_round(worker: &InProcessWorker, fast: &PacedReceiver) -> 
 
 #[tokio::test]
 async fn a_hanging_endpoint_beside_a_healthy_one_costs_it_at_most_20_percent() {
-    const PAIRS: usize = 4;
+    const PAIRS: usize = 7;
     let worker = InProcessWorker::start(
         "[amqp]\nprefetch = 256\n[delivery]\ntimeout = \"30s\"\nretry_schedule = [\"5s\", \"10s\"]",
     )
@@ -143,30 +143,34 @@ async fn a_hanging_endpoint_beside_a_healthy_one_costs_it_at_most_20_percent() {
         worker.app().registry().upsert(webhook);
     };
     // One round each way to warm up (connections, the limits, the hanging endpoint's first
-    // requests and its stall), then rounds alone and beside it in turn, so that a change in the
-    // machine's load meets both alike; the fastest of each (one round is noisy on a shared
-    // machine: ±30 % seen).
+    // requests and its stall), then a round alone and one beside it in turn. Each pair is
+    // compared on its own, so that a change in the machine's load meets both rounds of it alike,
+    // and the median pair is judged: one round is noisy on a shared machine (±30 % seen), and a
+    // lucky fast round alone failed a comparison of the fastest rounds (570 ms against 622 to
+    // 1,002 ms for the other rounds alone).
     hanging_subscribed(false);
     fast_and_slow_round(&worker, &fast).await;
     hanging_subscribed(true);
     fast_and_slow_round(&worker, &fast).await;
-    let (mut alone, mut beside) = (Vec::new(), Vec::new());
+    let mut pairs = Vec::new();
     for _ in 0..PAIRS {
         hanging_subscribed(false);
-        alone.push(fast_and_slow_round(&worker, &fast).await);
+        let alone = fast_and_slow_round(&worker, &fast).await;
         hanging_subscribed(true);
-        beside.push(fast_and_slow_round(&worker, &fast).await);
+        let beside = fast_and_slow_round(&worker, &fast).await;
+        pairs.push((alone, beside));
     }
-    let (best_alone, best_beside) = (
-        alone.iter().min().copied().unwrap_or_default(),
-        beside.iter().min().copied().unwrap_or_default(),
-    );
+    let mut ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(alone, beside)| beside.as_secs_f64() / alone.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[PAIRS / 2];
     let initial = worker.config.delivery.concurrency_initial as usize;
     println!(
-        "2,000 events: {best_alone:?} alone, {best_beside:?} beside a hanging endpoint ({:+.0} %), \
-         the fastest of {PAIRS} rounds each (alone {alone:?}, beside {beside:?}); it held {} at \
-         once; parked {}",
-        (best_beside.as_secs_f64() / best_alone.as_secs_f64() - 1.0) * 100.0,
+        "2,000 events beside a hanging endpoint: {:+.0} % against alone, the median of {PAIRS} \
+         pairs (alone, beside: {pairs:?}); it held {} at once; parked {}",
+        (median - 1.0) * 100.0,
         hanging.max_in_flight(),
         worker.metric(PARKED)
     );
@@ -177,8 +181,9 @@ async fn a_hanging_endpoint_beside_a_healthy_one_costs_it_at_most_20_percent() {
     );
     assert!(worker.metric(PARKED) > 0, "its deliveries were parked");
     assert!(
-        best_beside.as_secs_f64() <= best_alone.as_secs_f64() * 1.2,
-        "{best_beside:?} beside a hanging endpoint, {best_alone:?} alone"
+        median <= 1.2,
+        "beside a hanging endpoint the median pair took {:+.0} % (alone, beside: {pairs:?})",
+        (median - 1.0) * 100.0
     );
     worker.stop().await;
 }
