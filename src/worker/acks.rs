@@ -34,6 +34,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
+    task::Poll,
     time::Duration,
 };
 
@@ -371,25 +372,43 @@ async fn run(
     }
 }
 
+/// Sends `frames` in order. lapin queues a frame when its future is first polled and resolves
+/// it once its I/O thread has written it: each is queued at once, in order, and only then are
+/// they waited for, so that a run of single acks (behind a hanging endpoint's delivery, every
+/// delivery is acked on its own) costs one trip to the I/O thread instead of one per frame. In
+/// turn, they held back the acks of everything else, and the prefetch window with them.
 async fn send(channel: &Channel, frames: &[Frame], failed: &mut bool) {
+    let mut unsent = Vec::new();
     for frame in frames {
-        let result = match *frame {
-            Frame::Ack { tag, multiple } => {
-                channel.basic_ack(tag, BasicAckOptions { multiple }).await
-            }
-            // basic.reject, not basic.nack: RabbitMQ 4.x counts only a reject towards
-            // x-delivery-limit, which bounds the requeue loop of a message the database cannot serve.
-            Frame::Nack { tag, requeue } => {
-                channel
-                    .basic_reject(tag, BasicRejectOptions { requeue })
-                    .await
-            }
-        };
-        if let Err(error) = result {
-            // Once is enough: the channel is gone, and the session ends with it.
-            if !std::mem::replace(failed, true) {
-                warn!(%error, "could not settle messages; the broker will redeliver them");
-            }
+        let mut sending = Box::pin(send_one(channel, *frame));
+        match futures_util::poll!(sending.as_mut()) {
+            Poll::Ready(result) => report(result, failed),
+            Poll::Pending => unsent.push(sending),
+        }
+    }
+    for sending in unsent {
+        report(sending.await, failed);
+    }
+}
+
+async fn send_one(channel: &Channel, frame: Frame) -> lapin::Result<()> {
+    match frame {
+        Frame::Ack { tag, multiple } => channel.basic_ack(tag, BasicAckOptions { multiple }).await,
+        // basic.reject, not basic.nack: RabbitMQ 4.x counts only a reject towards
+        // x-delivery-limit, which bounds the requeue loop of a message the database cannot serve.
+        Frame::Nack { tag, requeue } => {
+            channel
+                .basic_reject(tag, BasicRejectOptions { requeue })
+                .await
+        }
+    }
+}
+
+fn report(result: lapin::Result<()>, failed: &mut bool) {
+    if let Err(error) = result {
+        // Once is enough: the channel is gone, and the session ends with it.
+        if !std::mem::replace(failed, true) {
+            warn!(%error, "could not settle messages; the broker will redeliver them");
         }
     }
 }
