@@ -35,7 +35,7 @@ pub fn spawn(
     let runtime = current_thread_runtime()?;
     let (done, ended) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name(name).spawn(move || {
-        let result = runtime.block_on(worker.run(cancel));
+        let result = run_as_task(&runtime, worker.run(cancel));
         let _ = done.send(result);
         // The worker has closed its connections, but lapin's I/O threads finish with them on
         // this runtime's reactor a moment later: shut down under them, they log an error.
@@ -64,8 +64,46 @@ pub async fn first_to_fail(
     Ok(())
 }
 
+/// Runs `future` on `runtime` as a task, not as `block_on`'s own future: `block_on` polls with a
+/// waker whose clones lapin cannot tell from it (`Waker::will_wake` is false between them), so
+/// an idle consumer kept one more clone at every poll of the consuming loop and compared each
+/// poll against all of them: over a million-event drain, a growing share of the thread's CPU and
+/// memory (docs/performance.md). A task's waker and its clones are alike.
+fn run_as_task<F>(runtime: &Runtime, future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    runtime.block_on(async move {
+        match tokio::spawn(future).await {
+            Ok(output) => output,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Only the runtime's shutdown cancels a task, and it is not shut down before.
+            Err(_) => std::panic::panic_any("the delivery thread's worker was cancelled"),
+        }
+    })
+}
+
 fn current_thread_runtime() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_of_the_worker_is_the_threads_panic() {
+        let runtime = current_thread_runtime().unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_as_task(&runtime, async { panic!("the worker's own panic") })
+        }));
+        let payload = panicked.expect_err("the panic is passed on");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"the worker's own panic")
+        );
+    }
 }
