@@ -9,8 +9,14 @@
 //!   options and connect timeout; the request carries reqwest's default headers.
 //! - OAuth token requests keep reqwest ([`token_client`]): they are rare, and the token provider
 //!   uses its form and JSON helpers.
+//!
+//! Each delivery thread (`delivery.threads`) has a delivery client, and so a connection pool, of
+//! its own ([`DeliveryClients`]): a pooled connection's task runs on the runtime of the thread
+//! that opened it, so a request from another thread would cross threads, and a thread that ends
+//! first would take with it the connections another still uses.
 
 use std::{
+    cell::Cell,
     error::Error as StdError,
     fmt,
     future::Future,
@@ -37,6 +43,45 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The delivery client: requests with a [`Full`] body (so an exact `Content-Length`).
 pub type DeliveryClient = Client<Connector, Full<Bytes>>;
+
+thread_local! {
+    /// Which delivery thread the calling thread is, if it is one ([`mark_delivery_thread`]).
+    static DELIVERY_THREAD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Marks the calling thread as delivery thread `index`: its requests go through that thread's
+/// client ([`DeliveryClients::current`]).
+pub fn mark_delivery_thread(index: usize) {
+    DELIVERY_THREAD.with(|thread| thread.set(Some(index)));
+}
+
+/// A delivery client per delivery thread, and one more for every other thread (the API's
+/// runtime). Cheap to clone.
+#[derive(Clone)]
+pub struct DeliveryClients(Arc<[DeliveryClient]>);
+
+impl DeliveryClients {
+    /// `threads` clients for the delivery threads and one for the others, each with its own pool.
+    pub fn new(
+        threads: usize,
+        timeout: Duration,
+        resolver: &SafeResolver,
+    ) -> Result<Self, ClientError> {
+        let clients = (0..=threads)
+            .map(|_| delivery_client(timeout, resolver.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self(clients.into()))
+    }
+
+    /// The calling thread's client.
+    pub fn current(&self) -> &DeliveryClient {
+        let others = self.0.len() - 1;
+        let index = DELIVERY_THREAD
+            .with(Cell::get)
+            .map_or(others, |thread| thread.min(others));
+        &self.0[index]
+    }
+}
 
 /// Connections held idle for reuse this long, by both clients.
 const POOL_IDLE: Duration = Duration::from_secs(60);

@@ -125,3 +125,37 @@ async fn a_server_whose_certificate_no_trusted_root_signed_is_refused() {
     let handshake = server.await.expect("the server's task");
     assert!(handshake.is_err(), "the client ended the handshake");
 }
+
+#[test]
+fn each_delivery_thread_has_a_client_of_its_own_and_other_threads_share_one() {
+    let resolver = SafeResolver::new(AddressPolicy::new(Vec::new())).expect("a resolver");
+    let clients = DeliveryClients::new(2, Duration::from_secs(5), &resolver).expect("clients");
+    // Which of the clients a thread marked `mark` (or not marked) gets.
+    let used_on = |mark: Option<usize>| {
+        let clients = clients.clone();
+        std::thread::spawn(move || {
+            if let Some(index) = mark {
+                mark_delivery_thread(index);
+            }
+            let current: *const DeliveryClient = clients.current();
+            clients
+                .0
+                .iter()
+                .position(|client| std::ptr::eq(client, current))
+        })
+        .join()
+        .expect("the thread ends")
+    };
+    assert_eq!(used_on(Some(0)), Some(0));
+    assert_eq!(used_on(Some(1)), Some(1));
+    assert_eq!(
+        used_on(None),
+        Some(2),
+        "another thread's client is the last"
+    );
+    assert_eq!(
+        used_on(Some(5)),
+        Some(2),
+        "a thread past the count gets that one too"
+    );
+}

@@ -47,7 +47,7 @@ pub const USER_AGENT: &str = concat!("webhook-worker/", env!("CARGO_PKG_VERSION"
 /// Room for every header a request can carry, so the map is allocated once and never grows.
 const HEADERS: usize = 16;
 
-pub use client::ClientError;
+pub use client::{mark_delivery_thread, ClientError};
 
 /// Why an attempt failed, safe to log and to put in dead-letter headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub struct Attempt<'a> {
 
 #[derive(Clone)]
 pub struct Deliverer {
-    client: client::DeliveryClient,
+    clients: client::DeliveryClients,
     /// reqwest, for OAuth token endpoints: see [`Deliverer::client`].
     token_client: reqwest::Client,
     policy: AddressPolicy,
@@ -135,7 +135,7 @@ impl Deliverer {
         // One resolver for both clients, so they share its cache.
         let resolver = resolver::SafeResolver::new(policy.clone())?;
         Ok(Self {
-            client: client::delivery_client(timeout, resolver.clone())?,
+            clients: client::DeliveryClients::new(config.delivery.threads, timeout, &resolver)?,
             token_client: client::token_client(timeout, resolver)?,
             policy,
             timeout,
@@ -251,7 +251,7 @@ impl Deliverer {
     /// Sends the request and reads the response, both within `delivery.timeout`.
     async fn exchange(&self, request: Request<Full<Bytes>>) -> AttemptResult {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let sending = tokio::time::timeout_at(deadline, self.client.request(request));
+        let sending = tokio::time::timeout_at(deadline, self.clients.current().request(request));
         let response = match sending.await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => return AttemptResult::Failed(client::describe(&error)),

@@ -35,6 +35,7 @@ pub fn spawn(
     let runtime = current_thread_runtime()?;
     let (done, ended) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name(name).spawn(move || {
+        crate::delivery::mark_delivery_thread(worker.thread);
         let result = run_as_task(&runtime, worker.run(cancel));
         let _ = done.send(result);
         // The worker has closed its connections, but lapin's I/O threads finish with them on
