@@ -375,8 +375,8 @@ async fn run(
 /// Sends `frames` in order. lapin queues a frame when its future is first polled and resolves
 /// it once its I/O thread has written it: each is queued at once, in order, and only then are
 /// they waited for, so that a run of single acks (behind a hanging endpoint's delivery, every
-/// delivery is acked on its own) costs one trip to the I/O thread instead of one per frame. In
-/// turn, they held back the acks of everything else, and the prefetch window with them.
+/// delivery is acked on its own) costs one trip to the I/O thread instead of one per frame:
+/// waited for one at a time, they held back the acks after them, and the prefetch window.
 async fn send(channel: &Channel, frames: &[Frame], failed: &mut bool) {
     let mut unsent = Vec::new();
     for frame in frames {
