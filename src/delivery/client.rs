@@ -1,12 +1,13 @@
 //! The two outbound HTTP clients, built once with the same rules: a timeout on every request,
 //! no redirects, no proxies, and the [`SafeResolver`] on every connection.
 //!
-//! - Deliveries go through hyper-util's pooled HTTP/1.1 client over rustls ([`DeliveryClient`]),
-//!   without reqwest's per-request work (the URL parsed into a `Uri`, the header map cloned for a
-//!   redirect policy that is off, the `Uri` formatted back to text, boxed futures, extensions):
-//!   about 30,000 instructions a delivery. Its connector is configured as reqwest configured its
-//!   own: same crypto provider (ring), root store (webpki roots), TLS versions, ALPN, TCP
-//!   options and connect timeout; the request carries reqwest's default headers.
+//! - Deliveries go over HTTP/1.1 connections pooled by [`super::pool`], over rustls
+//!   ([`DeliveryClient`]), without reqwest's per-request work (the URL parsed into a `Uri`, the
+//!   header map cloned for a redirect policy that is off, the `Uri` formatted back to text, boxed
+//!   futures, extensions): about 30,000 instructions a delivery. Its connector is configured as
+//!   reqwest configured its own: same crypto provider (ring), root store (webpki roots), TLS
+//!   versions, ALPN, TCP options and connect timeout; the request carries reqwest's default
+//!   headers.
 //! - OAuth token requests keep reqwest ([`token_client`]): they are rare, and the token provider
 //!   uses its form and JSON helpers.
 //!
@@ -27,22 +28,20 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use http::Uri;
-use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-};
+use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioIo};
 
-use super::{Failure, FailureKind, USER_AGENT};
+use super::{
+    pool::{Pool, SendError},
+    Failure, FailureKind, USER_AGENT,
+};
 use crate::net::resolver::{self, SafeResolver};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// The delivery client: requests with a [`Full`] body (so an exact `Content-Length`).
-pub type DeliveryClient = Client<Connector, Full<Bytes>>;
+/// The delivery client: requests with a `Full` body (so an exact `Content-Length`).
+pub type DeliveryClient = Pool;
 
 thread_local! {
     /// Which delivery thread the calling thread is, if it is one ([`mark_delivery_thread`]).
@@ -128,12 +127,7 @@ pub fn delivery_client(
         inner: https,
         timeout: connect_timeout,
     };
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE);
-    Ok(builder.build(connector))
+    Ok(Pool::new(connector, POOL_IDLE))
 }
 
 /// TLS as reqwest (`rustls-tls`) set it up: the process's default crypto provider if one is
@@ -218,12 +212,12 @@ impl StdError for ConnectTimedOut {}
 /// classes are the ones reqwest's error gave: a body read error cannot reach here (the body is
 /// drained separately and its errors only end the read), nor a timeout of the whole request
 /// (the caller's).
-pub fn describe(error: &hyper_util::client::legacy::Error) -> Failure {
+pub fn describe(error: &SendError) -> Failure {
     if resolver::is_blocked(error) {
         Failure::new("blocked_address: the host resolves only to non-public addresses")
     } else if is_timeout(error) {
         Failure::timeout()
-    } else if error.is_connect() {
+    } else if matches!(error, SendError::Connect(_)) {
         Failure::of_kind(FailureKind::Connect, "connect: connection failed")
     } else {
         Failure::new("request: the request failed")

@@ -15,7 +15,7 @@ use tokio::{
 use super::*;
 use crate::{
     delivery::{Failure, FailureKind},
-    net::AddressPolicy,
+    net::{AddressPolicy, RequestTarget},
 };
 
 fn client(allow_loopback: bool) -> DeliveryClient {
@@ -29,14 +29,15 @@ fn client(allow_loopback: bool) -> DeliveryClient {
 }
 
 /// Sends an empty POST and describes how it failed.
-async fn failure(client: &DeliveryClient, uri: String) -> Failure {
+async fn failure(client: &DeliveryClient, url: String) -> Failure {
+    let url = url::Url::parse(&url).expect("a URL");
+    let target = RequestTarget::new(&url).expect("a target");
     let mut request = Request::new(Full::new(Bytes::new()));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri.parse().expect("a URI");
-    let error = client
-        .request(request)
-        .await
-        .expect_err("the request fails");
+    *request.uri_mut() = target.origin.clone();
+    let Err(error) = client.send(&target.uri, &target.key, request).await else {
+        panic!("the request fails");
+    };
     describe(&error)
 }
 

@@ -8,6 +8,7 @@ mod client;
 pub mod failing;
 pub mod health;
 pub mod outcome;
+mod pool;
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode,
 };
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use crate::{
     config::Config,
@@ -170,17 +171,23 @@ impl Deliverer {
     /// drops every request in flight, DNS lookups included (the resolver is async).
     pub async fn deliver(&self, webhook: &Webhook, attempt: &Attempt<'_>) -> AttemptResult {
         let started = Instant::now();
-        let result = tokio::time::timeout(
-            self.attempt_deadline,
-            self.deliver_with_token_refresh(webhook, attempt),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            AttemptResult::Failed(Failure::of_kind(
-                FailureKind::Timeout,
-                "timeout: the attempt deadline passed",
-            ))
-        });
+        let result = if webhook.oidc.is_some() {
+            tokio::time::timeout(
+                self.attempt_deadline,
+                self.deliver_with_token_refresh(webhook, attempt),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                AttemptResult::Failed(Failure::of_kind(
+                    FailureKind::Timeout,
+                    "timeout: the attempt deadline passed",
+                ))
+            })
+        } else {
+            // One request, bounded by `delivery.timeout`, which the config holds to at most the
+            // attempt deadline: a second timer per attempt would never fire first.
+            self.send(webhook, None, attempt).await.0
+        };
         self.metrics
             .delivery_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -237,31 +244,55 @@ impl Deliverer {
         };
         // No target (a scheme other than http(s), or a URL `http::Uri` refuses), or a header
         // value no request can carry: refused before sending, as reqwest refused them.
-        let request = webhook
-            .url
-            .target()
-            .and_then(|target| self.request(target, webhook, token.as_ref(), attempt).ok());
-        let Some(request) = request else {
+        let target = webhook.url.target();
+        let request = target.and_then(|target| {
+            self.request(target, webhook, token.as_ref(), attempt)
+                .ok()
+                .map(|request| (target, request))
+        });
+        let Some((target, request)) = request else {
             let failure = Failure::new("request: the request failed");
             return (AttemptResult::Failed(failure), token);
         };
-        (self.exchange(request).await, token)
+        (self.exchange(target, request).await, token)
     }
 
-    /// Sends the request and reads the response, both within `delivery.timeout`.
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> AttemptResult {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let sending = tokio::time::timeout_at(deadline, self.clients.current().request(request));
-        let response = match sending.await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => return AttemptResult::Failed(client::describe(&error)),
-            Err(_) => return AttemptResult::Failed(Failure::timeout()),
+    /// Sends the request and reads the response, both within `delivery.timeout`: one timer
+    /// for both. The connection goes back to the pool only once the whole body is read.
+    async fn exchange(
+        &self,
+        target: &RequestTarget,
+        request: Request<Full<Bytes>>,
+    ) -> AttemptResult {
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
+        let sending = self
+            .clients
+            .current()
+            .send(&target.uri, &target.key, request);
+        let (response, lease) = tokio::select! {
+            biased;
+            sent = sending => match sent {
+                Ok(sent) => sent,
+                Err(error) => return AttemptResult::Failed(client::describe(&error)),
+            },
+            () = &mut deadline => return AttemptResult::Failed(Failure::timeout()),
         };
         let status = response.status();
-        let retry_after =
-            outcome::retry_after(status.as_u16(), response.headers(), chrono::Utc::now());
+        let retry_after = if status.is_success() {
+            None
+        } else {
+            outcome::retry_after(status.as_u16(), response.headers(), chrono::Utc::now())
+        };
         // The answer is in: a body that is slow to come only costs its connection.
-        let _ = tokio::time::timeout_at(deadline, self.drain(response.into_body())).await;
+        let read = tokio::select! {
+            biased;
+            read = self.drain(response.into_body()) => read,
+            () = &mut deadline => false,
+        };
+        if read {
+            lease.release();
+        }
         classify(status, retry_after)
     }
 
@@ -320,7 +351,7 @@ impl Deliverer {
         headers.entry(HOST).or_insert_with(|| target.host.clone());
         let mut request = Request::new(Full::new(attempt.body.clone()));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = target.uri.clone();
+        *request.uri_mut() = target.origin.clone();
         *request.headers_mut() = headers;
         Ok(request)
     }
@@ -374,15 +405,18 @@ impl Deliverer {
     }
 
     /// Reads the response body up to the limit, so the connection can be reused; the rest is
-    /// dropped with the connection, as is the body after a read error.
-    async fn drain(&self, mut body: Incoming) {
+    /// dropped with the connection, as is the body after a read error. Whether it read the
+    /// body to its end.
+    async fn drain(&self, mut body: Incoming) -> bool {
         let mut read = 0usize;
         while read < self.max_response_bytes {
             match body.frame().await {
                 Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
-                _ => break,
+                Some(Err(_)) => return false,
+                None => return true,
             }
         }
+        body.is_end_stream()
     }
 }
 

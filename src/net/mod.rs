@@ -9,4 +9,4 @@ pub mod resolver;
 pub mod target;
 
 pub use addresses::AddressPolicy;
-pub use target::RequestTarget;
+pub use target::{PoolKey, RequestTarget};

@@ -1,10 +1,13 @@
 //! Where an HTTP request to a customer's URL goes, worked out once when the URL is read rather
-//! than on every request: the `http::Uri` the client takes, the `Host` header and the
-//! credentials the URL carries. The rules are the ones reqwest applied on every request before
+//! than on every request: the `http::Uri` the client connects to, the request line's target, the
+//! connection pool's key, the `Host` header and the credentials the URL carries. The rules are the ones reqwest applied on every request before
 //! the delivery client moved to hyper, so a URL is sent to exactly as it was.
 
 use base64::{prelude::BASE64_STANDARD, Engine};
-use http::{uri::Scheme, HeaderValue, Uri};
+use http::{
+    uri::{Authority, Parts, Scheme},
+    HeaderValue, Uri,
+};
 use percent_encoding::percent_decode_str;
 
 /// A URL ready to be sent to. Only `http` and `https` URLs that `http::Uri` accepts have one:
@@ -13,6 +16,11 @@ use percent_encoding::percent_decode_str;
 pub struct RequestTarget {
     /// Absolute form, without the URL's credentials (they travel in `basic_auth`).
     pub uri: Uri,
+    /// The request line's target (origin form: the path and query), as hyper-util rewrote the
+    /// absolute form on every request.
+    pub origin: Uri,
+    /// Which pooled connections can carry the request: one per scheme and authority.
+    pub key: PoolKey,
     /// What the client would otherwise format on every request: the host, and the port unless it
     /// is the scheme's default.
     pub host: HeaderValue,
@@ -41,11 +49,29 @@ impl RequestTarget {
             None => (url.as_str().parse::<Uri>().ok()?, None),
         };
         let host = host_header(&uri)?;
+        let key = (uri.scheme()?.clone(), uri.authority()?.clone());
         Some(Self {
+            origin: origin_form(&uri),
+            key,
             uri,
             host,
             basic_auth,
         })
+    }
+}
+
+/// The scheme and authority a pooled connection was opened to.
+pub type PoolKey = (Scheme, Authority);
+
+/// The path and query alone, `/` when there are none.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(path) if path.as_str() != "/" => {
+            let mut parts = Parts::default();
+            parts.path_and_query = Some(path.clone());
+            Uri::from_parts(parts).unwrap_or_default()
+        }
+        _ => Uri::default(),
     }
 }
 
@@ -117,6 +143,17 @@ mod tests {
             "https://example.com/p"
         );
         assert_eq!(uri("http://0x7f.1:9/"), "http://127.0.0.1:9/");
+    }
+
+    #[test]
+    fn the_request_line_names_the_path_and_query_and_the_pool_key_the_origin() {
+        let t = target("https://user:pw@Example.com:8443/a/b?x=1#f").expect("a target");
+        assert_eq!(t.origin.to_string(), "/a/b?x=1");
+        assert_eq!(t.key.0, Scheme::HTTPS);
+        assert_eq!(t.key.1.as_str(), "example.com:8443");
+        let root = target("http://example.com").expect("a target");
+        assert_eq!(root.origin.to_string(), "/");
+        assert_eq!(root.key.1.as_str(), "example.com");
     }
 
     #[test]
