@@ -157,7 +157,11 @@ async fn a_connection_the_server_closed_while_idle_gives_way_to_a_new_one() {
     let mut server = Server::start(1).await;
     let pool = pool(Duration::from_secs(60));
     assert_eq!(post(&pool, &server, true).await, "ok");
-    server.closed.recv().await.expect("the server closed the connection");
+    server
+        .closed
+        .recv()
+        .await
+        .expect("the server closed the connection");
     // Whether the pool has seen the close yet or not, the next request gets through.
     assert_eq!(post(&pool, &server, true).await, "ok");
     assert_eq!(server.connections(), 2);
