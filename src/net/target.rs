@@ -1,11 +1,14 @@
 //! Where an HTTP request to a customer's URL goes, worked out once when the URL is read rather
 //! than on every request: the `http::Uri` the client connects to, the request line's target, the
-//! connection pool's key, the `Host` header and the credentials the URL carries. The rules are the ones reqwest applied on every request before
-//! the delivery client moved to hyper, so a URL is sent to exactly as it was.
+//! connection pool's key, the `Host` header and the credentials the URL carries. The rules are
+//! the ones reqwest applied on every request before the delivery client moved to hyper, so a URL
+//! is sent to exactly as it was.
+
+use std::sync::Arc;
 
 use base64::{prelude::BASE64_STANDARD, Engine};
 use http::{
-    uri::{Authority, Parts, Scheme},
+    uri::{Parts, Scheme},
     HeaderValue, Uri,
 };
 use percent_encoding::percent_decode_str;
@@ -49,7 +52,7 @@ impl RequestTarget {
             None => (url.as_str().parse::<Uri>().ok()?, None),
         };
         let host = host_header(&uri)?;
-        let key = (uri.scheme()?.clone(), uri.authority()?.clone());
+        let key = PoolKey(format!("{}://{}", uri.scheme()?, uri.authority()?).into());
         Some(Self {
             origin: origin_form(&uri),
             key,
@@ -60,8 +63,17 @@ impl RequestTarget {
     }
 }
 
-/// The scheme and authority a pooled connection was opened to.
-pub type PoolKey = (Scheme, Authority);
+/// The scheme and authority a pooled connection was opened to, as one text: hashed in one pass
+/// (an `Authority` hashes itself a byte at a time, to ignore case; the URL's parse has already
+/// lower-cased the host).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey(Arc<str>);
+
+impl PoolKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// The path and query alone, `/` when there are none.
 fn origin_form(uri: &Uri) -> Uri {
@@ -149,11 +161,12 @@ mod tests {
     fn the_request_line_names_the_path_and_query_and_the_pool_key_the_origin() {
         let t = target("https://user:pw@Example.com:8443/a/b?x=1#f").expect("a target");
         assert_eq!(t.origin.to_string(), "/a/b?x=1");
-        assert_eq!(t.key.0, Scheme::HTTPS);
-        assert_eq!(t.key.1.as_str(), "example.com:8443");
+        assert_eq!(t.key.as_str(), "https://example.com:8443");
         let root = target("http://example.com").expect("a target");
         assert_eq!(root.origin.to_string(), "/");
-        assert_eq!(root.key.1.as_str(), "example.com");
+        assert_eq!(root.key.as_str(), "http://example.com");
+        let other_port = target("http://example.com:8080/").expect("a target");
+        assert_ne!(other_port.key, root.key);
     }
 
     #[test]

@@ -59,9 +59,9 @@ impl Permit {
 
     pub fn finish(mut self, signal: Signal) {
         self.finished = true;
+        let now = Instant::now().into_std();
         if let Some(account) = &self.account {
             let mut state = account.state();
-            let now = Instant::now().into_std();
             state.finish(now, now.saturating_duration_since(self.started));
             account.wake(&state);
         }
@@ -69,13 +69,7 @@ impl Permit {
         {
             let mut state = self.endpoint.state();
             let before = state.limit();
-            state.finish(
-                Instant::now().into_std(),
-                self.started,
-                self.probe,
-                signal,
-                &mut changes,
-            );
+            state.finish(now, self.started, self.probe, signal, &mut changes);
             self.health
                 .metrics
                 .endpoint_limit(Some(before), Some(state.limit()));
