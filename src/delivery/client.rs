@@ -2,7 +2,7 @@
 //! no redirects, no proxies, and the [`SafeResolver`] on every connection.
 //!
 //! - Deliveries go over HTTP/1.1 connections pooled by [`super::pool`], over rustls
-//!   ([`DeliveryClient`]), without reqwest's per-request work (the URL parsed into a `Uri`, the
+//!   ([`delivery_client`]), without reqwest's per-request work (the URL parsed into a `Uri`, the
 //!   header map cloned for a redirect policy that is off, the `Uri` formatted back to text, boxed
 //!   futures, extensions): about 30,000 instructions a delivery. Its connector is configured as
 //!   reqwest configured its own: same crypto provider (ring), root store (webpki roots), TLS
@@ -40,9 +40,6 @@ use crate::net::resolver::{self, SafeResolver};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// The delivery client: requests with a `Full` body (so an exact `Content-Length`).
-pub type DeliveryClient = Pool;
-
 thread_local! {
     /// Which delivery thread the calling thread is, if it is one ([`mark_delivery_thread`]).
     static DELIVERY_THREAD: Cell<Option<usize>> = const { Cell::new(None) };
@@ -57,7 +54,7 @@ pub fn mark_delivery_thread(index: usize) {
 /// A delivery client per delivery thread, and one more for every other thread (the API's
 /// runtime). Cheap to clone.
 #[derive(Clone)]
-pub struct DeliveryClients(Arc<[DeliveryClient]>);
+pub struct DeliveryClients(Arc<[Pool]>);
 
 impl DeliveryClients {
     /// `threads` clients for the delivery threads and one for the others, each with its own pool.
@@ -73,7 +70,7 @@ impl DeliveryClients {
     }
 
     /// The calling thread's client.
-    pub fn current(&self) -> &DeliveryClient {
+    pub fn current(&self) -> &Pool {
         let others = self.0.len() - 1;
         let index = DELIVERY_THREAD
             .with(Cell::get)
@@ -109,10 +106,7 @@ fn connect_timeout(timeout: Duration) -> Duration {
 
 /// The delivery client. `timeout` bounds connecting here; the whole request is bounded by the
 /// caller, who also reads the body.
-pub fn delivery_client(
-    timeout: Duration,
-    resolver: SafeResolver,
-) -> Result<DeliveryClient, ClientError> {
+pub fn delivery_client(timeout: Duration, resolver: SafeResolver) -> Result<Pool, ClientError> {
     let connect_timeout = connect_timeout(timeout);
     let mut http = HttpConnector::new_with_resolver(resolver);
     http.set_connect_timeout(Some(connect_timeout));

@@ -18,7 +18,7 @@ use crate::{
     net::{AddressPolicy, RequestTarget},
 };
 
-fn client(allow_loopback: bool) -> DeliveryClient {
+fn client(allow_loopback: bool) -> Pool {
     let networks = if allow_loopback {
         vec!["127.0.0.0/8".parse().expect("a network")]
     } else {
@@ -29,7 +29,7 @@ fn client(allow_loopback: bool) -> DeliveryClient {
 }
 
 /// Sends an empty POST and describes how it failed.
-async fn failure(client: &DeliveryClient, url: String) -> Failure {
+async fn failure(client: &Pool, url: String) -> Failure {
     let url = url::Url::parse(&url).expect("a URL");
     let target = RequestTarget::new(&url).expect("a target");
     let mut request = Request::new(Full::new(Bytes::new()));
@@ -138,7 +138,7 @@ fn each_delivery_thread_has_a_client_of_its_own_and_other_threads_share_one() {
             if let Some(index) = mark {
                 mark_delivery_thread(index);
             }
-            let current: *const DeliveryClient = clients.current();
+            let current: *const Pool = clients.current();
             clients
                 .0
                 .iter()
