@@ -7,6 +7,10 @@
 //!
 //! Disabling writes `disabled_at` through the store and updates the registry, so the API and
 //! this process's deliveries see it at once (other replicas within `registry.refresh`).
+//!
+//! The store's futures are boxed where they are awaited: they are rare (a webhook's health
+//! changing), and held inline they made every delivery's future larger, which the runtime copies
+//! as the future is built and moved (see docs/performance.md).
 
 use std::{sync::Arc, time::Duration};
 
@@ -81,7 +85,7 @@ impl Failing {
         // Known before the write, so the deliveries succeeding at the same moment do not each
         // write it too; forgotten again if the write fails.
         self.known.insert(webhook.id, Known::Healthy);
-        if let Err(error) = self.store.clear_failing(webhook.id).await {
+        if let Err(error) = Box::pin(self.store.clear_failing(webhook.id)).await {
             self.known.invalidate(&webhook.id);
             warn!(%error, webhook_id = %webhook.id, "cannot record a webhook's recovery");
         }
@@ -104,7 +108,7 @@ impl Failing {
             return false;
         }
         // Confirm against the database: a re-enable elsewhere may have cleared the record.
-        let stored = match self.store.failing_since(webhook.id).await {
+        let stored = match Box::pin(self.store.failing_since(webhook.id)).await {
             Ok(stored) => stored,
             Err(error) => {
                 warn!(%error, webhook_id = %webhook.id, "cannot read since when a webhook fails");
@@ -134,11 +138,10 @@ impl Failing {
     async fn mark(&self, webhook: &Webhook, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Remembered before the write, so concurrent failures do not all write it too.
         self.known.insert(webhook.id, Known::FailingSince(now));
-        match self
+        let marking = self
             .store
-            .mark_failing(&webhook.account_id, webhook.id, now)
-            .await
-        {
+            .mark_failing(&webhook.account_id, webhook.id, now);
+        match Box::pin(marking).await {
             Ok(since) => {
                 self.known.insert(webhook.id, Known::FailingSince(since));
                 Some(since)
@@ -155,11 +158,7 @@ impl Failing {
     /// it (false when it was disabled or deleted already, or the store failed).
     pub async fn disable(&self, webhook: &Webhook, reason: DisableReason) -> bool {
         let now = Utc::now();
-        match self
-            .store
-            .disable(&webhook.account_id, webhook.id, now)
-            .await
-        {
+        match Box::pin(self.store.disable(&webhook.account_id, webhook.id, now)).await {
             Ok(Some(disabled)) => {
                 self.known.invalidate(&webhook.id);
                 self.registry.upsert(disabled);

@@ -172,10 +172,12 @@ impl Deliverer {
     pub async fn deliver(&self, webhook: &Webhook, attempt: &Attempt<'_>) -> AttemptResult {
         let started = Instant::now();
         let result = if webhook.oidc.is_some() {
-            tokio::time::timeout(
+            // Boxed: two requests and a token's fetch, held inline, would make every
+            // delivery's future that much larger, OAuth or not (see `send`).
+            Box::pin(tokio::time::timeout(
                 self.attempt_deadline,
                 self.deliver_with_token_refresh(webhook, attempt),
-            )
+            ))
             .await
             .unwrap_or_else(|_| {
                 AttemptResult::Failed(Failure::of_kind(

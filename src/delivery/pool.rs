@@ -110,7 +110,10 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.inner.checkout(key) {
                 Some(sender) => (sender, true),
-                None => (self.connect(uri).await?, false),
+                // Boxed: connecting (TCP, TLS) is rare once a connection is pooled, and its
+                // ~2.4 KB future held inline made every request's future, and the task of every
+                // message above it, that much larger to build and move.
+                None => (Box::pin(self.connect(uri)).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
