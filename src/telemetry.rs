@@ -17,11 +17,13 @@ use crate::{
 };
 
 mod labels;
+mod span_fields;
 
 use labels::limit_bucket;
 pub use labels::{
     DeliveryOutcome, LimitLabels, OutcomeLabels, QueueLabels, ReasonLabels, SettleOutcome,
 };
+use span_fields::JsonSpanFields;
 
 /// Installs the global subscriber. Call once, at start.
 pub fn init_logging(config: &LogConfig) {
@@ -59,6 +61,8 @@ where
         .json()
         .flatten_event(true)
         .with_current_span(true)
+        // Each delivery's span is formatted whether a line is logged in it or not.
+        .fmt_fields(JsonSpanFields)
         .finish()
 }
 
