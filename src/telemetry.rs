@@ -16,6 +16,8 @@ use crate::{
     dead_reason::DeadReason,
 };
 
+#[cfg(test)]
+pub(crate) mod captured;
 mod labels;
 mod span_fields;
 

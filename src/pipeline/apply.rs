@@ -221,38 +221,11 @@ fn due_at(delay: Duration) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        io::Write,
-        sync::{Arc, Mutex},
-    };
-
     use tracing::Instrument;
     use tracing_subscriber::EnvFilter;
 
     use super::*;
-
-    /// Log output kept in memory.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Lines {
-        fn json(&self) -> Vec<serde_json::Value> {
-            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-            text.lines()
-                .map(|line| serde_json::from_str(line).expect(line))
-                .collect()
-        }
-    }
+    use crate::telemetry::captured::Lines;
 
     #[tokio::test]
     async fn a_line_logged_in_a_delivery_carries_its_ids_in_json() {

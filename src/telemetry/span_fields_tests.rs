@@ -1,35 +1,11 @@
 //! The span fields written directly are the fields tracing-subscriber's own `JsonFields` wrote:
 //! the same spans logged through both formatters give the same JSON values.
 
-use std::sync::{Arc, Mutex};
-
 use serde_json::Value;
 use tracing::field::Empty;
 
 use super::JsonSpanFields;
-
-/// Log output kept in memory.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn json(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| serde_json::from_str(line).expect(line))
-            .collect()
-    }
-}
+use crate::telemetry::captured::Lines;
 
 /// The `span` member of each line `log` writes, with upstream's formatter and with ours.
 fn spans_both_ways(log: impl Fn()) -> (Vec<Value>, Vec<Value>) {
