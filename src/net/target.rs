@@ -69,6 +69,7 @@ impl RequestTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey(Arc<str>);
 
+#[cfg(test)]
 impl PoolKey {
     pub fn as_str(&self) -> &str {
         &self.0
