@@ -12,10 +12,16 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 
-use crate::procfs::Sample;
+use crate::{
+    procfs::Sample,
+    publish::{Bodies, Destination},
+};
 
 const PREFETCH: u16 = 2000;
 const ACK_EVERY: u64 = 500;
+/// Acks at a rate are batched more finely, so that the prefetch window never holds a message
+/// back waiting for one.
+const ACK_EVERY_AT_RATE: u64 = 50;
 
 pub struct Ceiling {
     pub per_second: f64,
@@ -38,16 +44,7 @@ pub async fn measure(
         webhook_worker::queue::connect(&webhook_worker::config::AmqpUrls::parse(url)).await?;
     let channel = connection.create_channel().await?;
     let queue = format!("{prefix}.ceiling");
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel.queue_declare(&queue, durable, args).await?;
+    declare_quorum_queue(&channel, &queue).await?;
     crate::publish::backlog(
         &channel,
         crate::publish::DEFAULT_ACCOUNT,
@@ -100,4 +97,88 @@ pub async fn measure(
         client_us: own * 1e6 / timed,
         broker_us: broker.map(|b| b * 1e6 / timed),
     })
+}
+
+async fn declare_quorum_queue(channel: &lapin::Channel, queue: &str) -> anyhow::Result<()> {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel.queue_declare(queue, durable, args).await?;
+    Ok(())
+}
+
+/// The bare consumer's publish-to-receipt latency at `rate`: the bench's publisher and bodies,
+/// a quorum queue of its own, a consumer that only receives and acks (no HTTP, no worker).
+/// What the broker, the publisher and a client alone make of a message's latency at that rate
+/// on this machine, to read the worker's latency at the same rate against. Returns p50, p99
+/// and max in ms.
+pub async fn latency(
+    url: &str,
+    prefix: &str,
+    events: usize,
+    rate: f64,
+    bodies: &Bodies,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let connection =
+        webhook_worker::queue::connect(&webhook_worker::config::AmqpUrls::parse(url)).await?;
+    let publishing = connection.create_channel().await?;
+    let consuming = connection.create_channel().await?;
+    let queue = format!("{prefix}.bare-latency");
+    declare_quorum_queue(&consuming, &queue).await?;
+    consuming
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let mut consumer = consuming
+        .basic_consume(
+            &queue,
+            "bare-latency",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    // One consumer on a quorum queue gets its messages in the order they were published: the
+    // n-th received is the n-th sent.
+    let receiving = async {
+        let mut received = Vec::with_capacity(events);
+        while received.len() < events {
+            let delivery = consumer
+                .next()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("the consumer ended"))??;
+            received.push(crate::sink::wall_ns());
+            if received.len() as u64 % ACK_EVERY_AT_RATE == 0 || received.len() == events {
+                delivery
+                    .acker
+                    .ack(BasicAckOptions { multiple: true })
+                    .await?;
+            }
+        }
+        anyhow::Ok(received)
+    };
+    let sending = crate::publish::paced(
+        &publishing,
+        crate::publish::DEFAULT_ACCOUNT,
+        Destination::Queue(&queue),
+        bodies,
+        0,
+        events,
+        Some(rate),
+    );
+    let bound = std::time::Duration::from_secs(600 + events as u64 / 500);
+    let outcome = tokio::time::timeout(bound, async { tokio::join!(receiving, sending) }).await;
+    crate::settle_before_delete().await;
+    let deleted = consuming
+        .queue_delete(&queue, QueueDeleteOptions::default())
+        .await;
+    let _ = connection.close(200, "bare latency measured").await;
+    let (received, sent) = outcome.map_err(|_| anyhow::anyhow!("not all {events} arrived"))?;
+    let (received, sent) = (received?, sent?);
+    deleted?;
+    crate::run::latencies(&sent, &received, 0).ok_or_else(|| anyhow::anyhow!("nothing received"))
 }

@@ -8,7 +8,10 @@
 //! - `--backlog`: measure the ceiling (a bare consumer, see `ceiling`), then publish N events
 //!   before the worker starts and time it draining them, from its first delivery;
 //! - `--half-load`: the same, then publish N more at half the measured rate (or `--rate`) and
-//!   report latency; `--rate R` alone: the worker runs while N events are published at R/s;
+//!   report latency; `--rate R` alone: the worker runs while N events are published at R/s.
+//!   Either way, after the worker stopped, a bare consumer (see `ceiling::latency`) gets N
+//!   events at the same rate, and its latency is reported beside the worker's: what the broker,
+//!   the publisher and the machine alone make of a message's latency at that rate;
 //! - neither: publish as fast as confirms allow while the worker delivers;
 //! - `--delivery-log all|failures|off`: what the worker records (`delivery_log.record`; `all`,
 //!   the default, writes a row per attempt to SQLite); the rows written and dropped are reported;
@@ -213,16 +216,24 @@ async fn main() -> anyhow::Result<()> {
         (app, drain)
     };
     report.drain(&drain, args.backlog || args.half_load);
+    // The rate events were published at while the worker ran, when one was set.
+    let mut paced_rate = args.rate.filter(|_| !args.backlog);
     if args.half_load {
         let rate = args.rate.unwrap_or(drain.per_second / 2.0);
         load.run(&args, rate, expected * 2, broker, &mut report)
             .await?;
+        paced_rate = Some(rate);
     }
     let stats = sink.stats().await?;
     let metrics = app.metrics().clone();
     report.totals(&stats, args.events * phases, metrics.render());
     sink.kill_and_wait().await;
     stop(app).await;
+    if let Some(rate) = paced_rate {
+        // After the worker stopped, so that the two do not share the machine.
+        let bare = ceiling::latency(&args.amqp_url, &prefix, args.events, rate, &bodies).await?;
+        report.bare_latency(bare);
+    }
     // After the delivery log's last flush (the worker stopped).
     report.delivery_log(&metrics.render());
     report.print(args.json);
@@ -257,7 +268,7 @@ impl HalfLoad<'_> {
         let publishing = publish::paced(
             self.channel,
             publish::DEFAULT_ACCOUNT,
-            self.exchange,
+            publish::Destination::Exchange(self.exchange),
             self.bodies,
             from,
             events,

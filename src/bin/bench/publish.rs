@@ -123,12 +123,31 @@ pub async fn backlog<'a>(
     Ok(())
 }
 
+/// Where paced events go.
+#[derive(Clone, Copy)]
+pub enum Destination<'a> {
+    /// This exchange (the events exchange), routed by the event's type.
+    Exchange(&'a str),
+    /// This queue, through the default exchange.
+    Queue(&'a str),
+}
+
+impl<'a> Destination<'a> {
+    /// The exchange and routing key of `bodies`' event `seq`.
+    fn of(self, bodies: &'a Bodies, seq: usize) -> (&'a str, &'a str) {
+        match self {
+            Destination::Exchange(exchange) => (exchange, bodies.route(seq)),
+            Destination::Queue(queue) => ("", queue),
+        }
+    }
+}
+
 /// Publishes `from..from + events` for `account` at `rate` a second (`None`: as fast as it can)
-/// to the events exchange, routed by type, returning when each was published (ns since the epoch, indexed from `from`).
+/// to `to`, returning when each was published (ns since the epoch, indexed from `from`).
 pub async fn paced(
     channel: &Channel,
     account: &str,
-    exchange: &str,
+    to: Destination<'_>,
     bodies: &Bodies,
     from: usize,
     events: usize,
@@ -151,7 +170,7 @@ pub async fn paced(
             sent.push(crate::sink::wall_ns());
             let options = BasicPublishOptions::default();
             let body = bodies.body(seq);
-            let route = bodies.route(seq);
+            let (exchange, route) = to.of(bodies, seq);
             confirms.push(
                 channel
                     .basic_publish(exchange, route, options, &body, properties(account))

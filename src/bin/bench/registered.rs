@@ -145,7 +145,15 @@ async fn throughput(
 ) -> anyhow::Result<f64> {
     let (drained, sent) = tokio::join!(
         run::drain(sink, 1 + args.events, None),
-        publish::paced(channel, "default", exchange, bodies, 1, args.events, None)
+        publish::paced(
+            channel,
+            "default",
+            publish::Destination::Exchange(exchange),
+            bodies,
+            1,
+            args.events,
+            None,
+        )
     );
     drained?;
     sent?;

@@ -102,6 +102,13 @@ impl Report {
         }
     }
 
+    /// The bare consumer's latency at the worker's publish rate ([`crate::ceiling::latency`]).
+    pub fn bare_latency(&mut self, (p50, p99, max): (f64, f64, f64)) {
+        self.set("bare_consumer_latency_p50_ms", round(p50, 1));
+        self.set("bare_consumer_latency_p99_ms", round(p99, 1));
+        self.set("bare_consumer_latency_max_ms", round(max, 1));
+    }
+
     pub fn last_publish(&mut self, last_publish_ns: u64, last_receipt_ns: u64) {
         let ms = last_receipt_ns.saturating_sub(last_publish_ns) as f64 / 1e6;
         self.set("last_publish_to_last_receipt_ms", round(ms, 1));

@@ -164,7 +164,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let publishing = publish::paced(
         &channel,
         QUIET,
-        &exchange,
+        publish::Destination::Exchange(&exchange),
         &bodies,
         0,
         quiet_events,
