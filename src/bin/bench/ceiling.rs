@@ -12,10 +12,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 
-use crate::{
-    procfs::Sample,
-    publish::{Bodies, Destination},
-};
+use crate::{procfs::Sample, publish::Destination};
 
 const PREFETCH: u16 = 2000;
 const ACK_EVERY: u64 = 500;
@@ -113,21 +110,19 @@ async fn declare_quorum_queue(channel: &lapin::Channel, queue: &str) -> anyhow::
     Ok(())
 }
 
-/// The bare consumer's publish-to-receipt latency at `rate`: the bench's publisher and bodies,
-/// a quorum queue of its own, a consumer that only receives and acks (no HTTP, no worker).
+/// The bare consumer's publish-to-receipt latency at `rate`: the bench's publisher (a process
+/// of its own) and bodies, a quorum queue of its own, a consumer that only receives and acks (no HTTP, no worker).
 /// What the broker, the publisher and a client alone make of a message's latency at that rate
 /// on this machine, to read the worker's latency at the same rate against. Returns p50, p99
 /// and max in ms.
 pub async fn latency(
-    url: &str,
+    args: &crate::Args,
     prefix: &str,
-    events: usize,
     rate: f64,
-    bodies: &Bodies,
 ) -> anyhow::Result<(f64, f64, f64)> {
+    let (url, events) = (args.amqp_url.as_str(), args.events);
     let connection =
         webhook_worker::queue::connect(&webhook_worker::config::AmqpUrls::parse(url)).await?;
-    let publishing = connection.create_channel().await?;
     let consuming = connection.create_channel().await?;
     let queue = format!("{prefix}.bare-latency");
     declare_quorum_queue(&consuming, &queue).await?;
@@ -161,15 +156,9 @@ pub async fn latency(
         }
         anyhow::Ok(received)
     };
-    let sending = crate::publish::paced(
-        &publishing,
-        crate::publish::DEFAULT_ACCOUNT,
-        Destination::Queue(&queue),
-        bodies,
-        0,
-        events,
-        Some(rate),
-    );
+    let publisher =
+        crate::publish::Child::spawn(args, Destination::Queue(&queue), 0, events, Some(rate))?;
+    let sending = publisher.finish();
     let bound = std::time::Duration::from_secs(600 + events as u64 / 500);
     let outcome = tokio::time::timeout(bound, async { tokio::join!(receiving, sending) }).await;
     crate::settle_before_delete().await;
@@ -178,7 +167,7 @@ pub async fn latency(
         .await;
     let _ = connection.close(200, "bare latency measured").await;
     let (received, sent) = outcome.map_err(|_| anyhow::anyhow!("not all {events} arrived"))?;
-    let (received, sent) = (received?, sent?);
+    let (received, sent) = (received?, sent?.sent);
     deleted?;
     crate::run::latencies(&sent, &received, 0).ok_or_else(|| anyhow::anyhow!("nothing received"))
 }

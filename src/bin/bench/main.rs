@@ -12,7 +12,9 @@
 //!   Either way, after the worker stopped, a bare consumer (see `ceiling::latency`) gets N
 //!   events at the same rate, and its latency is reported beside the worker's: what the broker,
 //!   the publisher and the machine alone make of a message's latency at that rate;
-//! - neither: publish as fast as confirms allow while the worker delivers;
+//! - neither: publish as fast as confirms allow while the worker delivers. Events published
+//!   while the worker runs come from a publisher in a process of its own (`publish::Child`), so
+//!   this process's CPU is the worker's alone;
 //! - `--delivery-log all|failures|off`: what the worker records (`delivery_log.record`; `all`,
 //!   the default, writes a row per attempt to SQLite); the rows written and dropped are reported;
 //! - endpoint health: `--latency-ms 50 --capacity 64` makes the sink take 50 ms per request and
@@ -145,6 +147,8 @@ pub struct Args {
     /// Run as the sink (the bench starts itself this way).
     #[arg(long, hide = true)]
     sink: bool,
+    #[command(flatten)]
+    publisher: publish::ChildFlags,
 }
 
 #[tokio::main]
@@ -152,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.sink {
         return sink::serve(sink::Settings::new(&args, args.events)).await;
+    }
+    if args.publisher.publisher {
+        return publish::serve(&args).await;
     }
     if let Some(n) = args.registered_webhooks {
         return registered::run(&args, n).await;
@@ -162,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
     let broker = procfs::broker_pid();
     let broker = broker.as_deref();
     let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let bodies = publish::Bodies::new(if args.hanging { args.hanging_every } else { 0 })?;
+    let bodies = publish::bodies(&args)?;
     let phases = if args.half_load { 2 } else { 1 };
     let mut sink =
         sink::SinkProcess::spawn(sink::Settings::new(&args, args.events * phases)).await?;
@@ -191,9 +198,8 @@ async fn main() -> anyhow::Result<()> {
     queue::declare(&channel, &topology).await?;
     let expected = args.events * args.webhooks;
     let load = HalfLoad {
-        channel: &channel,
+        args: &args,
         exchange: &exchange,
-        bodies: &bodies,
         sink: &sink,
     };
     let (app, drain) = if args.backlog || args.half_load {
@@ -212,16 +218,15 @@ async fn main() -> anyhow::Result<()> {
         (app, run::drain(&sink, expected, broker).await?)
     } else {
         let app = start_worker(&args, &config, sink.addr).await?;
-        let drain = load.paced(&args, expected, broker, &mut report).await?;
+        let drain = load.paced(expected, broker, &mut report).await?;
         (app, drain)
     };
-    report.drain(&drain, args.backlog || args.half_load);
+    report.drain(&drain);
     // The rate events were published at while the worker ran, when one was set.
     let mut paced_rate = args.rate.filter(|_| !args.backlog);
     if args.half_load {
         let rate = args.rate.unwrap_or(drain.per_second / 2.0);
-        load.run(&args, rate, expected * 2, broker, &mut report)
-            .await?;
+        load.run(rate, expected * 2, broker, &mut report).await?;
         paced_rate = Some(rate);
     }
     let stats = sink.stats().await?;
@@ -231,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
     stop(app).await;
     if let Some(rate) = paced_rate {
         // After the worker stopped, so that the two do not share the machine.
-        let bare = ceiling::latency(&args.amqp_url, &prefix, args.events, rate, &bodies).await?;
+        let bare = ceiling::latency(&args, &prefix, rate).await?;
         report.bare_latency(bare);
     }
     // After the delivery log's last flush (the worker stopped).
@@ -245,11 +250,10 @@ async fn main() -> anyhow::Result<()> {
 
 /// Events published while the worker runs, their latencies measured: the paced mode, and the
 /// second phase of `--half-load` (as many events again, at half the backlog's drain rate unless
-/// `--rate` says otherwise).
+/// `--rate` says otherwise). The publisher is a process of its own ([`publish::Child`]).
 struct HalfLoad<'a> {
-    channel: &'a lapin::Channel,
+    args: &'a Args,
     exchange: &'a str,
-    bodies: &'a publish::Bodies,
     sink: &'a sink::SinkProcess,
 }
 
@@ -263,51 +267,52 @@ impl HalfLoad<'_> {
         rate: Option<f64>,
         expected: usize,
         broker: Option<&str>,
-    ) -> (anyhow::Result<run::Drain>, anyhow::Result<Vec<u64>>) {
+    ) -> anyhow::Result<(anyhow::Result<run::Drain>, publish::Published)> {
+        let to = publish::Destination::Exchange(self.exchange);
+        let publisher = publish::Child::spawn(self.args, to, from, events, rate)?;
         let waiting = run::drain(self.sink, expected, broker);
-        let publishing = publish::paced(
-            self.channel,
-            publish::DEFAULT_ACCOUNT,
-            publish::Destination::Exchange(self.exchange),
-            self.bodies,
-            from,
-            events,
-            rate,
-        );
-        tokio::join!(waiting, publishing)
+        let (drain, published) = tokio::join!(waiting, publisher.finish());
+        Ok((drain, published?))
     }
 
     /// The paced mode (no `--backlog`): events published at `--rate` while the worker runs.
     async fn paced(
         &self,
-        args: &Args,
         expected: usize,
         broker: Option<&str>,
         report: &mut report::Report,
     ) -> anyhow::Result<run::Drain> {
-        let (drain, sent) = self
+        let args = self.args;
+        let (drain, published) = self
             .publish_while_draining(0, args.events, args.rate, expected, broker)
-            .await;
-        let (drain, sent) = (drain?, sent?);
-        report.latency(args.rate, &sent, &self.sink.receipts().await?, 0);
+            .await?;
+        let drain = drain?;
+        let sent = &published.sent;
+        report.latency(args.rate, sent, &self.sink.receipts().await?, 0);
         report.last_publish(sent.last().copied().unwrap_or(0), drain.stats.last_ns);
+        report.publisher(&published);
         Ok(drain)
     }
 
     /// The second phase of `--half-load`.
     async fn run(
         &self,
-        args: &Args,
         rate: f64,
         expected: usize,
         broker: Option<&str>,
         report: &mut report::Report,
     ) -> anyhow::Result<()> {
-        let (_, sent) = self
-            .publish_while_draining(args.events, args.events, Some(rate), expected, broker)
-            .await;
+        let events = self.args.events;
+        let (drain, published) = self
+            .publish_while_draining(events, events, Some(rate), expected, broker)
+            .await?;
         let receipts = self.sink.receipts().await?;
-        report.latency(Some(rate), &sent?, &receipts, args.events);
+        report.latency(Some(rate), &published.sent, &receipts, events);
+        // A worker that fell behind still drains within the bound; if not, the latencies
+        // above say so, and there is no CPU figure for the phase.
+        if let Ok(drain) = drain {
+            report.half_load(&drain, &published);
+        }
         Ok(())
     }
 }

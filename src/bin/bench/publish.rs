@@ -1,5 +1,7 @@
 //! Publishing the bench's events: all at once with publisher confirms (a backlog), or at a fixed
-//! rate, remembering when each was published (for publish-to-receipt latency).
+//! rate, remembering when each was published (for publish-to-receipt latency). At a rate, the
+//! publisher runs in a process of its own ([`Child`]), so that the bench process's CPU is the
+//! worker's alone.
 
 use std::time::{Duration, Instant};
 
@@ -189,4 +191,129 @@ pub async fn paced(
         }
     }
     Ok(sent)
+}
+
+/// How the bench starts itself as the paced publisher (`--publisher`, hidden): where to, and
+/// from which sequence number. The rate, the count and the bodies come from `--rate`,
+/// `--events` and `--hanging`/`--hanging-every`, as in the bench itself.
+#[derive(clap::Args)]
+pub struct ChildFlags {
+    #[arg(long, hide = true)]
+    pub publisher: bool,
+    #[arg(long, hide = true)]
+    publish_exchange: Option<String>,
+    #[arg(long, hide = true)]
+    publish_queue: Option<String>,
+    #[arg(long, hide = true, default_value_t = 0)]
+    publish_from: usize,
+}
+
+/// The bodies the bench publishes, as `args` say.
+pub fn bodies(args: &crate::Args) -> anyhow::Result<Bodies> {
+    Bodies::new(if args.hanging { args.hanging_every } else { 0 })
+}
+
+/// Runs as the publisher process: publishes at `--rate`, then writes its CPU seconds (an `f64`)
+/// and when each event was published (`u64`s, ns since the epoch) to stdout, little-endian.
+pub async fn serve(args: &crate::Args) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let flags = &args.publisher;
+    let to = match (&flags.publish_queue, &flags.publish_exchange) {
+        (Some(queue), _) => Destination::Queue(queue),
+        (None, Some(exchange)) => Destination::Exchange(exchange),
+        (None, None) => anyhow::bail!("--publisher needs --publish-queue or --publish-exchange"),
+    };
+    let bodies = bodies(args)?;
+    let urls = webhook_worker::config::AmqpUrls::parse(&args.amqp_url);
+    let connection = webhook_worker::queue::connect(&urls).await?;
+    let channel = connection.create_channel().await?;
+    let sent = paced(
+        &channel,
+        DEFAULT_ACCOUNT,
+        to,
+        &bodies,
+        flags.publish_from,
+        args.events,
+        args.rate,
+    )
+    .await?;
+    let cpu = crate::procfs::cpu_seconds("self").unwrap_or(0.0);
+    crate::close(&connection).await;
+    let mut out = Vec::with_capacity(8 * (sent.len() + 1));
+    out.extend_from_slice(&cpu.to_le_bytes());
+    for at in sent {
+        out.extend_from_slice(&at.to_le_bytes());
+    }
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(&out).await?;
+    stdout.flush().await?;
+    Ok(())
+}
+
+/// What the publisher process did: when each event was published, and its CPU seconds.
+pub struct Published {
+    pub sent: Vec<u64>,
+    pub cpu_seconds: f64,
+}
+
+/// The paced publisher in a process of its own: publishes `from..from + events` to `to` at
+/// `rate` a second (`None`: as fast as it can), as [`paced`] does.
+pub struct Child {
+    child: tokio::process::Child,
+}
+
+impl Child {
+    pub fn spawn(
+        args: &crate::Args,
+        to: Destination<'_>,
+        from: usize,
+        events: usize,
+        rate: Option<f64>,
+    ) -> anyhow::Result<Self> {
+        let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        command.args(["--publisher", "--amqp-url", &args.amqp_url]);
+        command.args(["--events", &events.to_string()]);
+        command.args(["--publish-from", &from.to_string()]);
+        match to {
+            Destination::Exchange(exchange) => command.args(["--publish-exchange", exchange]),
+            Destination::Queue(queue) => command.args(["--publish-queue", queue]),
+        };
+        if let Some(rate) = rate {
+            command.args(["--rate", &rate.to_string()]);
+        }
+        if args.hanging {
+            command.args([
+                "--hanging",
+                "--hanging-every",
+                &args.hanging_every.to_string(),
+            ]);
+        }
+        let child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(Child { child })
+    }
+
+    /// Waits for the publisher to finish, and reads what it reports.
+    pub async fn finish(self) -> anyhow::Result<Published> {
+        let output = self.child.wait_with_output().await?;
+        anyhow::ensure!(
+            output.status.success(),
+            "the publisher process failed: {}",
+            output.status
+        );
+        let mut words = output
+            .stdout
+            .chunks_exact(8)
+            .map(|c| <[u8; 8]>::try_from(c).unwrap_or_default());
+        let cpu_seconds = f64::from_le_bytes(
+            words
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("the publisher reported nothing"))?,
+        );
+        let sent = words.map(u64::from_le_bytes).collect();
+        Ok(Published { sent, cpu_seconds })
+    }
 }

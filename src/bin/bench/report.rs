@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::{ceiling::Ceiling, run::Drain, sink::Stats, Args};
+use crate::{ceiling::Ceiling, publish::Published, run::Drain, sink::Stats, Args};
 
 pub struct Report {
     fields: Map<String, Value>,
@@ -63,19 +63,14 @@ impl Report {
         self.set("rss_at_worker_start_mib", round(rss_mib, 1));
     }
 
-    pub fn drain(&mut self, d: &Drain, worker_alone: bool) {
+    pub fn drain(&mut self, d: &Drain) {
         self.set("deliveries_per_s", round(d.per_second, 0));
         if let Some(ceiling) = self.ceiling {
             self.set("ratio_to_ceiling", round(d.per_second / ceiling, 2));
         }
-        // Without a backlog the publisher runs in this process too.
-        let key = if worker_alone {
-            "worker_cpu_us"
-        } else {
-            "worker_and_publisher_cpu_us"
-        };
-        self.set(key, round(d.own_us, 1));
-        if let (true, Some(bare)) = (worker_alone, self.ceiling_client_us) {
+        // The publisher, when events are published meanwhile, is a process of its own.
+        self.set("worker_cpu_us", round(d.own_us, 1));
+        if let Some(bare) = self.ceiling_client_us {
             // Issue 21's measure: what a delivery costs the worker against what receiving and
             // acking a message costs a bare client, in the same run.
             self.set(
@@ -100,6 +95,25 @@ impl Report {
             self.set("latency_p99_ms", round(p99, 1));
             self.set("latency_max_ms", round(max, 1));
         }
+    }
+
+    /// The paced publisher's CPU per event (a process of its own).
+    pub fn publisher(&mut self, p: &Published) {
+        let us = p.cpu_seconds * 1e6 / p.sent.len().max(1) as f64;
+        self.set("publisher_cpu_us", round(us, 1));
+    }
+
+    /// What the second phase of `--half-load` cost, per delivery: the worker, the broker, the
+    /// sink and (per event) the publisher.
+    pub fn half_load(&mut self, d: &Drain, p: &Published) {
+        self.set("half_load_worker_cpu_us", round(d.own_us, 1));
+        self.set(
+            "half_load_broker_cpu_us",
+            json!(d.broker_us.map(|b| round(b, 1))),
+        );
+        self.set("half_load_sink_cpu_us", round(d.sink_us, 1));
+        let us = p.cpu_seconds * 1e6 / p.sent.len().max(1) as f64;
+        self.set("half_load_publisher_cpu_us", round(us, 1));
     }
 
     /// The bare consumer's latency at the worker's publish rate ([`crate::ceiling::latency`]).
