@@ -111,10 +111,10 @@ async fn declare_quorum_queue(channel: &lapin::Channel, queue: &str) -> anyhow::
 }
 
 /// The bare consumer's publish-to-receipt latency at `rate`: the bench's publisher (a process
-/// of its own) and bodies, a quorum queue of its own, a consumer that only receives and acks (no HTTP, no worker).
-/// What the broker, the publisher and a client alone make of a message's latency at that rate
-/// on this machine, to read the worker's latency at the same rate against. Returns p50, p99
-/// and max in ms.
+/// of its own) and bodies, a quorum queue of its own, a consumer that only receives and acks
+/// (no HTTP, no worker). What the broker, the publisher and a client alone make of a message's
+/// latency at that rate on this machine, to read the worker's latency at the same rate
+/// against. Returns p50, p99 and max in ms.
 pub async fn latency(
     args: &crate::Args,
     prefix: &str,

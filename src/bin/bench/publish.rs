@@ -256,6 +256,13 @@ pub struct Published {
     pub cpu_seconds: f64,
 }
 
+impl Published {
+    /// The publisher's CPU per event published, in µs.
+    pub fn cpu_us_per_event(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.sent.len().max(1) as f64
+    }
+}
+
 /// The paced publisher in a process of its own: publishes `from..from + events` to `to` at
 /// `rate` a second (`None`: as fast as it can), as [`paced`] does.
 pub struct Child {

@@ -99,8 +99,7 @@ impl Report {
 
     /// The paced publisher's CPU per event (a process of its own).
     pub fn publisher(&mut self, p: &Published) {
-        let us = p.cpu_seconds * 1e6 / p.sent.len().max(1) as f64;
-        self.set("publisher_cpu_us", round(us, 1));
+        self.set("publisher_cpu_us", round(p.cpu_us_per_event(), 1));
     }
 
     /// What the second phase of `--half-load` cost, per delivery: the worker, the broker, the
@@ -112,8 +111,7 @@ impl Report {
             json!(d.broker_us.map(|b| round(b, 1))),
         );
         self.set("half_load_sink_cpu_us", round(d.sink_us, 1));
-        let us = p.cpu_seconds * 1e6 / p.sent.len().max(1) as f64;
-        self.set("half_load_publisher_cpu_us", round(us, 1));
+        self.set("half_load_publisher_cpu_us", round(p.cpu_us_per_event(), 1));
     }
 
     /// The bare consumer's latency at the worker's publish rate ([`crate::ceiling::latency`]).
